@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Prepare what the real-kernel end-to-end tests boot: QEMU, a Debian kernel and a small initramfs.
+#
+# Idempotent and cached outside the clone, in
+#   ${PCIDEVICES_CACHE:-$HOME/.cache/pcidevices}/e2e-<key>/
+# where <key> hashes this script and the guest's /init, so a change to either builds anew and an
+# unchanged recipe costs one `test -f`. On success the last line on stdout is that directory; all
+# progress goes to stderr. Needs root for `apt-get install` (only when a package is missing).
+#
+# The directory holds:
+#   vmlinuz          the Debian kernel (the exact package linux-image-amd64 depends on)
+#   initramfs.gz     busybox + the modules in MODULES and their dependencies + tests/e2e/init.sh
+#   kernel-release   e.g. 6.1.0-57-amd64
+#   ready            written last; its presence means the directory is complete
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache_root="${PCIDEVICES_CACHE:-$HOME/.cache/pcidevices}"
+key="$(cat "$here/prepare.sh" "$here/init.sh" | sha256sum | cut -c1-12)"
+out="$cache_root/e2e-$key"
+
+# Host tools: QEMU and a static busybox to build the guest from, lspci for the guest to run
+# (the guest chroots into the host's root, so a host package is a guest tool too).
+packages=(qemu-system-x86 busybox-static pciutils)
+# Modules the guest loads; their dependencies are added from modules.dep. A name the kernel has
+# built in (or lacks) is skipped, e.g. iommufd is not modular in every build.
+MODULES=(
+    vfio vfio_pci vfio_pci_core vfio_iommu_type1 iommufd
+    e1000e e1000 virtio_net virtio_pci
+    9p 9pnet 9pnet_virtio netfs
+)
+
+log() { printf 'prepare.sh: %s\n' "$*" >&2; }
+
+missing_packages() {
+    local p
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"
+    done
+}
+
+apt_updated=0
+apt_update_once() {
+    if [ "$apt_updated" = 0 ]; then
+        log "apt-get update"
+        apt-get update -qq >&2
+        apt_updated=1
+    fi
+}
+
+mapfile -t missing < <(missing_packages)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+if [ -f "$out/ready" ]; then
+    log "cached: $out"
+    echo "$out"
+    exit 0
+fi
+
+mkdir -p "$cache_root"
+exec 9>"$cache_root/e2e.lock"
+flock 9
+if [ -f "$out/ready" ]; then # another run finished it while we waited
+    echo "$out"
+    exit 0
+fi
+
+work="$(mktemp -d "$cache_root/e2e-build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# The kernel: resolve the exact image package (old builds leave the mirror, so ask apt, and
+# refresh the lists once if the download is gone).
+resolve_kernel_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null |
+        awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+kpkg="$(resolve_kernel_package || true)"
+if [ -z "$kpkg" ]; then
+    apt_update_once
+    kpkg="$(resolve_kernel_package)"
+fi
+log "kernel package $kpkg"
+if ! (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >&2); then
+    apt_update_once
+    kpkg="$(resolve_kernel_package)"
+    (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >&2)
+fi
+dpkg -x "$work"/"$kpkg"_*.deb "$work/kernel"
+krel="$(ls "$work/kernel/lib/modules")"
+log "kernel release $krel"
+
+# The initramfs: busybox applets, the modules with their dependencies, /init.
+root="$work/root"
+mkdir -p "$root"/{bin,sbin,proc,sys,dev,mnt,tmp,lib/modules/"$krel"}
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+done
+cp "$here/init.sh" "$root/init"
+chmod 755 "$root/init"
+
+kmods="$work/kernel/lib/modules/$krel"
+/bin/busybox depmod -b "$work/kernel" "$krel"
+# modules.dep lines are "kernel/x/y.ko: kernel/a.ko kernel/b.ko"; the name of x/y.ko is "y" with
+# '-' and '_' equivalent.
+declare -A wanted=()
+add_module() {
+    local name="${1//-/_}" line path dep
+    line="$(awk -F: -v n="$name" '{
+        f = $1; sub(/.*\//, "", f); sub(/\.ko(\.[a-z]+)?$/, "", f); gsub(/-/, "_", f)
+        if (f == n) { print; exit }
+    }' "$kmods/modules.dep")"
+    if [ -z "$line" ]; then
+        log "module $name: not modular in $krel, skipped"
+        return
+    fi
+    path="${line%%:*}"
+    [ -n "${wanted[$path]:-}" ] && return
+    wanted[$path]=1
+    for dep in ${line#*:}; do
+        dep="${dep##*/}"
+        dep="${dep%%.ko*}"
+        add_module "$dep"
+    done
+}
+for m in "${MODULES[@]}"; do add_module "$m"; done
+for path in "${!wanted[@]}"; do
+    mkdir -p "$root/lib/modules/$krel/$(dirname "$path")"
+    case "$path" in
+    *.ko.xz) xz -dc "$kmods/$path" >"$root/lib/modules/$krel/${path%.xz}" ;;
+    *.ko.zst) zstd -qdc "$kmods/$path" >"$root/lib/modules/$krel/${path%.zst}" ;;
+    *.ko) cp "$kmods/$path" "$root/lib/modules/$krel/$path" ;;
+    esac
+done
+cp "$kmods"/modules.{order,builtin} "$root/lib/modules/$krel/" 2>/dev/null || true
+/bin/busybox depmod -b "$root" "$krel"
+log "initramfs modules: $(printf '%s ' "${!wanted[@]}" | wc -w)"
+
+(cd "$root" && find . | /bin/busybox cpio -o -H newc 2>/dev/null) | gzip -1 >"$work/initramfs.gz"
+
+mkdir -p "$out.tmp"
+cp "$work/kernel/boot/vmlinuz-$krel" "$out.tmp/vmlinuz"
+mv "$work/initramfs.gz" "$out.tmp/initramfs.gz"
+echo "$krel" >"$out.tmp/kernel-release"
+echo "$kpkg" >"$out.tmp/kernel-package"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+touch "$out/ready"
+log "ready: $out"
+echo "$out"
