@@ -1,0 +1,112 @@
+"""Names the cluster knows devices by: object names, descriptions and resourceNames.
+
+These rules are a compatibility contract with ``devices.harvesterhci.io/v1beta1``: existing
+clusters, UIs and KubeVirt VMs use the exact strings, so they are reproduced byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, NewType
+
+from pcicore.address import PciAddress
+from pcicore.device import NodeName, PciDevice
+from pcicore.pciids import PciIds
+
+ResourceName = NewType("ResourceName", str)
+"""A kubelet extended-resource name (``intel.com/I350_GIGABIT_NETWORK_CONNECTION``)."""
+
+# The kubelet's unix socket path limit (sun_path) is 108 bytes; KubeVirt derives a socket name
+# from the resourceName, so names that would overflow it are shortened.
+_SOCKET_PATH_LIMIT: Final = 108
+_SOCKET_PREFIX: Final = "/var/lib/kubelet/device-plugins/kubevirt-"
+
+_NOT_ALPHANUMERIC: Final = re.compile(r"[^A-Za-z0-9]")
+_WHITESPACE_RUN: Final = re.compile(r"\s+")
+_NOT_RESOURCE_CHAR: Final = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def object_name(node: NodeName, address: PciAddress) -> str:
+    """The name of a PCIDevice (and of a claim on it): ``<node>-<address without : and .>``."""
+    return f"{node}-{address.compact}"
+
+
+def vendor_domain(vendor_name: str | None) -> str:
+    """The vendor part of a resourceName (``intel.com``, ``amd.com``, ``unknown.com``)."""
+    if not vendor_name:
+        return "unknown.com"
+    if "[" in vendor_name:
+        inside = vendor_name.split("[", 1)[1].split("]", 1)[0]
+        word = inside.split("/", 1)[0]
+    else:
+        word = vendor_name.split(" ", 1)[0]
+    return _NOT_ALPHANUMERIC.sub("", word).lower() + ".com"
+
+
+def _product(device_name: str) -> str:
+    text = device_name.strip().upper().replace("/", "_").replace(".", "_")
+    text = _WHITESPACE_RUN.sub("_", text)
+    text = _NOT_RESOURCE_CHAR.sub("", text)
+    return text.rstrip("_.-")
+
+
+def _fits_socket_path(vendor: str, product: str) -> bool:
+    return len(f"{_SOCKET_PREFIX}/{vendor}-{product}.sock") <= _SOCKET_PATH_LIMIT
+
+
+def resource_name(vendor_name: str | None, device_name: str | None, device_id: int) -> ResourceName:
+    """The resourceName under which KubeVirt schedules this kind of device."""
+    vendor = vendor_domain(vendor_name)
+    fallback = ResourceName(f"{vendor}/{device_id:04x}")
+    if device_name is None:
+        return fallback
+    product = _product(device_name) or f"{device_id:04x}"
+    if _fits_socket_path(vendor, product):
+        return ResourceName(f"{vendor}/{product}")
+    shortened = product.replace("VIRTUAL_FUNCTION", "VF")
+    if shortened != product and _fits_socket_path(vendor, shortened):
+        return ResourceName(f"{vendor}/{shortened}")
+    return fallback
+
+
+def description(
+    class_name: str | None, vendor_name: str | None, device_name: str | None, device: PciDevice
+) -> str:
+    """``<class>: <vendor> <device>``.
+
+    Unknown names become ``Class CCSS``, ``Vendor VVVV`` and ``Device DDDD``.
+    """
+    klass = class_name or f"Class {device.pci_class.class_id}"
+    vendor = vendor_name or f"Vendor {device.vendor_hex}"
+    product = device_name or f"Device {device.device_hex}"
+    return f"{klass}: {vendor} {product}"
+
+
+class DeviceNamer:
+    """Derives every cluster-facing name of a device from one ``pci.ids`` database."""
+
+    def __init__(self, ids: PciIds) -> None:
+        """Name devices with the names in ``ids``."""
+        self._ids = ids
+
+    def resource_name(self, device: PciDevice) -> ResourceName:
+        """The device's resourceName (see `resource_name`)."""
+        return resource_name(
+            self._ids.vendor(device.vendor_id),
+            self._ids.device(device.vendor_id, device.device_id),
+            device.device_id,
+        )
+
+    def class_name(self, device: PciDevice) -> str | None:
+        """The subclass name, else the class name, else ``None``."""
+        klass = device.pci_class
+        return self._ids.subclass_name(klass.base, klass.sub) or self._ids.class_name(klass.base)
+
+    def description(self, device: PciDevice) -> str:
+        """The device's one-line description (see `description`)."""
+        return description(
+            self.class_name(device),
+            self._ids.vendor(device.vendor_id),
+            self._ids.device(device.vendor_id, device.device_id),
+            device,
+        )
