@@ -1,85 +1,53 @@
 """The ``pcidevices`` command line: argument parsing and error reporting only.
 
-Each sub-command's module is imported only when that command runs, so ``pcidevices scan``
-never pays for the Kubernetes or gRPC clients. Every failure the user can fix ends as one line
-on stderr and a non-zero exit status, never a traceback.
+Each sub-command lives in a ``cli_<name>`` module that registers its arguments with nothing but
+``argparse``; the work behind a command is imported only when that command runs, so
+``pcidevices scan`` never pays for the Kubernetes or gRPC clients. Every failure the user can fix
+ends as one line on stderr and a non-zero exit status, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from pcicore.errors import PciDevicesError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Sub-command modules, in the order `pcidevices --help` lists them.
+COMMAND_MODULES = ("pcidevices.cli_scan",)
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, not a usage block."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line and exit with the usage status."""
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _add_host_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sysfs",
-        type=Path,
-        default=Path("/sys"),
-        metavar="ROOT",
-        help="sysfs mount point to read (default: /sys)",
-    )
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every sub-command."""
+    parser = CommandParser(
         prog="pcidevices",
         description="Discover PCI devices and hand them to KubeVirt VMs through vfio-pci.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    scan = commands.add_parser(
-        "scan", help="list this node's PCI devices as the cluster's PCIDevice objects"
-    )
-    _add_host_options(scan)
-    scan.add_argument(
-        "--node", help="node name (default: $NODE_NAME, else this host's name)", default=None
-    )
-    scan.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
-    scan.add_argument(
-        "-o",
-        "--output",
-        choices=("table", "json", "yaml"),
-        default="table",
-        help="output format (default: table)",
-    )
-    scan.set_defaults(run=_run_scan)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
     return parser
-
-
-def _run_scan(args: argparse.Namespace) -> int:
-    from pcidevices import scan  # noqa: PLC0415 - imported only when this command runs
-
-    return scan.run(
-        sysfs=args.sysfs,
-        node=args.node,
-        pci_ids=args.pci_ids,
-        output=args.output,
-        environ=os.environ,
-        stdout=sys.stdout,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pcidevices`` with ``argv`` (default: the process arguments); return the exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
@@ -92,4 +60,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
