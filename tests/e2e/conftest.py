@@ -1,0 +1,47 @@
+"""Host side of the real-kernel tests: boot the QEMU guest once per session, share its results.
+
+`guest_run` is requested only by `e2e`-marked host tests, so `-m "not e2e"` never boots QEMU.
+Set `PCIDEVICES_E2E_OUT=<dir>` to keep the guest's logs in a fixed place (default: pytest's
+temporary directory, printed in the summary and in every failure).
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from e2e import qemu
+
+_RUNS: list[tuple[qemu.GuestImage, qemu.GuestRun]] = []
+
+
+@pytest.fixture(scope="session")
+def guest_run(tmp_path_factory: pytest.TempPathFactory) -> qemu.GuestRun:
+    """Prepare and boot the guest once; it runs every test in `tests/e2e/guest/`."""
+    if qemu.running_in_guest():
+        pytest.skip("already inside the e2e guest: a guest does not boot another")
+    fixed = os.environ.get("PCIDEVICES_E2E_OUT")
+    out_dir = Path(fixed) if fixed else tmp_path_factory.mktemp("e2e-guest")
+    try:
+        image = qemu.prepare()
+        run = qemu.run_in_guest(out_dir=out_dir, image=image)
+    except qemu.GuestError as err:
+        pytest.fail(f"the e2e guest could not run: {err}", pytrace=False)
+    _RUNS.append((image, run))
+    return run
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the guest's timings and where its logs are."""
+    for image, run in _RUNS:
+        terminalreporter.section("real-kernel e2e guest")
+        terminalreporter.write_line(
+            f"kernel {image.kernel_release}; prepare {image.prepare_seconds:.1f} s, "
+            f"boot {_seconds(run.boot_seconds)}, guest pytest {_seconds(run.run_seconds)}, "
+            f"QEMU total {run.total_seconds:.1f} s; guest pytest exit {run.pytest_exit}"
+        )
+        terminalreporter.write_line(f"logs: {run.out_dir} (console.log, pytest.log, junit.xml)")
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} s"

@@ -1,0 +1,50 @@
+"""Tests in this folder run only inside the QEMU guest that `tests/e2e/qemu.py` boots.
+
+Every test collected here gets the `e2e` marker and, outside the guest, a skip: the host runs them
+through `tests/e2e/test_real_kernel.py`, which boots the guest and reports each guest test's
+outcome. A new guest test is a new `test_guest_*.py` file in this folder and nothing else.
+
+The guest is recognised by the token on its kernel command line, which no host kernel has.
+Each test starts from, and is put back to, the layout's boot-time drivers (`pristine_devices`).
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.guest import rawsysfs
+from e2e.layout import FREE_NIC, MGMT_NIC, SHARED_PAIR
+from e2e.qemu import running_in_guest
+
+GUEST_DIR = Path(__file__).resolve().parent
+LAYOUT_DEVICES = (MGMT_NIC, FREE_NIC, *SHARED_PAIR)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so `-m "not e2e"` drops these too
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark this folder's tests `e2e`, and skip them anywhere but in the guest."""
+    guest = running_in_guest()
+    skip = pytest.mark.skip(
+        reason="runs only inside the QEMU guest; the host runs it via tests/e2e/test_real_kernel.py"
+    )
+    for item in items:
+        if GUEST_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+            if not guest:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def boot_drivers() -> dict[str, str | None]:
+    """The driver of each layout device as the guest booted (before any test moved one)."""
+    return {address: rawsysfs.driver(address) for address in LAYOUT_DEVICES}
+
+
+@pytest.fixture(autouse=True)
+def pristine_devices(boot_drivers: dict[str, str | None]) -> Iterator[None]:
+    """Put every layout device back on its boot-time driver after each test."""
+    yield
+    for address, original in boot_drivers.items():
+        if rawsysfs.driver(address) != original:
+            rawsysfs.release(address)

@@ -1,0 +1,409 @@
+"""Boot the end-to-end guest under QEMU and run a pytest selection inside it.
+
+A fake sysfs only proves that the code agrees with our own idea of the kernel; this harness runs
+the project against a real one. `prepare()` runs `prepare.sh` (cached kernel + initramfs),
+`run_in_guest()` boots QEMU (software emulation, emulated Intel IOMMU, the devices of
+`layout.py`), lets the guest's `/init` chroot into the host's root shared read-only over 9p and
+run `python -m pytest <selection>` from this repository with the same interpreter as the caller,
+then reads the junit XML, pytest's log and the console log from a writable 9p share.
+
+QEMU exits 0 whatever the guest's tests did, so the result is only what the share holds. The
+whole run is bounded by coreutils `timeout` and by the wait here.
+
+Run by hand (prints the outcome and where the logs are):
+
+    .venv/bin/python tests/e2e/qemu.py tests/e2e/guest -- -k layout
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+if __package__ in {None, ""}:  # run as a script: make `e2e.layout` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# After the sys.path fix above, which a script run needs.
+from e2e.layout import GUEST_DEVICES, HOST_ROOT_SHARE, RESULT_SHARE
+
+E2E_DIR = Path(__file__).resolve().parent
+REPO_ROOT = E2E_DIR.parent.parent
+GUEST_SELECTION = ("tests/e2e/guest",)
+GUEST_TOKEN = "pcidevices_e2e=1"  # noqa: S105 (a kernel command-line word, not a secret)
+"""On the guest kernel's command line; `tests/e2e/guest/conftest.py` skips its tests without it."""
+RESULT_MOUNT = "/run/pcidevices-e2e"
+"""Where the guest sees the writable share (init.sh mounts it there, inside the chroot)."""
+KERNEL_CMDLINE = f"console=ttyS0 intel_iommu=on panic=-1 {GUEST_TOKEN}"
+DEFAULT_TIMEOUT = 480.0
+GUEST_MEMORY_MIB = 2048
+_POLL_SECONDS = 0.2
+_RESULT_FILES = (
+    "job-started",
+    "pytest-exit",
+    "junit.xml",
+    "pytest.log",
+    "console.log",
+    "init-finished",
+)
+
+
+def running_in_guest(cmdline: Path = Path("/proc/cmdline")) -> bool:
+    """True inside the e2e guest: its kernel was booted with `GUEST_TOKEN`, which no host has."""
+    try:
+        return GUEST_TOKEN in cmdline.read_text().split()
+    except OSError:
+        return False
+
+
+class GuestError(Exception):
+    """The guest could not be prepared or booted, or it left no test results."""
+
+
+@attrs.frozen
+class GuestImage:
+    """A prepared kernel and initramfs (from `prepare.sh`).
+
+    Attributes:
+        directory: The cache directory that holds them.
+        kernel_release: The guest kernel's `uname -r`.
+        prepare_seconds: How long `prepare.sh` took this time (a cache hit is well under 1 s).
+    """
+
+    directory: Path
+    kernel_release: str
+    prepare_seconds: float
+
+    @property
+    def kernel(self) -> Path:
+        """The kernel image."""
+        return self.directory / "vmlinuz"
+
+    @property
+    def initramfs(self) -> Path:
+        """The busybox initramfs whose /init is `tests/e2e/init.sh`."""
+        return self.directory / "initramfs.gz"
+
+
+@attrs.frozen
+class GuestCase:
+    """The outcome of one test that ran inside the guest, from its junit XML.
+
+    Attributes:
+        nodeid: The pytest node id, relative to the repository, e.g.
+            `tests/e2e/guest/test_guest_layout.py::test_shared_pair_is_one_group`.
+        file: The test file, relative to the repository.
+        outcome: `passed`, `failed`, `error` or `skipped`.
+        message: The failure, error or skip message (empty when passed).
+        details: The traceback and captured output (empty when passed).
+        seconds: The test's duration inside the guest.
+    """
+
+    nodeid: str
+    file: str
+    outcome: str
+    message: str
+    details: str
+    seconds: float
+
+
+@attrs.frozen
+class GuestRun:
+    """What one boot of the guest produced.
+
+    Attributes:
+        out_dir: The host directory shared writable with the guest; every log is in it.
+        pytest_exit: pytest's exit status inside the guest, None if it never finished.
+        cases: One entry per test the guest ran.
+        boot_seconds: From QEMU's start until the guest started job.sh (None if it never did).
+        run_seconds: From job.sh's start until pytest exited in the guest.
+        total_seconds: From QEMU's start until QEMU exited.
+        qemu_exit: QEMU's exit status (124 when `timeout` stopped it).
+    """
+
+    out_dir: Path
+    pytest_exit: int | None
+    cases: tuple[GuestCase, ...]
+    boot_seconds: float | None
+    run_seconds: float | None
+    total_seconds: float
+    qemu_exit: int
+
+    @property
+    def console_log(self) -> Path:
+        """The guest's serial console: kernel messages, init's messages and pytest's output."""
+        return self.out_dir / "console.log"
+
+    @property
+    def pytest_log(self) -> Path:
+        """The output of pytest inside the guest (`-v -rA`)."""
+        return self.out_dir / "pytest.log"
+
+    @property
+    def junit_xml(self) -> Path:
+        """The guest's junit XML report."""
+        return self.out_dir / "junit.xml"
+
+    def cases_in(self, file: str) -> tuple[GuestCase, ...]:
+        """The guest's results for one test file (a path relative to the repository)."""
+        return tuple(case for case in self.cases if case.file == file)
+
+    def tail(self, log: Path, lines: int = 60) -> str:
+        """The last lines of one of the run's logs, or a note that it is missing."""
+        try:
+            text = log.read_text(errors="replace")
+        except FileNotFoundError:
+            return f"({log} was not written)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def prepare(*, timeout: float = 900.0) -> GuestImage:
+    """Run `prepare.sh`: install QEMU and busybox if missing, build or reuse kernel + initramfs."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            ["bash", str(E2E_DIR / "prepare.sh")],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise GuestError(f"prepare.sh did not finish in {timeout:.0f} s") from err
+    if done.returncode != 0:
+        raise GuestError(
+            f"prepare.sh failed with exit status {done.returncode} (it needs root for apt-get "
+            f"and the Debian package mirror):\n{done.stderr[-4000:]}"
+        )
+    directory = Path(done.stdout.strip().splitlines()[-1])
+    release = (directory / "kernel-release").read_text().strip()
+    return GuestImage(directory, release, time.monotonic() - started)
+
+
+def qemu_command(image: GuestImage, out_dir: Path) -> list[str]:
+    """QEMU's argv for the fixed layout: q35, emulated IOMMU, `GUEST_DEVICES`, two 9p shares."""
+    command = [
+        "qemu-system-x86_64",
+        "-nodefaults",
+        # /dev/kvm may open but not work on the project's machines, and then QEMU hangs.
+        "-accel",
+        "tcg",
+        "-machine",
+        "q35,kernel-irqchip=split",
+        "-smp",
+        "2",
+        "-m",
+        str(GUEST_MEMORY_MIB),
+        # The IOMMU must be created before the devices it translates for.
+        "-device",
+        "intel-iommu,intremap=on,caching-mode=on",
+        "-kernel",
+        str(image.kernel),
+        "-initrd",
+        str(image.initramfs),
+        "-append",
+        KERNEL_CMDLINE,
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        f"file:{out_dir / 'console.log'}",
+        "-no-reboot",
+    ]
+    for device in GUEST_DEVICES:
+        command += device.qemu_args
+    command += [
+        "-fsdev",
+        "local,id=hostroot,path=/,readonly=on,security_model=none,multidevs=remap",
+        "-device",
+        f"virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,addr={HOST_ROOT_SHARE[8:]}",
+        "-fsdev",
+        f"local,id=e2eout,path={out_dir},security_model=none",
+        "-device",
+        f"virtio-9p-pci,fsdev=e2eout,mount_tag=e2eout,addr={RESULT_SHARE[8:]}",
+    ]
+    return command
+
+
+def job_script(selection: Sequence[str], python: str) -> str:
+    """The shell script the guest runs chrooted into the host's root (written to the share)."""
+    venv_bin = str(Path(python).parent)
+    path = f"{venv_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    pytest_args = [
+        python,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",  # the repository is read-only in the guest
+        "-v",
+        "-rA",
+        "-o",
+        "junit_family=xunit1",  # gives each testcase its file
+        "-o",
+        "junit_logging=all",
+        f"--junitxml={RESULT_MOUNT}/junit.xml",
+        *selection,
+    ]
+    out = RESULT_MOUNT
+    return "\n".join(
+        [
+            "# Written by tests/e2e/qemu.py; run by the guest's /init inside the chroot.",
+            f"date +%s.%N > {out}/job-started",
+            f"export PATH={shlex.quote(path)}",
+            "export HOME=/tmp/home LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1",
+            "export PCIDEVICES_E2E_GUEST=1",
+            'mkdir -p "$HOME"',
+            f"cd {shlex.quote(str(REPO_ROOT))} || exit 1",
+            (
+                f"{{ {shlex.join(pytest_args)}; echo $? > {out}/pytest-exit; }} 2>&1"
+                f" | tee {out}/pytest.log"
+            ),
+            "",
+        ]
+    )
+
+
+def run_in_guest(
+    selection: Sequence[str] = GUEST_SELECTION,
+    *,
+    out_dir: Path,
+    image: GuestImage | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    python: str = sys.executable,
+) -> GuestRun:
+    """Boot the guest once, run `python -m pytest <selection>` inside it, collect the results.
+
+    Args:
+        selection: pytest arguments, relative to the repository root (paths, `-k`, ...).
+        out_dir: An empty host directory; it becomes the guest's writable share and keeps the
+            console log, pytest's log and the junit XML.
+        image: A prepared kernel + initramfs; `prepare()` when omitted.
+        timeout: Seconds before QEMU is killed.
+        python: The interpreter the guest runs (its directory is first on the guest's PATH, so
+            the virtualenv's `pcidevices` script is found); the caller's by default.
+
+    Raises:
+        GuestError: QEMU is missing or could not start.
+    """
+    image = image or prepare()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _RESULT_FILES:  # a reused directory must not report an older run
+        (out_dir / stale).unlink(missing_ok=True)
+    (out_dir / "job.sh").write_text(job_script(selection, python))
+    command = ["timeout", "--kill-after=10", f"{timeout:.0f}", *qemu_command(image, out_dir)]
+    (out_dir / "qemu-command.txt").write_text(shlex.join(command) + "\n")
+    started = time.monotonic()
+    boot_seconds: float | None = None
+    run_seconds: float | None = None
+    try:
+        qemu = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=(out_dir / "qemu.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+    except OSError as err:
+        raise GuestError(f"cannot start QEMU ({err}); run tests/e2e/prepare.sh as root") from err
+    while (exit_status := qemu.poll()) is None:
+        elapsed = time.monotonic() - started
+        if boot_seconds is None and (out_dir / "job-started").exists():
+            boot_seconds = elapsed
+        if run_seconds is None and boot_seconds is not None and (out_dir / "pytest-exit").exists():
+            run_seconds = elapsed - boot_seconds
+        if elapsed > timeout + 30:  # `timeout` itself failed to stop it
+            qemu.kill()
+        time.sleep(_POLL_SECONDS)
+    total = time.monotonic() - started
+    return GuestRun(
+        out_dir=out_dir,
+        pytest_exit=_read_int(out_dir / "pytest-exit"),
+        cases=_read_junit(out_dir / "junit.xml"),
+        boot_seconds=boot_seconds,
+        run_seconds=run_seconds,
+        total_seconds=total,
+        qemu_exit=exit_status,
+    )
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _read_junit(path: Path) -> tuple[GuestCase, ...]:
+    if not path.exists():
+        return ()
+    # The XML is our own guest's pytest output, not untrusted input.
+    tree = ET.parse(path)  # noqa: S314
+    cases = []
+    for case in tree.iter("testcase"):
+        file = case.get("file", "")
+        module = file.removesuffix(".py").replace("/", ".")
+        classname = case.get("classname", "")
+        test_class = classname[len(module) + 1 :] if classname.startswith(module + ".") else ""
+        nodeid = "::".join(part for part in (file, test_class, case.get("name", "")) if part)
+        outcome, message, details = "passed", "", ""
+        for tag in ("failure", "error", "skipped"):
+            element = case.find(tag)
+            if element is not None:
+                outcome = "failed" if tag == "failure" else tag
+                message = element.get("message", "")
+                details = element.text or ""
+                break
+        captured = [
+            f"--- {tag} ---\n{element.text}"
+            for tag in ("system-out", "system-err")
+            if (element := case.find(tag)) is not None and element.text
+        ]
+        if outcome != "passed" and captured:
+            details = "\n".join([details, *captured])
+        cases.append(
+            GuestCase(nodeid, file, outcome, message, details, float(case.get("time", "0")))
+        )
+    return tuple(cases)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Boot the guest by hand: `qemu.py [SELECTION ...] [--out DIR]`; exits with pytest's status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("selection", nargs="*", default=list(GUEST_SELECTION))
+    parser.add_argument("--out", type=Path, help="keep the logs here (default: a new temp dir)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    args = parser.parse_args(argv)
+    out_dir = args.out or Path(tempfile.mkdtemp(prefix="pcidevices-e2e-"))
+    image = prepare()
+    run = run_in_guest(args.selection, out_dir=out_dir, image=image, timeout=args.timeout)
+    counts: dict[str, int] = {}
+    for case in run.cases:
+        counts[case.outcome] = counts.get(case.outcome, 0) + 1
+    report = {
+        "kernel": image.kernel_release,
+        "prepare_s": round(image.prepare_seconds, 1),
+        "boot_s": run.boot_seconds and round(run.boot_seconds, 1),
+        "run_s": run.run_seconds and round(run.run_seconds, 1),
+        "total_s": round(run.total_seconds, 1),
+        "qemu_exit": run.qemu_exit,
+        "pytest_exit": run.pytest_exit,
+        "cases": counts,
+        "logs": str(out_dir),
+    }
+    sys.stdout.write(f"{report}\n")
+    return run.pytest_exit if run.pytest_exit is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
