@@ -4,6 +4,8 @@ Adapters translate their own failures (``OSError`` with an errno, API and gRPC e
 these, chaining the original as ``__cause__``.
 """
 
+import errno
+
 
 class PciDevicesError(Exception):
     """Base of every error raised on purpose by pcidevices."""
@@ -44,3 +46,55 @@ class DeviceNotFoundError(PciDevicesError, LookupError):
             f"no PCI device at {address} on this host; list the devices with `pcidevices scan`"
         )
         self.address = address
+
+
+class ClaimRefusedError(PciDevicesError):
+    """A device may not be handed to ``vfio-pci``: the host depends on it, or policy forbids it.
+
+    Attributes:
+        address: The device refused.
+        reason: A `pcicore.claim.Reason` naming why (kept untyped here to avoid an import cycle).
+    """
+
+    def __init__(self, address: object, reason: object, message: str) -> None:
+        """Refuse ``address`` for ``reason``; ``message`` says why and what to do."""
+        super().__init__(message)
+        self.address = address
+        self.reason = reason
+
+
+class DriverWriteError(PciDevicesError, OSError):
+    """The kernel refused a write to a driver-binding attribute in sysfs.
+
+    Attributes:
+        path: The attribute written.
+        errno: The kernel's answer (``EBUSY``, ``ENODEV``, ``EINVAL``, ``EACCES``).
+        temporary: Whether trying again later may succeed (the device was busy).
+    """
+
+    def __init__(self, path: str, error_number: int, detail: str) -> None:
+        """Describe the failed write of ``path`` that returned ``error_number``."""
+        super().__init__(error_number, detail)
+        self.path = path
+
+    @property
+    def temporary(self) -> bool:
+        """``EBUSY`` and ``EAGAIN`` pass; every other errno will answer the same next time."""
+        return self.errno in {errno.EBUSY, errno.EAGAIN}
+
+    @property
+    def vanished(self) -> bool:
+        """``ENODEV``/``ENOENT``/``ENXIO``: the device is no longer there."""
+        return self.errno in {errno.ENODEV, errno.ENOENT, errno.ENXIO}
+
+
+class ModuleLoadError(PciDevicesError):
+    """A kernel module needed for passthrough (``vfio-pci``) could not be loaded."""
+
+
+class ClaimStateError(PciDevicesError):
+    """The file recording claims and original drivers is unreadable or not ours."""
+
+
+class ClaimFailedError(PciDevicesError):
+    """Moving a device to or from ``vfio-pci`` ended without reaching the wanted driver."""

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from pcicore.address import PciAddress
+from pcicore.claim import Action, Observation
 from pcicore.device import PciDevice
+from pcicore.hostfacts import HostFacts
+from pcicore.ledger import Ledger
 
 
 class PciBus(Protocol):
@@ -22,4 +25,56 @@ class PciBus(Protocol):
 
     def device(self, address: PciAddress) -> PciDevice | None:
         """The function at ``address`` now, or ``None`` if there is none (or it vanished)."""
+        ...
+
+
+# --- Ports of the claim engine (issue 4) ---------------------------------------------------
+
+
+class DriverControl(Protocol):
+    """Observes and changes which kernel driver a PCI function is bound to."""
+
+    def observe(self, address: PciAddress) -> Observation:
+        """What the host shows now about ``address``: device, driver override, modules."""
+        ...
+
+    def apply(self, action: Action) -> None:
+        """Perform one step of a claim.
+
+        Raises:
+            DriverWriteError: the kernel refused the write (the errno says why).
+            ModuleLoadError: a module could not be loaded.
+        """
+        ...
+
+
+class HostFactsSource(Protocol):
+    """Tells which devices the host itself depends on (network, disks, console)."""
+
+    def facts(self) -> HostFacts:
+        """The host's dependencies now."""
+        ...
+
+
+class LedgerStore(Protocol):
+    """Keeps the claims and the original drivers across restarts and reboots."""
+
+    def load(self) -> Ledger:
+        """The ledger as last saved (empty when never saved)."""
+        ...
+
+    def save(self, ledger: Ledger) -> None:
+        """Replace the saved ledger, atomically."""
+        ...
+
+
+class Clock(Protocol):
+    """Time for retries and backoff; tests pass one that does not sleep."""
+
+    def now(self) -> float:
+        """Monotonic seconds."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
         ...
