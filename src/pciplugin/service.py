@@ -1,0 +1,186 @@
+"""The ``v1beta1.DevicePlugin`` service of one resource, on a typed gRPC method table.
+
+The generated ``api_pb2_grpc`` module carries no types, so the method table is written here
+against ``grpc``'s typed API; the paths come from the proto package (``/v1beta1.DevicePlugin/…``)
+and the tests drive this service through the generated client, which checks both agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any, Final
+
+import grpc
+
+from pcicore.naming import ResourceName
+from pcicore.preferred import preferred_allocation
+from pcicore.resources import (
+    AllocationError,
+    ResourcePool,
+    UnhealthyDeviceError,
+    allocate,
+)
+from pciplugin import messages
+from pciplugin._generated.v1beta1 import api_pb2
+
+_log = logging.getLogger(__name__)
+
+SERVICE: Final = "v1beta1.DevicePlugin"
+# How often a ListAndWatch stream checks that its client is still there.
+_STREAM_CHECK_SECONDS: Final = 0.2
+
+
+class PoolFeed:
+    """The latest state of one resource, and a way for streams to wait for the next one."""
+
+    def __init__(self, pool: ResourcePool, *, iommufd: bool = False) -> None:
+        """Start with ``pool``."""
+        self._changed = threading.Condition()
+        self._pool = pool
+        self._iommufd = iommufd
+        self._version = 0
+        self._closed = False
+
+    @property
+    def pool(self) -> ResourcePool:
+        """The resource's devices now."""
+        return self._pool
+
+    @property
+    def iommufd(self) -> bool:
+        """Whether the host exposes ``/dev/iommu``."""
+        return self._iommufd
+
+    def publish(self, pool: ResourcePool, *, iommufd: bool) -> None:
+        """Replace the state; wake the streams when the device set changed."""
+        with self._changed:
+            self._iommufd = iommufd
+            if pool != self._pool:
+                self._pool = pool
+                self._version += 1
+                self._changed.notify_all()
+
+    def next_after(self, version: int, timeout: float) -> tuple[int, ResourcePool] | None:
+        """The state once newer than ``version`` (or after ``timeout``); ``None`` once closed."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or self._version != version, timeout)
+            if self._closed:
+                return None
+            return (self._version, self._pool)
+
+    def close(self) -> None:
+        """End every stream."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+class DevicePluginService:
+    """Answers the kubelet for one resource, from its `PoolFeed`."""
+
+    def __init__(self, resource: ResourceName, feed: PoolFeed) -> None:
+        """Serve ``resource`` from ``feed``."""
+        self.resource = resource
+        self._feed = feed
+
+    def get_device_plugin_options(
+        self, _request: api_pb2.Empty, _context: grpc.ServicerContext
+    ) -> api_pb2.DevicePluginOptions:
+        """Preferred allocation is available; PreStartContainer is not needed."""
+        return messages.options()
+
+    def list_and_watch(
+        self, _request: api_pb2.Empty, context: grpc.ServicerContext
+    ) -> Iterator[api_pb2.ListAndWatchResponse]:
+        """The device set now, then again each time it changes, until the client leaves."""
+        version = -1
+        while context.is_active():
+            update = self._feed.next_after(version, _STREAM_CHECK_SECONDS)
+            if update is None:
+                return
+            if update[0] != version:
+                version = update[0]
+                yield messages.list_and_watch_response(update[1])
+
+    def get_preferred_allocation(
+        self, request: api_pb2.PreferredAllocationRequest, context: grpc.ServicerContext
+    ) -> api_pb2.PreferredAllocationResponse:
+        """For each container: must-include first, then one NUMA node, one root, whole groups."""
+        pool = self._feed.pool
+        responses = []
+        for container in request.container_requests:
+            available, unknown = messages.topologies(pool, container.available_deviceIDs)
+            must, bad = messages.addresses(container.must_include_deviceIDs)
+            unknown += [i for i in bad if i not in unknown]
+            if unknown:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"resource {self.resource} has no device(s) {', '.join(unknown)}",
+                )
+            chosen = preferred_allocation(available, must, container.allocation_size)
+            responses.append(
+                api_pb2.ContainerPreferredAllocationResponse(deviceIDs=[str(a) for a in chosen])
+            )
+        return api_pb2.PreferredAllocationResponse(container_responses=responses)
+
+    def allocate(
+        self, request: api_pb2.AllocateRequest, context: grpc.ServicerContext
+    ) -> api_pb2.AllocateResponse:
+        """For each container: KubeVirt's env var and the VFIO device nodes."""
+        pool = self._feed.pool
+        responses = []
+        for container in request.container_requests:
+            try:
+                allocation = allocate(pool, container.devices_ids, iommufd=self._feed.iommufd)
+            except AllocationError as err:
+                code = (
+                    grpc.StatusCode.FAILED_PRECONDITION
+                    if isinstance(err, UnhealthyDeviceError)
+                    else grpc.StatusCode.INVALID_ARGUMENT
+                )
+                _log.warning("Allocate on %s refused: %s", self.resource, err)
+                context.abort(code, str(err))
+            responses.append(messages.container_allocate_response(allocation))
+        return api_pb2.AllocateResponse(container_responses=responses)
+
+    def pre_start_container(
+        self, _request: api_pb2.PreStartContainerRequest, _context: grpc.ServicerContext
+    ) -> api_pb2.PreStartContainerResponse:
+        """Nothing to do: devices are on vfio-pci before they are advertised Healthy."""
+        return api_pb2.PreStartContainerResponse()
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        """The gRPC method table of this service (its methods mix message types, hence Any)."""
+        unary = grpc.unary_unary_rpc_method_handler
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "GetDevicePluginOptions": unary(
+                    self.get_device_plugin_options,
+                    request_deserializer=api_pb2.Empty.FromString,
+                    response_serializer=api_pb2.DevicePluginOptions.SerializeToString,
+                ),
+                "ListAndWatch": grpc.unary_stream_rpc_method_handler(
+                    self.list_and_watch,
+                    request_deserializer=api_pb2.Empty.FromString,
+                    response_serializer=api_pb2.ListAndWatchResponse.SerializeToString,
+                ),
+                "GetPreferredAllocation": unary(
+                    self.get_preferred_allocation,
+                    request_deserializer=api_pb2.PreferredAllocationRequest.FromString,
+                    response_serializer=api_pb2.PreferredAllocationResponse.SerializeToString,
+                ),
+                "Allocate": unary(
+                    self.allocate,
+                    request_deserializer=api_pb2.AllocateRequest.FromString,
+                    response_serializer=api_pb2.AllocateResponse.SerializeToString,
+                ),
+                "PreStartContainer": unary(
+                    self.pre_start_container,
+                    request_deserializer=api_pb2.PreStartContainerRequest.FromString,
+                    response_serializer=api_pb2.PreStartContainerResponse.SerializeToString,
+                ),
+            },
+        )
