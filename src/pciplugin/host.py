@@ -129,7 +129,8 @@ class DevicePluginHost:
         iommufd = self._vfio.iommufd_available()
         for name in [name for name in self._servers if name not in pools]:
             _log.info("resource %s is no longer claimed: stopping its plugin", name)
-            self._servers.pop(name).stop()
+            self._servers[name].stop()
+            del self._servers[name]
         for name, pool in pools.items():
             server = self._servers.get(name)
             if server is None:

@@ -1,4 +1,5 @@
 # mypy: disable-error-code="type-arg"
+# fmt: off
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
