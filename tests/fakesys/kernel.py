@@ -60,6 +60,7 @@ class FakeDriver:
 class _Fault:
     error: int
     times: int | None  # None: forever
+    driver: str | None  # None: whichever driver
 
 
 @attrs.define
@@ -120,9 +121,20 @@ class FakeKernel:
 
     # --- test controls ---------------------------------------------------------------------
 
-    def fail(self, address: str, operation: str, error: int, times: int | None = None) -> None:
-        """Make ``operation`` (``unbind``, ``bind``, ``override``) on ``address`` fail."""
-        self.devices[address].faults[operation] = _Fault(error, times)
+    def fail(
+        self,
+        address: str,
+        operation: str,
+        error: int,
+        times: int | None = None,
+        driver: str | None = None,
+    ) -> None:
+        """Make ``operation`` (``unbind``, ``bind``, ``override``) on ``address`` fail.
+
+        ``times`` limits how often (default: always); ``driver`` limits a bind fault to one
+        driver's probe (default: any driver).
+        """
+        self.devices[address].faults[operation] = _Fault(error, times, driver)
 
     def unplug(self, address: str) -> None:
         """Hot-remove a device: its directory and every link to it disappear."""
@@ -214,9 +226,9 @@ class FakeKernel:
             raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
         return live
 
-    def _fault(self, live: _LiveDevice, operation: str) -> None:
+    def _fault(self, live: _LiveDevice, operation: str, driver: str | None = None) -> None:
         fault = live.faults.get(operation)
-        if fault is None:
+        if fault is None or (fault.driver is not None and fault.driver != driver):
             return
         if fault.times is not None:
             fault.times -= 1
@@ -237,7 +249,7 @@ class FakeKernel:
             raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
         if live.driver is not None:
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
-        self._fault(live, "bind")
+        self._fault(live, "bind", name)
         self._attach(live.spec.address, name)
 
     def _unbind_file(self, name: str, text: str) -> None:
@@ -257,7 +269,7 @@ class FakeKernel:
         for driver in self.drivers.values():
             if self._loaded(driver) and self._matches(driver, live):
                 try:
-                    self._fault(live, "bind")
+                    self._fault(live, "bind", driver.name)
                 except OSError:
                     return  # the probe failed; drivers_probe does not report it
                 self._attach(live.spec.address, driver.name)
