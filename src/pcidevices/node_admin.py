@@ -1,0 +1,155 @@
+"""The node-admin commands: bind, release, status and restore, without a cluster.
+
+This is the composition root of the claim engine for one node: it wires the sysfs, host-facts
+and state-file adapters into `pcicore.engine.ClaimEngine` and prints what happened. Every
+address is parsed before anything else runs, so a hostile argument never reaches a path.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TextIO
+
+from pcicore.address import PciAddress
+from pcicore.claim import Action, BindDriver, LoadModules, Probe, SetOverride, Unbind, Wait
+from pcicore.device import PciClass
+from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
+from pcicore.errors import ClaimFailedError, DeviceNotFoundError
+from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
+from pcioperator.binding import Modprobe, SysfsDriverControl, SystemClock
+from pcioperator.claimstate import ClaimStateFile
+from pcioperator.hostfacts import HostFactsReader
+from pcioperator.sysfs import SysfsPciBus
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+_CLASS_PREFIX_MAX = 6
+
+
+def _deny_list(entries: list[str]) -> DenyList:
+    """Addresses and class prefixes from ``--deny`` (each parsed; anything else is an error)."""
+    addresses = set()
+    classes = set()
+    for entry in entries:
+        if ":" in entry:
+            addresses.add(PciAddress.parse(entry))
+        elif entry and len(entry) <= _CLASS_PREFIX_MAX and set(entry) <= _HEX:
+            classes.add(entry.lower())
+        else:
+            raise ClaimFailedError(
+                f"--deny {entry!r} is neither a PCI address (0000:03:00.0) nor a class "
+                "prefix in hex (03, 0200, 010802)"
+            )
+    return DenyList(addresses=frozenset(addresses), classes=frozenset(classes))
+
+
+def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, SysfsPciBus, ClaimStateFile]:
+    """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``."""
+    sysfs: Path = args.sysfs
+    proc: Path = args.proc
+    bus = SysfsPciBus(sysfs)
+    bus.check()
+    state = ClaimStateFile(args.state_file)
+    engine = ClaimEngine(
+        bus,
+        SysfsDriverControl(Modprobe(), sysfs=sysfs, proc=proc),
+        HostFactsReader(sysfs=sysfs, proc=proc),
+        state,
+        SystemClock(),
+        protection=HostProtection(_deny_list(getattr(args, "deny", []))),
+        iommu=IommuMode.NO_IOMMU if getattr(args, "no_iommu", False) else IommuMode.REQUIRED,
+    )
+    return engine, bus, state
+
+
+def run(args: argparse.Namespace, *, stdout: TextIO) -> int:
+    """Run the command named by ``args.command``; return the exit code."""
+    address = PciAddress.parse(args.address) if getattr(args, "address", None) else None
+    engine, bus, state = build_engine(args)
+    if args.command == "bind" and address is not None:
+        request = ClaimRequest(address, GroupPolicy(args.policy), args.resource_name)
+        if args.dry_run:
+            return _print_plan(engine, request, stdout)
+        return _report(engine.bind(request), stdout, "bind")
+    if args.command == "release" and address is not None:
+        return _report(engine.release(address), stdout, "release")
+    if args.command == "restore":
+        return _report(engine.reconcile(), stdout, "restore")
+    return _print_status(bus, state, address, stdout)
+
+
+def _report(outcomes: list[Outcome], stdout: TextIO, verb: str) -> int:
+    for outcome in outcomes:
+        state = outcome.state
+        stdout.write(
+            f"{outcome.address}\t{state.phase.value}\t{state.reason.value}\t"
+            f"{outcome.driver or '-'}\t{state.message}\n"
+        )
+    failed = [o for o in outcomes if not (o.bound or o.returned)]
+    if failed:
+        first = failed[0].state
+        raise ClaimFailedError(f"{verb} {failed[0].address}: {first.reason.value}: {first.message}")
+    return 0
+
+
+def _describe(action: Action) -> str:
+    match action:
+        case LoadModules(modules=modules):
+            return f"load modules {', '.join(modules)}"
+        case Unbind(address=address, driver=driver):
+            return f"unbind from {driver} (echo {address} > driver/unbind)"
+        case SetOverride(driver=driver):
+            return f"set driver_override to {driver or '(clear)'}"
+        case Probe(address=address):
+            return f"probe (echo {address} > /sys/bus/pci/drivers_probe)"
+        case BindDriver(address=address, driver=driver):
+            return f"bind to {driver} (echo {address} > drivers/{driver}/bind)"
+        case Wait():
+            return "wait"
+
+
+def _print_plan(engine: ClaimEngine, request: ClaimRequest, stdout: TextIO) -> int:
+    plan = engine.plan(request)
+    group = plan.group
+    stdout.write(
+        f"plan for {request.address} (policy {request.policy.value}, IOMMU group "
+        f"{'none' if group.group is None else group.group}):\n"
+    )
+    for address, actions in plan.actions:
+        stdout.write(f"  {address}:\n")
+        stdout.writelines(f"    - {_describe(action)}\n" for action in actions or ())
+        if not actions:
+            stdout.write("    - nothing: already on vfio-pci\n")
+    if not group.ready:
+        stdout.write(f"  waits: {group.waiting_message()}\n")
+    stdout.write("dry run: nothing was changed\n")
+    return 0
+
+
+def _print_status(
+    bus: SysfsPciBus, state: ClaimStateFile, address: PciAddress | None, stdout: TextIO
+) -> int:
+    ledger = state.load()
+    if address is not None:
+        if bus.device(address) is None:
+            raise DeviceNotFoundError(address)
+        addresses = [address]
+    else:
+        on_vfio = {d.address for d in bus.devices() if d.is_bound_to_vfio}
+        addresses = sorted({*ledger.claims, *ledger.originals, *on_vfio})
+    stdout.write("ADDRESS\tCLASS\tDRIVER\tORIGINAL\tCLAIMED\tIOMMU\tRESOURCE\n")
+    for each in addresses:
+        device = bus.device(each)
+        record = ledger.claims.get(each)
+        klass: PciClass | None = device.pci_class if device else None
+        original = ledger.originals.get(each, device.driver if device else None)
+        claimed = "-" if record is None else record.policy.value
+        if record is not None and record.claimed_with is not None:
+            claimed += f" (with {record.claimed_with})"
+        group = device.iommu_group if device and device.iommu_group is not None else "-"
+        stdout.write(
+            f"{each}\t{klass.class_id if klass else 'gone'}\t"
+            f"{(device.driver if device else None) or '-'}\t{original or '-'}\t{claimed}\t"
+            f"{group}\t{(record.resource_name if record else None) or '-'}\n"
+        )
+    return 0
