@@ -48,7 +48,7 @@ class PluginSettings:
     """
 
     device_plugins_dir: Path = DEFAULT_DEVICE_PLUGINS_DIR
-    health_interval: float = 0.25
+    health_interval: float = 0.2
     socket_interval: float = 0.1
     register_timeout: float = 1.0
 

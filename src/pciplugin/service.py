@@ -28,8 +28,8 @@ from pciplugin._generated.v1beta1 import api_pb2
 _log = logging.getLogger(__name__)
 
 SERVICE: Final = "v1beta1.DevicePlugin"
-# How often a ListAndWatch stream checks that its client is still there.
-_STREAM_CHECK_SECONDS: Final = 0.2
+# A ListAndWatch stream is woken by changes and by its client leaving; this is only a backstop.
+_STREAM_CHECK_SECONDS: Final = 2.0
 
 
 class PoolFeed:
@@ -63,12 +63,18 @@ class PoolFeed:
                 self._changed.notify_all()
 
     def next_after(self, version: int, timeout: float) -> tuple[int, ResourcePool] | None:
-        """The state once newer than ``version`` (or after ``timeout``); ``None`` once closed."""
+        """The state after a change, `wake` or ``timeout`` (first wins); ``None`` once closed."""
         with self._changed:
-            self._changed.wait_for(lambda: self._closed or self._version != version, timeout)
+            if not self._closed and self._version == version:
+                self._changed.wait(timeout)  # woken by a change, a close or `wake`
             if self._closed:
                 return None
             return (self._version, self._pool)
+
+    def wake(self) -> None:
+        """Wake every waiting stream (one of them has lost its client)."""
+        with self._changed:
+            self._changed.notify_all()
 
     def close(self) -> None:
         """End every stream."""
@@ -96,6 +102,7 @@ class DevicePluginService:
     ) -> Iterator[api_pb2.ListAndWatchResponse]:
         """The device set now, then again each time it changes, until the client leaves."""
         version = -1
+        context.add_callback(self._feed.wake)  # a client that leaves ends the wait at once
         while context.is_active():
             update = self._feed.next_after(version, _STREAM_CHECK_SECONDS)
             if update is None:
