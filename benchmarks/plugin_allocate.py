@@ -146,13 +146,16 @@ def serve(host: DevicePluginHost, ready: EventLike, done: EventLike) -> None:
         done.wait(600)
 
 
+DEFAULTS = PluginSettings()
+
+
 def main() -> None:
     """Build a node on disk, start the plugin, run both measurements."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--binds", type=int, default=20)
-    parser.add_argument("--health-interval", type=float, default=PluginSettings.health_interval)
-    parser.add_argument("--socket-interval", type=float, default=PluginSettings.socket_interval)
+    parser.add_argument("--health-interval", type=float, default=DEFAULTS.health_interval)
+    parser.add_argument("--socket-interval", type=float, default=DEFAULTS.socket_interval)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dpb", dir="/tmp"))  # short: unix socket path limit
     try:
