@@ -88,12 +88,12 @@ class GuestImage:
     @property
     def kernel(self) -> Path:
         """The kernel image."""
-        return self.directory / "vmlinuz"
+        return self.directory / "kernel"
 
     @property
     def initramfs(self) -> Path:
         """The busybox initramfs whose /init is `tests/e2e/init.sh`."""
-        return self.directory / "initramfs.gz"
+        return self.directory / "initramfs.cpio"
 
 
 @attrs.frozen
@@ -247,6 +247,8 @@ def job_script(selection: Sequence[str], python: str) -> str:
         "pytest",
         "-p",
         "no:cacheprovider",  # the repository is read-only in the guest
+        "-p",
+        "no:fakefs",  # pyfakefs: guest tests use the real kernel; its import costs ~10 s in TCG
         "-v",
         "-rA",
         "-o",
