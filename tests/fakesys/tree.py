@@ -5,7 +5,7 @@ Layout (as on a real host):
   bridges upstream of it;
 - ``bus/pci/devices/<addr>`` -> the device directory; ``bus/pci/drivers/<name>/<addr>`` -> the
   device; the device's ``driver`` -> ``bus/pci/drivers/<name>``;
-- ``kernel/iommu_groups/<N>/devices/<addr>`` -> the device, the device's ``iommu_group`` -> the group;
+- ``kernel/iommu_groups/<N>/devices/<addr>`` -> the device; its ``iommu_group`` -> the group;
 - ``physfn``/``virtfnN`` links between SR-IOV functions.
 
 Works on any filesystem the ``os`` module reaches: a directory on disk or a pyfakefs tree.

@@ -1,0 +1,173 @@
+"""`pcidevices scan` end to end on a pyfakefs sysfs, through the real command-line entry point."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fakesys import FakeDevice, SysfsTree
+from pcidevices.cli import main
+
+PCI_IDS = b"""8086  Intel Corporation
+\t15bb  Ethernet Connection (7) I219-LM
+\t1521  I350 Gigabit Network Connection
+10de  NVIDIA Corporation
+\t2235  GA102GL [A40]
+\t1aef  GA102 High Definition Audio Controller
+C 02  Network controller
+\t00  Ethernet controller
+C 03  Display controller
+\t00  VGA compatible controller
+C 04  Multimedia controller
+\t03  Audio device
+"""
+
+
+@pytest.fixture
+def host(fs):
+    fs.create_file("/usr/share/misc/pci.ids", contents=PCI_IDS)
+    tree = SysfsTree(Path("/sys"))
+    tree.add(
+        FakeDevice("0000:00:1f.6", vendor=0x8086, device=0x15BB, driver="e1000e", iommu_group=3),
+        FakeDevice(
+            "0000:65:00.0",
+            vendor=0x10DE,
+            device=0x2235,
+            klass=0x030000,
+            driver="nvidia",
+            iommu_group=40,
+            numa_node=1,
+            revision=0xA1,
+        ),
+        FakeDevice("0000:66:00.0", vendor=0x1234, device=0x5678, klass=0x123400),
+    )
+    return tree
+
+
+def scan_items(capsys, *extra):
+    assert main(["scan", "--node", "titan", "-o", "json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+class TestJsonOutput:
+    """`-o json` prints a Kubernetes List of PCIDevice objects."""
+
+    def test_list_envelope(self, host, capsys):
+        """The output is a v1 List whose items are devices.harvesterhci.io/v1beta1 PCIDevices."""
+        listing = scan_items(capsys)
+        assert (listing["apiVersion"], listing["kind"]) == ("v1", "List")
+        assert {item["apiVersion"] for item in listing["items"]} == {
+            "devices.harvesterhci.io/v1beta1"
+        }
+        assert {item["kind"] for item in listing["items"]} == {"PCIDevice"}
+
+    def test_object_as_the_agent_writes_it(self, host, capsys):
+        """Name, label, original-driver annotation and every status field match the contract."""
+        item = scan_items(capsys)["items"][0]
+        assert item["metadata"] == {
+            "name": "titan-0000001f6",
+            "labels": {"nodename": "titan"},
+            "annotations": {"harvesterhci.io/pcideviceDriver": "e1000e"},
+        }
+        assert item["status"] == {
+            "address": "0000:00:1f.6",
+            "vendorId": "8086",
+            "deviceId": "15bb",
+            "classId": "0200",
+            "iommuGroup": "3",
+            "nodeName": "titan",
+            "resourceName": "intel.com/ETHERNET_CONNECTION_7_I219LM",
+            "description": "Ethernet controller: Intel Corporation Ethernet Connection (7) I219-LM",
+            "kernelDriverInUse": "e1000e",
+            "numaNode": -1,
+            "subsystemVendorId": "0000",
+            "subsystemDeviceId": "0000",
+            "revision": "00",
+            "progIf": "00",
+        }
+
+    def test_numa_and_revision(self, host, capsys):
+        """NUMA node and revision of a GPU are reported."""
+        status = scan_items(capsys)["items"][1]["status"]
+        assert (status["numaNode"], status["revision"], status["resourceName"]) == (
+            1,
+            "a1",
+            "nvidia.com/GA102GL_A40",
+        )
+
+    def test_unknown_device_without_driver_or_group(self, host, capsys):
+        """An unknown device with no driver and no group gets fallback names and empty fields."""
+        item = scan_items(capsys)["items"][2]
+        assert "annotations" not in item["metadata"]
+        status = item["status"]
+        assert status["description"] == "Class 1234: Vendor 1234 Device 5678"
+        assert status["resourceName"] == "unknown.com/5678"
+        assert (status["iommuGroup"], status["kernelDriverInUse"]) == ("", "")
+
+    def test_node_name_from_environment(self, host, capsys, monkeypatch):
+        """Without --node, NODE_NAME names the node."""
+        monkeypatch.setenv("NODE_NAME", "worker-7")
+        assert main(["scan", "-o", "json"]) == 0
+        items = json.loads(capsys.readouterr().out)["items"]
+        assert items[0]["metadata"]["name"] == "worker-7-0000001f6"
+
+
+class TestOtherFormats:
+    """Table and YAML."""
+
+    def test_yaml_is_the_same_list(self, host, capsys):
+        """YAML output holds the same objects as JSON output."""
+        as_json = scan_items(capsys)
+        assert main(["scan", "--node", "titan", "-o", "yaml"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out) == as_json
+
+    def test_table_has_one_row_per_device(self, host, capsys):
+        """The table has a header and one row per device with group and resourceName."""
+        assert main(["scan", "--node", "titan"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split()[:3] == ["ADDRESS", "IDS", "DRIVER"]
+        assert len(lines) == 4
+        row = lines[2].split()
+        assert row[:6] == [
+            "0000:65:00.0",
+            "10de:2235",
+            "nvidia",
+            "40",
+            "1",
+            "nvidia.com/GA102GL_A40",
+        ]
+
+
+class TestBadInput:
+    """Bad input: one line on stderr, non-zero exit, no traceback."""
+
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            pytest.param(["-o", "xml"], "invalid choice: 'xml'", id="bad-output"),
+            pytest.param(["--sysfs", "/nowhere"], "/nowhere is not a sysfs tree", id="bad-root"),
+            pytest.param(["--pci-ids", "/missing.ids"], "cannot read pci.ids", id="missing-ids"),
+            pytest.param(["--pci-ids", "/etc/bad.ids"], "not a pci.ids database", id="bad-ids"),
+            pytest.param(["--node", "Bad_Node!"], "invalid node name 'Bad_Node!'", id="bad-node"),
+        ],
+    )
+    def test_one_line_error(self, host, fs, capsys, args, expected):
+        """Each bad input names the bad value on a single stderr line."""
+        fs.create_file("/etc/bad.ids", contents="this is not pci.ids\n")
+        try:
+            code = main(["scan", "--node", "titan", *args])
+        except SystemExit as exit_:
+            code = exit_.code
+        captured = capsys.readouterr()
+        assert code != 0
+        assert captured.out == ""
+        assert captured.err.count("\n") == 1
+        assert expected in captured.err
+        assert "Traceback" not in captured.err
+
+    def test_missing_database_says_how_to_install_it(self, fs, capsys):
+        """No pci.ids anywhere: the error names the package to install."""
+        SysfsTree(Path("/sys")).add(FakeDevice("0000:00:01.0"))
+        assert main(["scan", "--node", "titan"]) == 1
+        assert "apt-get install pci.ids" in capsys.readouterr().err

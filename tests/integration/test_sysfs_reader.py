@@ -1,0 +1,135 @@
+"""SysfsPciBus reads devices from a sysfs tree laid out as the kernel lays it out (pyfakefs)."""
+
+from pathlib import Path
+
+import pytest
+
+from fakesys import FakeDevice, SysfsTree
+from pcicore.address import PciAddress
+from pcicore.errors import SysfsError
+from pcioperator.sysfs import SysfsPciBus
+
+ROOT = Path("/sys")
+
+
+@pytest.fixture
+def tree(fs):
+    return SysfsTree(ROOT)
+
+
+def read(address: str):
+    return SysfsPciBus(ROOT).device(PciAddress.parse(address))
+
+
+class TestDeviceAttributes:
+    """What is read for one device."""
+
+    def test_ids_class_revision_and_subsystem(self, tree):
+        """Ids, class code, revision and subsystem ids come through exactly."""
+        tree.add(
+            FakeDevice(
+                "0000:02:00.0",
+                vendor=0x10DE,
+                device=0x2235,
+                klass=0x030002,
+                revision=0xA1,
+                subsystem_vendor=0x10DE,
+                subsystem_device=0x145A,
+            )
+        )
+        device = read("0000:02:00.0")
+        assert (device.vendor_id, device.device_id) == (0x10DE, 0x2235)
+        assert (device.pci_class.base, device.pci_class.sub, device.pci_class.prog_if) == (3, 0, 2)
+        assert device.revision == 0xA1
+        assert (device.subsystem_vendor_id, device.subsystem_device_id) == (0x10DE, 0x145A)
+
+    def test_driver_iommu_group_and_numa(self, tree):
+        """The bound driver, IOMMU group and NUMA node are read from their links and files."""
+        tree.add(FakeDevice("0000:00:1f.6", driver="e1000e", iommu_group=7, numa_node=1))
+        device = read("0000:00:1f.6")
+        assert device.driver == "e1000e"
+        assert device.iommu_group == 7
+        assert device.numa_node == 1
+
+    def test_unbound_device_without_iommu_and_numa(self, tree):
+        """No driver, no IOMMU group and NUMA -1 read as None."""
+        tree.add(FakeDevice("0000:03:00.0", driver=None, iommu_group=None, numa_node=-1))
+        device = read("0000:03:00.0")
+        assert device.driver is None
+        assert device.iommu_group is None
+        assert device.numa_node is None
+
+    def test_device_behind_bridges_knows_parent_and_root_port(self, tree):
+        """A device nested under bridges reports its parent bridge and its root port."""
+        tree.add(
+            FakeDevice("0000:00:1c.0", klass=0x060400),
+            FakeDevice("0000:01:00.0", klass=0x060400, parent="0000:00:1c.0"),
+            FakeDevice("0000:02:00.0", parent="0000:01:00.0"),
+        )
+        device = read("0000:02:00.0")
+        assert device.parent == PciAddress.parse("0000:01:00.0")
+        assert device.root_port == PciAddress.parse("0000:00:1c.0")
+        assert read("0000:00:1c.0").parent is None
+
+    def test_sriov_physical_and_virtual_functions(self, tree):
+        """A PF reports its VF counts; a VF reports its PF."""
+        tree.add(
+            FakeDevice("0000:04:00.0", device=0x1521, sriov_totalvfs=7, sriov_numvfs=2),
+            FakeDevice("0000:04:10.0", device=0x1520, physfn="0000:04:00.0"),
+        )
+        pf = read("0000:04:00.0")
+        vf = read("0000:04:10.0")
+        assert (pf.sriov.total_vfs, pf.sriov.num_vfs, pf.sriov.physfn) == (7, 2, None)
+        assert vf.sriov.physfn == PciAddress.parse("0000:04:00.0")
+
+    def test_ids_from_attribute_files_when_uevent_lacks_them(self, tree):
+        """A uevent without PCI_ID falls back to the vendor/device/class files."""
+        tree.add(FakeDevice("0000:05:00.0", vendor=0x15B3, device=0x101D, klass=0x020000))
+        uevent = tree.device_dir("0000:05:00.0") / "uevent"
+        uevent.write_text("PCI_SLOT_NAME=0000:05:00.0\n")
+        device = read("0000:05:00.0")
+        assert (device.vendor_id, device.device_id, device.pci_class.class_id) == (
+            0x15B3,
+            0x101D,
+            "0200",
+        )
+
+
+class TestVanishedDevices:
+    """Devices that disappear while being read."""
+
+    def test_removed_directory_reads_as_absent(self, tree, fs):
+        """A device whose directory is gone is None and left out of the listing."""
+        tree.add(FakeDevice("0000:00:01.0"), FakeDevice("0000:00:02.0"))
+        fs.remove_object(str(tree.device_dir("0000:00:02.0") / "uevent"))
+        assert read("0000:00:02.0") is None
+        addresses = [str(d.address) for d in SysfsPciBus(ROOT).devices()]
+        assert addresses == ["0000:00:01.0"]
+
+    def test_all_ones_vendor_reads_as_absent(self, tree):
+        """A surprise-removed device reads vendor 0xffff and is treated as gone."""
+        tree.add(FakeDevice("0000:00:02.0", vendor=0xFFFF, device=0xFFFF))
+        assert read("0000:00:02.0") is None
+
+
+class TestListing:
+    """Listing the bus."""
+
+    def test_devices_are_sorted_by_address(self, tree):
+        """Devices come in bus order whatever the directory order."""
+        tree.add(FakeDevice("0000:80:00.0"), FakeDevice("0000:00:02.0"), FakeDevice("0000:00:01.0"))
+        addresses = [str(d.address) for d in SysfsPciBus(ROOT).devices()]
+        assert addresses == ["0000:00:01.0", "0000:00:02.0", "0000:80:00.0"]
+
+    def test_entries_that_are_not_addresses_are_ignored(self, tree, fs):
+        """Names in bus/pci/devices that are not addresses are skipped, never followed."""
+        tree.add(FakeDevice("0000:00:01.0"))
+        fs.create_symlink("/sys/bus/pci/devices/..evil", "/etc")
+        fs.create_file("/sys/bus/pci/devices/not-a-device")
+        addresses = [str(d.address) for d in SysfsPciBus(ROOT).devices()]
+        assert addresses == ["0000:00:01.0"]
+
+    def test_missing_root_is_a_clear_error(self, fs):
+        """A root without bus/pci/devices names the path and the --sysfs option."""
+        with pytest.raises(SysfsError, match=r"/nowhere is not a sysfs tree.*--sysfs"):
+            SysfsPciBus(Path("/nowhere")).devices()

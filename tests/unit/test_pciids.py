@@ -1,0 +1,137 @@
+"""The pci.ids database: lookups inside the right block, and refusing files that are not one."""
+
+import pytest
+
+from pcicore.errors import PciIdsError
+from pcicore.pciids import PciIds
+
+SAMPLE = b"""#
+# Sample of the pci.ids format
+#
+1000  Broadcom / LSI
+\t0001  53c810
+\t\t1000 1000  LSI53C810AE PCI to SCSI I/O Processor
+# a comment inside a vendor block
+\t0002  53c820
+8086  Intel Corporation
+\t0001  Not the Broadcom device
+\t1521  I350 Gigabit Network Connection
+\t\t8086 0001  Ethernet Server Adapter I350-T4
+\t\t1000 0001  Subsystem of another vendor
+\t1533  I210 Gigabit Network Connection
+10de  NVIDIA Corporation
+\t2235  GA102GL [A40]
+ffff  Illegal Vendor ID
+
+# List of known device classes, subclasses and programming interfaces
+C 01  Mass storage controller
+\t08  Non-Volatile memory controller
+\t\t02  NVM Express
+\t80  Mass storage controller
+C 02  Network controller
+\t00  Ethernet controller
+C ff  Unassigned class
+"""
+
+
+@pytest.fixture
+def ids():
+    return PciIds(SAMPLE)
+
+
+class TestLookups:
+    """Name lookups."""
+
+    @pytest.mark.parametrize(
+        ("vendor", "expected"),
+        [
+            pytest.param(0x1000, "Broadcom / LSI", id="first-vendor"),
+            pytest.param(0x8086, "Intel Corporation", id="middle-vendor"),
+            pytest.param(0xFFFF, "Illegal Vendor ID", id="last-vendor"),
+            pytest.param(0x1234, None, id="unknown"),
+        ],
+    )
+    def test_vendor(self, ids, vendor, expected):
+        """Vendors are found by id."""
+        assert ids.vendor(vendor) == expected
+
+    def test_device_is_looked_up_under_its_vendor(self, ids):
+        """A device id is found only in its own vendor's block."""
+        assert ids.device(0x8086, 0x0001) == "Not the Broadcom device"
+        assert ids.device(0x1000, 0x0001) == "53c810"
+
+    def test_device_after_comment_in_block(self, ids):
+        """A comment inside a vendor block does not end the block."""
+        assert ids.device(0x1000, 0x0002) == "53c820"
+
+    def test_device_of_another_vendor_is_not_found(self, ids):
+        """A device id that only exists under a later vendor is unknown here."""
+        assert ids.device(0x1000, 0x1521) is None
+
+    def test_device_of_unknown_vendor(self, ids):
+        """No vendor, no device."""
+        assert ids.device(0x1234, 0x0001) is None
+
+    def test_brackets_are_kept(self, ids):
+        """Names are returned verbatim."""
+        assert ids.device(0x10DE, 0x2235) == "GA102GL [A40]"
+
+    def test_subsystem(self, ids):
+        """A subsystem is found under its device, by subvendor and subdevice."""
+        assert ids.subsystem(0x8086, 0x1521, 0x8086, 0x0001) == "Ethernet Server Adapter I350-T4"
+        assert ids.subsystem(0x8086, 0x1521, 0x1000, 0x0001) == "Subsystem of another vendor"
+
+    def test_subsystem_of_another_device_is_not_found(self, ids):
+        """A subsystem listed under one device is unknown under the next."""
+        assert ids.subsystem(0x8086, 0x1533, 0x8086, 0x0001) is None
+
+    def test_classes(self, ids):
+        """Classes, subclasses and programming interfaces are found in their blocks."""
+        assert ids.class_name(0x02) == "Network controller"
+        assert ids.subclass_name(0x02, 0x00) == "Ethernet controller"
+        assert ids.subclass_name(0x01, 0x80) == "Mass storage controller"
+        assert ids.prog_if_name(0x01, 0x08, 0x02) == "NVM Express"
+
+    def test_subclass_of_another_class_is_not_found(self, ids):
+        """Subclass 80 exists under class 01, not under class 02."""
+        assert ids.subclass_name(0x02, 0x80) is None
+
+    def test_unknown_class(self, ids):
+        """An unknown class has no name."""
+        assert ids.class_name(0x12) is None
+        assert ids.subclass_name(0xFF, 0xFF) is None
+
+    def test_class_ids_do_not_match_vendor_lines(self, ids):
+        """Class 10 is not confused with any vendor line starting with 10."""
+        assert ids.class_name(0x10) is None
+
+    def test_empty_database_knows_nothing(self):
+        """The empty database answers None for real ids."""
+        empty = PciIds.empty()
+        assert empty.vendor(0x8086) is None
+        assert empty.subclass_name(0x02, 0x00) is None
+
+
+class TestValidation:
+    """Refusing files that are not pci.ids."""
+
+    def test_malformed_line_is_reported_with_its_number(self):
+        """A line of no known kind is named with its line number."""
+        data = SAMPLE.replace(b"\t1533  I210", b"\t15 33 I210")
+        with pytest.raises(PciIdsError, match=r"line 14 reads '\\t15 33 I210"):
+            PciIds(data, origin="/tmp/pci.ids")
+
+    def test_error_names_the_file_and_the_fix(self):
+        """The message names the file and says how to fix it."""
+        with pytest.raises(PciIdsError, match=r"/etc/passwd is not a pci.ids database.*--pci-ids"):
+            PciIds(b"root:x:0:0:root:/root:/bin/bash\n", origin="/etc/passwd")
+
+    def test_file_without_vendors_is_refused(self):
+        """A file of comments only is not a database."""
+        with pytest.raises(PciIdsError, match="lists no vendors"):
+            PciIds(b"# nothing here\n\n")
+
+    def test_binary_data_is_refused(self):
+        """Binary data is refused."""
+        with pytest.raises(PciIdsError):
+            PciIds(b"\x7fELF\x02\x01\x01\x00" * 10)
