@@ -88,14 +88,21 @@ class DeviceNamer:
     def __init__(self, ids: PciIds) -> None:
         """Name devices with the names in ``ids``."""
         self._ids = ids
+        # A host has thousands of functions but few distinct kinds; names depend on ids only.
+        self._resource_names: dict[tuple[int, int], ResourceName] = {}
+        self._descriptions: dict[tuple[int, int, int, int], str] = {}
 
     def resource_name(self, device: PciDevice) -> ResourceName:
         """The device's resourceName (see `resource_name`)."""
-        return resource_name(
-            self._ids.vendor(device.vendor_id),
-            self._ids.device(device.vendor_id, device.device_id),
-            device.device_id,
-        )
+        key = (device.vendor_id, device.device_id)
+        name = self._resource_names.get(key)
+        if name is None:
+            name = self._resource_names[key] = resource_name(
+                self._ids.vendor(device.vendor_id),
+                self._ids.device(device.vendor_id, device.device_id),
+                device.device_id,
+            )
+        return name
 
     def class_name(self, device: PciDevice) -> str | None:
         """The subclass name, else the class name, else ``None``."""
@@ -104,9 +111,14 @@ class DeviceNamer:
 
     def description(self, device: PciDevice) -> str:
         """The device's one-line description (see `description`)."""
-        return description(
-            self.class_name(device),
-            self._ids.vendor(device.vendor_id),
-            self._ids.device(device.vendor_id, device.device_id),
-            device,
-        )
+        klass = device.pci_class
+        key = (device.vendor_id, device.device_id, klass.base, klass.sub)
+        text = self._descriptions.get(key)
+        if text is None:
+            text = self._descriptions[key] = description(
+                self.class_name(device),
+                self._ids.vendor(device.vendor_id),
+                self._ids.device(device.vendor_id, device.device_id),
+                device,
+            )
+        return text

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -29,10 +30,10 @@ _ABSENT: Final = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTD
 _VANISHED_VENDOR: Final = 0xFFFF
 
 
-def _read_small(path: str) -> str | None:
+def _read_small(name: str, dir_fd: int | None = None) -> str | None:
     """The text of a small sysfs attribute, or ``None`` if it is absent."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
     except OSError as err:
         if err.errno in _ABSENT:
             return None
@@ -47,9 +48,9 @@ def _read_small(path: str) -> str | None:
         os.close(fd)
 
 
-def _read_link(path: str) -> str | None:
+def _read_link(name: str, dir_fd: int | None = None) -> str | None:
     try:
-        return os.readlink(path)
+        return os.readlink(name, dir_fd=dir_fd)
     except OSError as err:
         if err.errno in _ABSENT or err.errno == errno.EINVAL:
             return None
@@ -65,19 +66,21 @@ def _int_or_none(text: str | None, base: int) -> int | None:
         return None
 
 
+_ADDRESS_IN_LINK: Final = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+
+
 def _upstream(link: str | None) -> tuple[PciAddress | None, PciAddress | None]:
     """Parent bridge and root port, from a link like ``…/pci0000:00/0000:00:1c.0/0000:02:00.0``."""
     if link is None:
         return (None, None)
-    chain: list[PciAddress] = []
-    for part in link.split("/"):
-        try:
-            chain.append(PciAddress.parse(part))
-        except InvalidPciAddressError:
-            continue
+    chain = _ADDRESS_IN_LINK.findall(link)
     if len(chain) < 2:  # noqa: PLR2004 - the device itself and at least one upstream function
         return (None, None)
-    return (chain[-2], chain[0])
+    return (PciAddress.parse(chain[-2]), PciAddress.parse(chain[0]))
+
+
+def _sort_key(address: PciAddress) -> int:
+    return address.sort_key
 
 
 class SysfsPciBus:
@@ -109,7 +112,7 @@ class SysfsPciBus:
                 found.append(PciAddress.parse(name))
             except InvalidPciAddressError:
                 continue  # not a device entry; never joined into a path
-        found.sort()
+        found.sort(key=_sort_key)
         return found
 
     def devices(self) -> Sequence[PciDevice]:
@@ -119,21 +122,34 @@ class SysfsPciBus:
 
     def device(self, address: PciAddress) -> PciDevice | None:
         """The function at ``address`` now, or ``None`` if it is absent or vanished."""
-        base = f"{self._devices_dir}/{address}"
-        uevent = _read_small(base + "/uevent")
+        link = f"{self._devices_dir}/{address}"
+        try:
+            # Attributes are opened relative to the device directory: one path walk per
+            # device instead of one per attribute.
+            dir_fd = os.open(link, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as err:
+            if err.errno in _ABSENT:
+                return None
+            raise
+        try:
+            return self._read_device(address, dir_fd, _read_link(link))
+        finally:
+            os.close(dir_fd)
+
+    def _read_device(self, address: PciAddress, dir_fd: int, link: str | None) -> PciDevice | None:
+        uevent = _read_small("uevent", dir_fd)
         if uevent is None:
             return None
         fields = dict(line.split("=", 1) for line in uevent.splitlines() if "=" in line)
-        ids = self._ids(base, fields)
+        ids = self._ids(dir_fd, fields)
         if ids is None:
             return None
         vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code = ids
         if vendor_id == _VANISHED_VENDOR:
             return None
         driver = fields.get("DRIVER")
-        group_link = _read_link(base + "/iommu_group")
-        physfn_link = _read_link(base + "/physfn")
-        parent, root_port = _upstream(_read_link(base))
+        group_link = _read_link("iommu_group", dir_fd)
+        parent, root_port = _upstream(link)
         return PciDevice(
             address=address,
             vendor_id=vendor_id,
@@ -141,19 +157,19 @@ class SysfsPciBus:
             subsystem_vendor_id=subsystem_vendor_id,
             subsystem_device_id=subsystem_device_id,
             pci_class=PciClass.from_code(class_code),
-            revision=_int_or_none(_read_small(base + "/revision"), 16) or 0,
+            revision=_int_or_none(_read_small("revision", dir_fd), 16) or 0,
             driver=DriverName(driver) if driver else None,
             iommu_group=(
                 IommuGroup(int(group_link.rsplit("/", 1)[-1])) if group_link is not None else None
             ),
-            numa_node=self._numa_node(base),
-            sriov=self._sriov(base, physfn_link),
+            numa_node=self._numa_node(dir_fd),
+            sriov=self._sriov(dir_fd),
             parent=parent,
             root_port=root_port,
         )
 
     @staticmethod
-    def _ids(base: str, fields: dict[str, str]) -> tuple[int, int, int, int, int] | None:
+    def _ids(dir_fd: int, fields: dict[str, str]) -> tuple[int, int, int, int, int] | None:
         """Vendor, device, subsystem ids and class code, from ``uevent`` or the id files."""
         try:
             vendor, device = fields["PCI_ID"].split(":")
@@ -168,7 +184,7 @@ class SysfsPciBus:
         except (KeyError, ValueError):
             pass
         values = [
-            _int_or_none(_read_small(f"{base}/{name}"), 16)
+            _int_or_none(_read_small(name, dir_fd), 16)
             for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
         ]
         if values[0] is None or values[1] is None or values[4] is None:
@@ -176,20 +192,21 @@ class SysfsPciBus:
         return (values[0], values[1], values[2] or 0, values[3] or 0, values[4])
 
     @staticmethod
-    def _numa_node(base: str) -> int | None:
-        node = _int_or_none(_read_small(base + "/numa_node"), 10)
+    def _numa_node(dir_fd: int) -> int | None:
+        node = _int_or_none(_read_small("numa_node", dir_fd), 10)
         return None if node is None or node < 0 else node
 
     @staticmethod
-    def _sriov(base: str, physfn_link: str | None) -> SriovInfo:
+    def _sriov(dir_fd: int) -> SriovInfo:
+        physfn_link = _read_link("physfn", dir_fd)
         if physfn_link is not None:
             try:
                 return SriovInfo(physfn=PciAddress.parse(physfn_link.rsplit("/", 1)[-1]))
             except InvalidPciAddressError:
                 return SriovInfo()
-        total = _int_or_none(_read_small(base + "/sriov_totalvfs"), 10)
+        total = _int_or_none(_read_small("sriov_totalvfs", dir_fd), 10)
         if total is None:
             return SriovInfo()
         return SriovInfo(
-            total_vfs=total, num_vfs=_int_or_none(_read_small(base + "/sriov_numvfs"), 10)
+            total_vfs=total, num_vfs=_int_or_none(_read_small("sriov_numvfs", dir_fd), 10)
         )
