@@ -56,6 +56,7 @@ fi
 say "running $out/job.sh"
 chroot "$r" /bin/sh "$out/job.sh" </dev/console >/dev/console 2>&1
 say "job.sh exited $?"
+dmesg >"$r$out/dmesg.log"
 echo done >"$r$out/init-finished"
 umount "$r$out"
 halt_now
