@@ -16,7 +16,7 @@ device into an IOMMU group. Guest view (guest kernel 6.1, Debian bookworm):
 | 0000:01:02.0 | e1000 82540EM (8086:100e)  | e1000      | 3     | shared group, member 2   |
 | 0000:00:05.0 | virtio-9p-pci (1af4:1009)  | virtio-pci | 4     | host root (read-only)    |
 | 0000:00:06.0 | virtio-9p-pci (1af4:1009)  | virtio-pci | 5     | result share (writable)  |
-| 0000:00:1f.* | ICH9 LPC, AHCI, SMBus      | various    | 6     | chipset                  |
+| 0000:00:1f.* | ICH9 LPC, AHCI, SMBus      | -          | 6     | chipset                  |
 
 Group numbers are what this layout gives today; tests should read `iommu_group` rather than
 assume them. The management NIC carries the guest's address 10.0.2.15/24 and default route via

@@ -411,9 +411,9 @@ def _read_junit(path: Path) -> tuple[GuestCase, ...]:
                 details = element.text or ""
                 break
         captured = [
-            f"--- {tag} ---\n{element.text}"
+            f"--- {tag} ---\n{element.text.strip()}"
             for tag in ("system-out", "system-err")
-            if (element := case.find(tag)) is not None and element.text
+            if (element := case.find(tag)) is not None and _has_content(element.text)
         ]
         if outcome != "passed" and captured:
             details = "\n".join([details, *captured])
@@ -421,6 +421,12 @@ def _read_junit(path: Path) -> tuple[GuestCase, ...]:
             GuestCase(nodeid, file, outcome, message, details, float(case.get("time", "0")))
         )
     return tuple(cases)
+
+
+def _has_content(captured: str | None) -> bool:
+    """Whether junit's captured output holds more than pytest's empty section headers."""
+    lines = (captured or "").splitlines()
+    return any(line.strip() and not line.startswith("-----") for line in lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
