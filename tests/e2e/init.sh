@@ -45,7 +45,19 @@ fi
 mount -t proc proc "$r/proc"
 mount -t sysfs sysfs "$r/sys"
 mount -t devtmpfs devtmpfs "$r/dev"
+# A writable /tmp that still shows the host's /tmp entries (a CI clone or virtualenv may live
+# there): a tmpfs with each top-level host entry bind-mounted back, read-only as the rest.
+mkdir -p /hosttmp
+mount -o bind "$r/tmp" /hosttmp
 mount -t tmpfs tmpfs "$r/tmp"
+for entry in /hosttmp/* /hosttmp/.[!.]*; do
+    name="${entry##*/}"
+    if [ -d "$entry" ] && [ ! -L "$entry" ]; then
+        mkdir "$r/tmp/$name" && mount -o bind "$entry" "$r/tmp/$name"
+    elif [ -f "$entry" ] && [ ! -L "$entry" ]; then
+        touch "$r/tmp/$name" && mount -o bind "$entry" "$r/tmp/$name"
+    fi
+done
 mount -t tmpfs tmpfs "$r/run"
 mkdir -p "$r$out"
 if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 e2eout "$r$out"; then

@@ -275,9 +275,10 @@ def job_script(selection: Sequence[str], python: str) -> str:
             "# Written by tests/e2e/qemu.py; run by the guest's /init inside the chroot.",
             f"date +%s.%N > {out}/job-started",
             f"export PATH={shlex.quote(path)}",
-            "export HOME=/tmp/home LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1",
+            # /run is the guest's own tmpfs; /tmp shows the host's entries read-only.
+            "export HOME=/run/home TMPDIR=/run/tmp LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1",
             "export PCIDEVICES_E2E_GUEST=1",
-            'mkdir -p "$HOME"',
+            'mkdir -p "$HOME" "$TMPDIR"',
             f"cd {shlex.quote(str(REPO_ROOT))} || exit 1",
             # Not on the console: the emulated UART is slow; the host reads pytest.log.
             f"{shlex.join(pytest_args)} > {out}/pytest.log 2>&1",
