@@ -22,7 +22,12 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Sub-command modules, in the order `pcidevices --help` lists them.
-COMMAND_MODULES = ("pcidevices.cli_scan", "pcidevices.cli_plugin", "pcidevices.cli_node")
+COMMAND_MODULES = (
+    "pcidevices.cli_scan",
+    "pcidevices.cli_node",
+    "pcidevices.cli_agent",
+    "pcidevices.cli_plugin",
+)
 
 
 class CommandParser(argparse.ArgumentParser):

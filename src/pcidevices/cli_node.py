@@ -35,7 +35,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _policy_options(parser: argparse.ArgumentParser) -> None:
+def policy_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-iommu`` and ``--deny``, shared by bind and the agent."""
     parser.add_argument(
         "--no-iommu",
         action="store_true",
@@ -69,7 +70,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     bind.add_argument("--resource-name", help="resourceName to record for the device plugin")
     bind.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     _common(bind)
-    _policy_options(bind)
+    policy_options(bind)
     bind.set_defaults(run=_run)
 
     release = commands.add_parser(
@@ -89,7 +90,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="after a reboot or crash: rebind recorded claims, return devices no claim wants",
     )
     _common(restore)
-    _policy_options(restore)
+    policy_options(restore)
     restore.set_defaults(run=_run)
 
 

@@ -26,7 +26,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _CLASS_PREFIX_MAX = 6
 
 
-def _deny_list(entries: list[str]) -> DenyList:
+def parse_deny_list(entries: list[str]) -> DenyList:
     """Addresses and class prefixes from ``--deny`` (each parsed; anything else is an error)."""
     addresses = set()
     classes = set()
@@ -56,7 +56,7 @@ def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, SysfsPciBus, Cl
         HostFactsReader(sysfs=sysfs, proc=proc),
         state,
         SystemClock(),
-        protection=HostProtection(_deny_list(getattr(args, "deny", []))),
+        protection=HostProtection(parse_deny_list(getattr(args, "deny", []))),
         iommu=IommuMode.NO_IOMMU if getattr(args, "no_iommu", False) else IommuMode.REQUIRED,
     )
     return engine, bus, state

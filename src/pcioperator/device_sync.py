@@ -90,7 +90,7 @@ class DeviceSync:
         self._bus = bus
         self._catalog = catalog
         self._api = api
-        self._informer = informer
+        self.informer = informer
         self._original_drivers = original_drivers
         self._rescan_interval = rescan_interval
         self._owner: dict[str, Any] | None = None
@@ -106,7 +106,7 @@ class DeviceSync:
         records = self._catalog.records(self._bus.devices(), originals)
         self.last_records = records
         desired = {record.name: pcidevice_manifest(record) for record in records}
-        observed = {obj["metadata"]["name"]: obj for obj in self._informer.objects()}
+        observed = {obj["metadata"]["name"]: obj for obj in self.informer.objects()}
         for name, manifest in desired.items():
             current = observed.get(name)
             if current is None:

@@ -1,0 +1,336 @@
+"""``pcidevices agent``: the node agent's composition root.
+
+`main`-time work (reading the kubeconfig, the pci.ids file, signal handlers) happens in `run`;
+`AgentModule` only builds objects from what it is given, so the same wiring runs in tests
+against a real API server with a fake kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import attrs
+import cattrs
+import injector
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from pcicore.address import PciAddress
+from pcicore.catalog import DeviceCatalog
+from pcicore.device import NodeName
+from pcicore.engine import ClaimEngine
+from pcicore.errors import InvalidPciAddressError, PciDevicesError
+from pcicore.naming import DeviceNamer, ResourceName
+from pcicore.pciids import PciIds
+from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
+from pcicore.ports import PciBus
+from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
+from pcidevices.plugin_main import DevicePluginModule
+from pcioperator.agent import Agent, Service
+from pcioperator.binding import Modprobe, SysfsDriverControl, SystemClock
+from pcioperator.claim_controller import ClaimController
+from pcioperator.claims_wire import claim_from_object
+from pcioperator.claimstate import ClaimStateFile
+from pcioperator.device_sync import DeviceSync, node_selector
+from pcioperator.events import EventRecorder
+from pcioperator.hostfacts import HostFactsReader
+from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.informer import Informer
+from pcioperator.metrics import AgentMetrics, HealthServer
+from pcioperator.pciids_file import load_pci_ids
+from pcioperator.sysfs import SysfsPciBus
+from pcioperator.workqueue import WorkQueue
+from pciplugin.host import DevicePluginHost, PluginSettings
+from pciplugin.vfio import HostVfioNodes
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class AgentConfig:
+    """How the agent runs on its node.
+
+    Attributes:
+        node: This node's name.
+        sysfs: The sysfs mount point.
+        proc: The proc mount point (host facts, loaded modules).
+        dev_root: The ``/dev`` where VFIO nodes appear.
+        state_file: Where claimed devices and original drivers are recorded.
+        rescan_interval: Seconds between idle rescans of the bus.
+        metrics_address: Host and port of /metrics, /healthz, /readyz (``None``: off).
+        group_policy: How IOMMU groups are handled (``strict`` or ``group``).
+        no_iommu: Allow claims on a node without an IOMMU.
+        deny: Addresses or class prefixes never to hand over.
+        device_plugin: Whether to serve the kubelet device plugin in this process.
+        plugin_settings: Device-plugins folder and intervals.
+    """
+
+    node: str
+    sysfs: Path = Path("/sys")
+    proc: Path = Path("/proc")
+    dev_root: Path = Path("/dev")
+    state_file: Path = Path("/var/lib/pcidevices/claims.json")
+    rescan_interval: float = 30.0
+    metrics_address: tuple[str, int] | None = ("0.0.0.0", 9090)  # noqa: S104 - a pod's port
+    group_policy: GroupPolicy = GroupPolicy.STRICT
+    no_iommu: bool = False
+    deny: DenyList = attrs.field(factory=DenyList)
+    device_plugin: bool = True
+    plugin_settings: PluginSettings = attrs.field(factory=PluginSettings)
+
+
+class ClusterClaimedDevices:
+    """`ClaimedDevices` read from the claims in the cluster (the agent's informer cache)."""
+
+    def __init__(self, node: str, informer: Informer, bus: PciBus, namer: DeviceNamer) -> None:
+        """Claims for ``node``; resourceNames from the device on ``bus``."""
+        self._node = node
+        self._informer = informer
+        self._bus = bus
+        self._namer = namer
+        self._names: dict[PciAddress, ResourceName] = {}
+
+    def claimed(self) -> Sequence[ClaimedDevice]:
+        """Every live claim of this node whose device has a known resourceName."""
+        found: list[ClaimedDevice] = []
+        for obj in self._informer.objects():
+            try:
+                claim = claim_from_object(obj)
+                address = PciAddress.parse(claim.spec.address)
+            except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
+                continue
+            if claim.spec.node_name != self._node or claim.deleting:
+                continue
+            name = self._names.get(address)
+            if name is None:
+                device = self._bus.device(address)
+                if device is None:
+                    continue
+                name = self._names[address] = self._namer.resource_name(device)
+            found.append(ClaimedDevice(address, name, claim.spec.disable_resource_pooling))
+        return sorted(found, key=lambda c: c.address.sort_key)
+
+
+class AgentModule(injector.Module):
+    """The agent's wiring. Builds objects only; nothing here reads files or the network."""
+
+    def __init__(self, config: AgentConfig, api_client: k8s_client.ApiClient, ids: PciIds) -> None:
+        """Wire an agent for ``config`` talking through ``api_client``."""
+        self._config = config
+        self._api_client = api_client
+        self._ids = ids
+
+    def configure(self, binder: injector.Binder) -> None:
+        """Bind the values given at start-up."""
+        binder.bind(AgentConfig, to=self._config)
+        binder.bind(PciIds, to=self._ids)
+        binder.bind(PluginSettings, to=self._config.plugin_settings)
+
+    @injector.singleton
+    @injector.provider
+    def queue(self) -> AgentQueue:
+        """The agent's one work queue."""
+        return AgentQueue()
+
+    @injector.singleton
+    @injector.provider
+    def metrics(self) -> AgentMetrics:
+        """The agent's metrics."""
+        return AgentMetrics()
+
+    @injector.singleton
+    @injector.provider
+    def api(self, metrics: AgentMetrics) -> KubeApi:
+        """The Kubernetes API, with every request counted."""
+        return KubeApi(self._api_client, on_request=metrics.request)
+
+    @injector.singleton
+    @injector.provider
+    def bus(self, config: AgentConfig) -> PciBus:
+        """The host's PCI bus."""
+        return SysfsPciBus(config.sysfs)
+
+    @injector.singleton
+    @injector.provider
+    def vfio(self, config: AgentConfig) -> VfioNodes:
+        """The host's VFIO device nodes."""
+        return HostVfioNodes(config.dev_root, config.sysfs)
+
+    @injector.singleton
+    @injector.provider
+    def namer(self, ids: PciIds) -> DeviceNamer:
+        """Names from pci.ids."""
+        return DeviceNamer(ids)
+
+    @injector.singleton
+    @injector.provider
+    def state(self, config: AgentConfig) -> ClaimStateFile:
+        """The record of claimed devices and original drivers."""
+        return ClaimStateFile(config.state_file)
+
+    @injector.singleton
+    @injector.provider
+    def engine(self, config: AgentConfig, bus: PciBus, state: ClaimStateFile) -> ClaimEngine:
+        """The claim engine on the real sysfs writer."""
+        return ClaimEngine(
+            bus,
+            SysfsDriverControl(Modprobe(), sysfs=config.sysfs, proc=config.proc),
+            HostFactsReader(sysfs=config.sysfs, proc=config.proc),
+            state,
+            SystemClock(),
+            protection=HostProtection(config.deny),
+            iommu=IommuMode.NO_IOMMU if config.no_iommu else IommuMode.REQUIRED,
+        )
+
+    @injector.singleton
+    @injector.provider
+    def devices(
+        self,
+        config: AgentConfig,
+        api: KubeApi,
+        bus: PciBus,
+        namer: DeviceNamer,
+        state: ClaimStateFile,
+    ) -> DeviceSync:
+        """The PCIDevice sync of this node."""
+        return DeviceSync(
+            node=config.node,
+            bus=bus,
+            catalog=DeviceCatalog(NodeName(config.node), namer),
+            api=api,
+            informer=Informer(api, PCIDEVICES, label_selector=node_selector(config.node)),
+            original_drivers=lambda: state.load().originals,
+            rescan_interval=config.rescan_interval,
+        )
+
+    @injector.singleton
+    @injector.provider
+    def claims(
+        self,
+        config: AgentConfig,
+        api: KubeApi,
+        bus: PciBus,
+        namer: DeviceNamer,
+        engine: ClaimEngine,
+        state: ClaimStateFile,
+        queue: AgentQueue,
+    ) -> ClaimController:
+        """The claim controller of this node."""
+
+        def resource_name_of(address: PciAddress) -> str | None:
+            device = bus.device(address)
+            return None if device is None else namer.resource_name(device)
+
+        return ClaimController(
+            node=config.node,
+            api=api,
+            informer=Informer(api, PCIDEVICECLAIMS),
+            engine=engine,
+            ledger=state,
+            events=EventRecorder(api, config.node),
+            resource_name_of=resource_name_of,
+            on_host_changed=lambda: queue.add(DeviceSync.KEY),
+            policy=config.group_policy,
+        )
+
+    @injector.singleton
+    @injector.provider
+    def claimed(
+        self, config: AgentConfig, claims: ClaimController, bus: PciBus, namer: DeviceNamer
+    ) -> ClaimedDevices:
+        """What the device plugin advertises: the claims in the cluster."""
+        return ClusterClaimedDevices(config.node, claims.informer, bus, namer)
+
+    @injector.singleton
+    @injector.provider
+    def agent(
+        self,
+        config: AgentConfig,
+        devices: DeviceSync,
+        claims: ClaimController,
+        metrics: AgentMetrics,
+        queue: AgentQueue,
+        inj: injector.Injector,
+    ) -> Agent:
+        """The whole agent, with the device plugin when configured."""
+        services: tuple[Service, ...] = ()
+        if config.device_plugin:
+            services = (inj.get(DevicePluginHost),)
+        agent = Agent(
+            devices=devices, claims=claims, metrics=metrics, queue=queue, services=services
+        )
+        if config.metrics_address is not None:
+            agent.health = HealthServer(config.metrics_address, metrics, agent.healthy, agent.ready)
+        return agent
+
+
+class AgentQueue(WorkQueue[str]):
+    """The agent's work queue (a type of its own, to be injected by)."""
+
+
+def agent_injector(
+    config: AgentConfig, api_client: k8s_client.ApiClient, ids: PciIds
+) -> injector.Injector:
+    """The injector of one agent process."""
+    return injector.Injector([AgentModule(config, api_client, ids), DevicePluginModule()])
+
+
+def load_api_client(kubeconfig: Path | None) -> k8s_client.ApiClient:
+    """An API client from ``kubeconfig``, else ``$KUBECONFIG``/in-cluster configuration.
+
+    Raises:
+        PciDevicesError: no usable configuration was found.
+    """
+    configuration = k8s_client.Configuration()
+    try:
+        if kubeconfig is not None:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                str(kubeconfig), client_configuration=configuration
+            )
+        else:
+            try:
+                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
+    except (k8s_config.ConfigException, OSError, TypeError, ValueError) as err:
+        raise PciDevicesError(
+            f"cannot load a Kubernetes configuration ({err}); pass --kubeconfig PATH or run "
+            "in a pod with a service account"
+        ) from err
+    return k8s_client.ApiClient(configuration)
+
+
+def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> int:
+    """Run the agent until SIGTERM or SIGINT; return the exit status."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+    )
+    SysfsPciBus(config.sysfs).check()
+    ids = load_pci_ids(pci_ids)
+    api_client = load_api_client(kubeconfig)
+    agent = agent_injector(config, api_client, ids).get(Agent)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    agent.start()
+    log.info("agent running on node %s", config.node)
+    stop.wait()
+    agent.stop()
+    return 0

@@ -1,0 +1,94 @@
+"""Arguments of ``pcidevices agent``; the agent itself is `pcidevices.agent_main`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from pcidevices.cli_node import DEFAULT_PROC, DEFAULT_STATE_FILE, policy_options
+from pcidevices.cli_scan import add_sysfs_option
+
+
+def _address(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (or ``off``) for --metrics-address."""
+    if text == "off":
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:  # noqa: PLR2004 - port range
+        msg = f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:9090) or 'off'"
+        raise argparse.ArgumentTypeError(msg)
+    return (host or "0.0.0.0", int(port))  # noqa: S104 - the pod's metrics port
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``agent`` to the command line."""
+    agent = commands.add_parser(
+        "agent", help="run the node agent: PCIDevice sync, claims, device plugin, metrics"
+    )
+    add_sysfs_option(agent)
+    agent.add_argument("--proc", type=Path, default=DEFAULT_PROC, metavar="ROOT")
+    agent.add_argument("--dev-root", type=Path, default=Path("/dev"), metavar="ROOT")
+    agent.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, metavar="PATH")
+    agent.add_argument("--node", help="this node's name (default: $NODE_NAME)")
+    agent.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, else $KUBECONFIG)"
+    )
+    agent.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
+    agent.add_argument(
+        "--rescan-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between idle rescans of the bus (default: 30)",
+    )
+    agent.add_argument(
+        "--metrics-address",
+        type=_address,
+        default=("0.0.0.0", 9090),  # noqa: S104
+        metavar="HOST:PORT",
+        help="serve /metrics /healthz /readyz here, or 'off'",
+    )
+    agent.add_argument(
+        "--group-policy",
+        choices=("strict", "group"),
+        default="strict",
+        help="strict: wait until the whole IOMMU group is claimed; group: move it together",
+    )
+    policy_options(agent)
+    agent.add_argument(
+        "--device-plugins-dir",
+        type=Path,
+        default=Path("/var/lib/kubelet/device-plugins"),
+        metavar="DIR",
+        help="the kubelet's device-plugins folder",
+    )
+    agent.add_argument(
+        "--no-device-plugin",
+        action="store_true",
+        help="do not serve the kubelet device plugin in this process",
+    )
+    agent.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pcicore.policy import GroupPolicy  # noqa: PLC0415 - imported only when it runs
+    from pcidevices import agent_main, node_admin, scan  # noqa: PLC0415
+    from pciplugin.host import PluginSettings  # noqa: PLC0415
+
+    config = agent_main.AgentConfig(
+        node=scan.node_name(args.node, os.environ),
+        sysfs=args.sysfs,
+        proc=args.proc,
+        dev_root=args.dev_root,
+        state_file=args.state_file,
+        rescan_interval=args.rescan_interval,
+        metrics_address=args.metrics_address,
+        group_policy=GroupPolicy(args.group_policy),
+        no_iommu=args.no_iommu,
+        deny=node_admin.parse_deny_list(args.deny),
+        device_plugin=not args.no_device_plugin,
+        plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
+    )
+    return agent_main.run(config, args.kubeconfig, args.pci_ids)

@@ -1,0 +1,115 @@
+"""The node agent's run loop: two informers, one work queue, one worker, and the services.
+
+Keys, not events, drive the work: any change to this node's PCIDevices queues ``devices``; any
+change to a claim queues ``claims``; the claim controller queues ``devices`` after it moved
+something, so ``kernelDriverInUse`` follows at once. One worker processes keys in turn, so a
+device sync never races a bind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from pcioperator.claim_controller import ClaimController
+from pcioperator.controller import Controller
+from pcioperator.device_sync import DeviceSync
+from pcioperator.metrics import AgentMetrics, HealthServer
+from pcioperator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """Something the agent starts with itself and stops last (the device plugin)."""
+
+    def start(self) -> None:
+        """Start in the background."""
+
+    def stop(self) -> None:
+        """Stop and clean up."""
+
+
+class Agent:
+    """Everything one node runs, started and stopped together."""
+
+    def __init__(
+        self,
+        *,
+        devices: DeviceSync,
+        claims: ClaimController,
+        metrics: AgentMetrics,
+        queue: WorkQueue[str] | None = None,
+        health: HealthServer | None = None,
+        services: tuple[Service, ...] = (),
+    ) -> None:
+        """Assemble the agent from its parts (see `pcidevices.agent_main` for the wiring)."""
+        self.devices = devices
+        self.claims = claims
+        self.metrics = metrics
+        self.health = health
+        self.services = services
+        self.queue: WorkQueue[str] = queue if queue is not None else WorkQueue()
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        handlers: dict[str, Callable[[], float | None]] = {
+            DeviceSync.KEY: self._sync_devices,
+            ClaimController.KEY: self._reconcile_claims,
+        }
+        self._controller: Controller[str] = Controller(
+            "agent", self.queue, lambda key: handlers[key](), observer=metrics
+        )
+
+    def _sync_devices(self) -> float | None:
+        delay = self.devices.reconcile()
+        self.metrics.devices.set(len(self.devices.last_records))
+        return delay
+
+    def _reconcile_claims(self) -> float | None:
+        delay = self.claims.reconcile()
+        self.metrics.set_claim_phases(self.claims.phases)
+        return delay
+
+    def request_devices_sync(self) -> None:
+        """Queue a device sync now (the claim controller calls it after moving a device)."""
+        self.queue.add(DeviceSync.KEY)
+
+    def healthy(self) -> bool:
+        """Whether every loop is alive."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def ready(self) -> bool:
+        """Whether both caches have been filled once."""
+        return self.devices.informer.synced.is_set() and self.claims.informer.synced.is_set()
+
+    def start(self) -> None:
+        """Start the services, the informers and the worker in background threads."""
+        if self.health is not None:
+            self.health.start()
+        for service in self.services:
+            service.start()
+        loops = {
+            "pcidevices-informer": self.devices.informer.run,
+            "claims-informer": self.claims.informer.run,
+            "worker": self._controller.run,
+        }
+        for name, loop in loops.items():
+            thread = threading.Thread(target=loop, args=(self.stopping,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self.queue.add(DeviceSync.KEY)
+        self.queue.add(ClaimController.KEY)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop everything and wait for the loops to end."""
+        self.stopping.set()
+        self.queue.shut_down()
+        for thread in self._threads:
+            thread.join(timeout)
+        for service in reversed(self.services):
+            service.stop()
+        if self.health is not None:
+            self.health.stop()
+        log.info("agent stopped")

@@ -1,0 +1,125 @@
+"""The wire form of ``PCIDeviceClaim`` objects, converted by cattrs.
+
+The attrs classes here mirror the CRD in snake_case; one converter renames every field to and
+from camelCase, so no camelCase key is written by hand outside this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from pcicore.conditions import Condition, ConditionStatus
+from pcioperator.kube.api import JsonObject
+
+
+@attrs.frozen
+class ClaimSpec:
+    """``spec`` of a claim (Harvester's fields, plus none of ours).
+
+    Attributes:
+        address: The device's PCI address, as the user wrote it (parsed before any use).
+        node_name: The node the device is on.
+        user_name: Who asked for it.
+        disable_resource_pooling: Advertise this device under its own resource.
+    """
+
+    address: str
+    node_name: str
+    user_name: str = ""
+    disable_resource_pooling: bool = False
+
+
+@attrs.frozen
+class ClaimStatus:
+    """``status`` of a claim.
+
+    Attributes:
+        kernel_driver_to_unbind: The device's original driver.
+        passthrough_enabled: Whether the device is on vfio-pci.
+        conditions: Standard conditions (additive).
+        group_members: Other devices moved with it (additive).
+    """
+
+    kernel_driver_to_unbind: str = ""
+    passthrough_enabled: bool = False
+    conditions: tuple[Condition, ...] = ()
+    group_members: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class Claim:
+    """The parts of a claim object the agent reads.
+
+    Attributes:
+        name: Object name.
+        uid: Object uid (for events).
+        generation: ``metadata.generation``.
+        deleting: Whether a deletion is pending (finalizers hold it).
+        finalizers: ``metadata.finalizers``.
+        spec: The spec.
+        status: The status.
+    """
+
+    name: str
+    uid: str
+    generation: int
+    deleting: bool
+    finalizers: tuple[str, ...]
+    spec: ClaimSpec
+    status: ClaimStatus
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    converter.register_unstructure_hook(ConditionStatus, lambda value: value.value)
+    converter.register_structure_hook(ConditionStatus, lambda value, _: ConditionStatus(value))
+    # Nested classes first: a generated function binds the hooks that exist when it is made.
+    for cls in (Condition, ClaimSpec, ClaimStatus):
+        renames: dict[str, Any] = {
+            field.name: override(rename=_camel(field.name)) for field in attrs.fields(cls)
+        }
+        converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **renames))
+        converter.register_unstructure_hook(
+            cls,
+            make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=False, **renames),
+        )
+    return converter
+
+
+CONVERTER = _converter()
+
+
+def claim_from_object(obj: JsonObject) -> Claim:
+    """Structure an API object into a `Claim`.
+
+    Raises:
+        cattrs.BaseValidationError: the object does not have the claim's shape.
+    """
+    meta = obj["metadata"]
+    return Claim(
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation", 0)),
+        deleting=bool(meta.get("deletionTimestamp")),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        spec=CONVERTER.structure(obj.get("spec") or {}, ClaimSpec),
+        status=CONVERTER.structure(obj.get("status") or {}, ClaimStatus),
+    )
+
+
+def status_to_wire(status: ClaimStatus) -> dict[str, Any]:
+    """Unstructure a `ClaimStatus` into the camelCase ``status`` body."""
+    body: dict[str, Any] = CONVERTER.unstructure(status)
+    for condition in body["conditions"]:
+        if condition.get("observedGeneration") is None:
+            condition.pop("observedGeneration", None)
+    return body
