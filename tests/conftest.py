@@ -1,0 +1,3 @@
+"""Suite-wide pytest configuration: plugins every layer may use."""
+
+pytest_plugins = ["harness.fixtures"]
