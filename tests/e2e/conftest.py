@@ -2,7 +2,8 @@
 
 `guest_run` is requested only by `e2e`-marked host tests, so `-m "not e2e"` never boots QEMU.
 Set `PCIDEVICES_E2E_OUT=<dir>` to keep the guest's logs in a fixed place (default: pytest's
-temporary directory, printed in the summary and in every failure).
+temporary directory, printed in the summary and in every failure), and
+`PCIDEVICES_E2E_TIMEOUT=<seconds>` to change how long the guest may run (default 480).
 """
 
 import os
@@ -24,7 +25,8 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> qemu.GuestRun:
     out_dir = Path(fixed) if fixed else tmp_path_factory.mktemp("e2e-guest")
     try:
         image = qemu.prepare()
-        run = qemu.run_in_guest(out_dir=out_dir, image=image)
+        timeout = float(os.environ.get("PCIDEVICES_E2E_TIMEOUT", qemu.DEFAULT_TIMEOUT))
+        run = qemu.run_in_guest(out_dir=out_dir, image=image, timeout=timeout)
     except qemu.GuestError as err:
         pytest.fail(f"the e2e guest could not run: {err}", pytrace=False)
     _RUNS.append((image, run))

@@ -49,7 +49,8 @@ RESULT_MOUNT = "/run/pcidevices-e2e"
 # `quiet`: every byte on the emulated UART costs TCG time; init saves the full `dmesg` instead.
 KERNEL_CMDLINE = f"console=ttyS0 quiet intel_iommu=on panic=-1 {GUEST_TOKEN}"
 DEFAULT_TIMEOUT = 480.0
-GUEST_MEMORY_MIB = 2048
+# Headroom for stage 2 (kube-apiserver + etcd in the guest); TCG allocates guest RAM lazily.
+GUEST_MEMORY_MIB = 4096
 _POLL_SECONDS = 0.2
 _GUEST_PYTEST_PLUGINS = (
     "-p",
