@@ -24,6 +24,8 @@ for m in virtio_pci 9pnet_virtio 9p virtio_net e1000e e1000 vfio_pci vfio_iommu_
     modprobe "$m" 2>/dev/console || say "modprobe $m failed"
 done
 
+# The node name the project derives from the hostname (init.sh and layout.GUEST_HOSTNAME agree).
+hostname e2e-guest
 ip link set lo up
 for n in /sys/class/net/*; do
     drv="$(readlink "$n/device/driver" 2>/dev/null)"

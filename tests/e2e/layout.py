@@ -53,6 +53,8 @@ SHARED_PAIR = ("0000:01:01.0", "0000:01:02.0")
 HOST_ROOT_SHARE = "0000:00:05.0"
 RESULT_SHARE = "0000:00:06.0"
 
+GUEST_HOSTNAME = "e2e-guest"
+"""The guest's hostname, hence the node name `pcidevices` derives (set by init.sh)."""
 GUEST_ADDRESS = "10.0.2.15/24"
 DEFAULT_GATEWAY = "10.0.2.2"
 

@@ -85,12 +85,22 @@ if [ -z "$kpkg" ]; then
     kpkg="$(resolve_kernel_package)"
 fi
 log "kernel package $kpkg"
-if ! (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >&2); then
-    apt_update_once
-    kpkg="$(resolve_kernel_package)"
-    (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >&2)
+# The .deb is kept (one version) so a changed recipe rebuilds without downloading again.
+debs="$cache_root/debs"
+mkdir -p "$debs"
+download_kernel() {
+    (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$kpkg" >&2)
+}
+if ! compgen -G "$debs/${kpkg}_*.deb" >/dev/null; then
+    if ! download_kernel; then
+        apt_update_once
+        kpkg="$(resolve_kernel_package)"
+        download_kernel
+    fi
 fi
-dpkg -x "$work"/"$kpkg"_*.deb "$work/kernel"
+deb="$(compgen -G "$debs/${kpkg}_*.deb" | head -n 1)"
+find "$debs" -name '*.deb' ! -path "$deb" -delete
+dpkg -x "$deb" "$work/kernel"
 krel="$(ls "$work/kernel/lib/modules")"
 log "kernel release $krel"
 

@@ -1,13 +1,14 @@
 """The guest's kernel sees the fixed layout of `tests/e2e/layout.py` (runs only in the guest)."""
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from e2e.guest import rawsysfs
-from e2e.layout import BRIDGE, FREE_NIC, MGMT_NIC, SHARED_PAIR
+from e2e.layout import BRIDGE, FREE_NIC, GUEST_HOSTNAME, MGMT_NIC, SHARED_PAIR
 
 
 def test_iommu_groups_are_populated():
@@ -65,3 +66,8 @@ def test_vfio_modules_are_loaded():
     """The guest's init loaded vfio-pci and vfio_iommu_type1, as the claim engine expects."""
     modules = {line.split()[0] for line in Path("/proc/modules").read_text().splitlines()}
     assert {"vfio_pci", "vfio_iommu_type1"} <= modules
+
+
+def test_guest_has_the_layout_hostname():
+    """The guest's hostname (the node name pcidevices derives) is the layout's."""
+    assert socket.gethostname() == GUEST_HOSTNAME
