@@ -306,6 +306,9 @@ class KubeCluster:
             # The kubernetes Service's endpoints may not point at loopback; nothing here needs it.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            # With the default (0) a SIGTERM waits on open watches (the controller manager's)
+            # until SIGKILL; 2s lets restart_apiserver() drain them and exit in about a second.
+            "--shutdown-watch-termination-grace-period=2s",
         ]
 
     def stop(self) -> None:
