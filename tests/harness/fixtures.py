@@ -32,13 +32,17 @@ _CLEANUP_TIMEOUT_SECONDS = 30.0
 def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     """The session's cluster: started here (and stopped at the end) or attached to."""
     reuse = os.environ.get("PCIDEVICES_KUBECONFIG")
+    cluster: KubeCluster | None = None
     try:
         if reuse:
             cluster = KubeCluster.attach(Path(reuse))
         else:
             cluster = KubeCluster.start(tmp_path_factory.mktemp("kube"))
     except HarnessError as err:
-        pytest.fail(f"the kube test cluster is unavailable: {err}", pytrace=False)
+        failure = str(err)
+    if cluster is None:
+        # Outside the except block, so the report shows the build's output and nothing else.
+        pytest.fail(f"the kube test cluster is unavailable: {failure}", pytrace=False)
     try:
         yield cluster
     finally:
@@ -48,10 +52,13 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
 @pytest.fixture
 def kube(kube_cluster: KubeCluster) -> Iterator[KubeCluster]:
     """The cluster with the project's CRDs; objects the test creates are deleted after it."""
+    failure = ""
     try:
         kube_cluster.ensure_project_crds()
     except HarnessError as err:
-        pytest.fail(str(err), pytrace=False)
+        failure = str(err)
+    if failure:
+        pytest.fail(failure, pytrace=False)
     before = _snapshot(kube_cluster)
     yield kube_cluster
     _delete_created(kube_cluster, before)

@@ -369,6 +369,11 @@ class KubeCluster:
     # -- access -----------------------------------------------------------------------------
 
     @property
+    def owned(self) -> bool:
+        """True when this object started the processes (and so may stop or restart them)."""
+        return self._owned
+
+    @property
     def api_client(self) -> ApiClient:
         """A ``kubernetes.client.ApiClient`` for the admin user (shared, closed on stop)."""
         if self._api_client is None:
