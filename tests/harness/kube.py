@@ -111,6 +111,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def loopback_env() -> dict[str, str]:
+    """The environment for cluster processes: loopback never goes through an HTTP proxy.
+
+    The API server calls webhooks on 127.0.0.1 and honours ``HTTPS_PROXY``; so do kubectl and
+    the controller manager.
+    """
+    env = dict(os.environ)
+    for name in ("NO_PROXY", "no_proxy"):
+        present = [part for part in env.get(name, "").split(",") if part]
+        env[name] = ",".join([*present, "127.0.0.1", "localhost"])
+    env.pop("KUBECONFIG", None)
+    return env
+
+
 def _die_with_parent() -> None:
     """Child-side ``preexec_fn``: the kernel sends SIGTERM if the test process dies uncleanly."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -134,6 +148,7 @@ class _Process:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env=loopback_env(),
             start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - calls prctl only, takes no locks
         )
@@ -390,12 +405,10 @@ class KubeCluster:
         timeout: float = 60.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl of the same release against this cluster; never raises on exit code."""
-        env = {
-            **os.environ,
+        env = loopback_env() | {
             "KUBECACHEDIR": str(self.workdir / "kubectl-cache"),
             "KUBERC": "off",
         }
-        env.pop("KUBECONFIG", None)
         return subprocess.run(
             [
                 str(self.binary),
@@ -421,6 +434,22 @@ class KubeCluster:
         path = users / f"{safe}.kubeconfig"
         self._write_kubeconfig(path, name, prefix)
         return path
+
+    def serving_cert(self, name: str, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> Path:
+        """Write ``<prefix>.crt``/``.key``, a server cert from the cluster CA; return the prefix.
+
+        For webhooks on loopback: the API server trusts ``ca_bundle`` (``pki/ca.crt``).
+        """
+        certs = self.workdir / "serving"
+        certs.mkdir(exist_ok=True)
+        prefix = certs / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        self._run_harness("pki", "serving", str(self.pki), str(prefix), *hosts)
+        return prefix
+
+    @property
+    def ca_bundle(self) -> bytes:
+        """The cluster CA in PEM, e.g. for a webhook's ``clientConfig.caBundle``."""
+        return (self.pki / "ca.crt").read_bytes()
 
     def install_crds(self, paths: Iterable[Path], timeout: float = 60.0) -> list[str]:
         """Apply CRD manifests (idempotent) and wait until each is Established; return names.

@@ -9,6 +9,7 @@
 //	harness kubectl <kubectl args>
 //	harness pki init DIR
 //	harness pki client DIR NAME OUT_PREFIX [GROUP...]
+//	harness pki serving DIR OUT_PREFIX HOST...
 package main
 
 import (
@@ -132,6 +133,7 @@ func runEtcd() {
 //	pki init DIR: ca.{crt,key}, serving.{crt,key} (127.0.0.1, localhost), sa.{key,pub},
 //	    admin.{crt,key} (CN admin, O system:masters)
 //	pki client DIR NAME OUT_PREFIX [GROUP...]: OUT_PREFIX.{crt,key} signed by DIR/ca
+//	pki serving DIR OUT_PREFIX HOST...: a server cert for IPs and DNS names (webhooks)
 func runPKI(args []string) {
 	if len(args) >= 2 && args[0] == "init" {
 		pkiInit(args[1])
@@ -142,7 +144,21 @@ func runPKI(args []string) {
 		writeLeaf(ca, caKey, args[3], args[2], args[4:], []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil)
 		return
 	}
-	fatal("usage: pki init DIR | pki client DIR NAME OUT_PREFIX [GROUP...]")
+	if len(args) >= 4 && args[0] == "serving" {
+		ca, caKey := loadCA(args[1])
+		var ips []net.IP
+		var names []string
+		for _, host := range args[3:] {
+			if ip := net.ParseIP(host); ip != nil {
+				ips = append(ips, ip)
+			} else {
+				names = append(names, host)
+			}
+		}
+		writeLeaf(ca, caKey, args[2], args[3], nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, ips, names)
+		return
+	}
+	fatal("usage: pki init DIR | pki client DIR NAME OUT_PREFIX [GROUP...] | pki serving DIR OUT_PREFIX HOST...")
 }
 
 func newKey() *ecdsa.PrivateKey {
