@@ -197,6 +197,7 @@ class AgentModule(injector.Module):
         bus: PciBus,
         namer: DeviceNamer,
         state: ClaimStateFile,
+        queue: AgentQueue,
     ) -> DeviceSync:
         """The PCIDevice sync of this node."""
         return DeviceSync(
@@ -204,7 +205,12 @@ class AgentModule(injector.Module):
             bus=bus,
             catalog=DeviceCatalog(NodeName(config.node), namer),
             api=api,
-            informer=Informer(api, PCIDEVICES, label_selector=node_selector(config.node)),
+            informer=Informer(
+                api,
+                PCIDEVICES,
+                label_selector=node_selector(config.node),
+                on_change=lambda _name: queue.add(DeviceSync.KEY),
+            ),
             original_drivers=lambda: state.load().originals,
             rescan_interval=config.rescan_interval,
         )
@@ -230,7 +236,9 @@ class AgentModule(injector.Module):
         return ClaimController(
             node=config.node,
             api=api,
-            informer=Informer(api, PCIDEVICECLAIMS),
+            informer=Informer(
+                api, PCIDEVICECLAIMS, on_change=lambda _name: queue.add(ClaimController.KEY)
+            ),
             engine=engine,
             ledger=state,
             events=EventRecorder(api, config.node),

@@ -106,8 +106,12 @@ class Agent:
         """Stop everything and wait for the loops to end."""
         self.stopping.set()
         self.queue.shut_down()
+        self.devices.informer.interrupt()
+        self.claims.informer.interrupt()
         for thread in self._threads:
             thread.join(timeout)
+            if thread.is_alive():
+                log.warning("%s did not stop within %.0fs", thread.name, timeout)
         for service in reversed(self.services):
             service.stop()
         if self.health is not None:

@@ -170,7 +170,9 @@ class ClaimController:
             {
                 "metadata": {
                     "finalizers": [*claim.finalizers, FINALIZER],
-                    "resourceVersion": None,
+                    # Finalizers are a list a merge patch replaces whole: guard against a
+                    # concurrent change by another controller (409 -> read again, retry).
+                    "resourceVersion": claim.resource_version,
                 }
             },
         )
@@ -178,7 +180,11 @@ class ClaimController:
     def _remove_finalizer(self, claim: Claim) -> None:
         kept = [f for f in claim.finalizers if f != FINALIZER]
         with contextlib.suppress(NotFoundError):
-            self._api.patch(PCIDEVICECLAIMS, claim.name, {"metadata": {"finalizers": kept}})
+            self._api.patch(
+                PCIDEVICECLAIMS,
+                claim.name,
+                {"metadata": {"finalizers": kept, "resourceVersion": claim.resource_version}},
+            )
 
     def _finish_deletion(self, item: _Parsed, originals: Mapping[PciAddress, object]) -> bool:
         """Let a deleted claim go once its device is back; return whether it is done."""

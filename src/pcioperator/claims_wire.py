@@ -57,6 +57,7 @@ class Claim:
     Attributes:
         name: Object name.
         uid: Object uid (for events).
+        resource_version: ``metadata.resourceVersion`` (for optimistic concurrency).
         generation: ``metadata.generation``.
         deleting: Whether a deletion is pending (finalizers hold it).
         finalizers: ``metadata.finalizers``.
@@ -66,6 +67,7 @@ class Claim:
 
     name: str
     uid: str
+    resource_version: str
     generation: int
     deleting: bool
     finalizers: tuple[str, ...]
@@ -108,6 +110,7 @@ def claim_from_object(obj: JsonObject) -> Claim:
     return Claim(
         name=meta["name"],
         uid=meta.get("uid", ""),
+        resource_version=str(meta.get("resourceVersion", "")),
         generation=int(meta.get("generation", 0)),
         deleting=bool(meta.get("deletionTimestamp")),
         finalizers=tuple(meta.get("finalizers") or ()),

@@ -118,6 +118,7 @@ class KubeApi:
         label_selector: str | None = None,
         timeout_seconds: int = 300,
         stop: threading.Event | None = None,
+        on_open: Callable[[urllib3.BaseHTTPResponse], None] | None = None,
     ) -> Iterator[WatchEvent]:
         """Changes after ``resource_version`` until the server ends the watch or ``stop`` is set."""
         query: list[tuple[str, str | int]] = [
@@ -138,6 +139,8 @@ class KubeApi:
             None,
             timeout=(10, timeout_seconds + 30),
         )
+        if on_open is not None:
+            on_open(response)  # lets another thread end a read that would block
         try:
             buffer = b""
             for chunk in response.stream(amt=None, decode_content=False):

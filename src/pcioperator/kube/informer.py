@@ -8,10 +8,13 @@ name — never with the event type: reconcilers read the cache, not the event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from typing import Final
+
+import urllib3
 
 from pcioperator.kube.api import JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, GoneError
@@ -53,6 +56,17 @@ class Informer:
         self._cache: dict[str, JsonObject] = {}
         self.synced = threading.Event()
         self.relists = 0
+        self._response: urllib3.BaseHTTPResponse | None = None
+
+    def interrupt(self) -> None:
+        """End a watch read now (called on shutdown, after the stop event is set)."""
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.shutdown()
+
+    def _opened(self, response: urllib3.BaseHTTPResponse) -> None:
+        self._response = response
 
     def get(self, name: str) -> JsonObject | None:
         """The cached object called ``name``, or ``None``."""
@@ -102,6 +116,7 @@ class Informer:
                 label_selector=self._selector,
                 timeout_seconds=self._watch_timeout,
                 stop=stop,
+                on_open=self._opened,
             )
             for event in events:
                 if event.type == "ERROR":

@@ -1,0 +1,171 @@
+"""The node agent against a real kube-apiserver + etcd, on a fake kernel."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC
+from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES
+from pcioperator.kube.errors import NotFoundError
+from polling import wait_for
+
+pytestmark = pytest.mark.kube
+
+
+def devices_of(api, node):
+    items, _ = api.list_objects(PCIDEVICES, label_selector=f"nodename={node}")
+    return {item["metadata"]["name"]: item for item in items}
+
+
+def compact(address):
+    return address.replace(":", "").replace(".", "")
+
+
+def claim_body(node, address, user="alice", **spec):
+    return {
+        "apiVersion": "devices.harvesterhci.io/v1beta1",
+        "kind": "PCIDeviceClaim",
+        "metadata": {"name": f"{node}-{compact(address)}"},
+        "spec": {"address": address, "nodeName": node, "userName": user, **spec},
+    }
+
+
+def ready_condition(claim):
+    conditions = (claim.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+class TestDeviceSync:
+    """PCIDevice objects follow the node's bus."""
+
+    def test_devices_appear_with_owner_label_and_status(self, start_agent):
+        """Every device on the bus gets an object owned by the Node, labelled and with status."""
+        running = start_agent()
+        devices = wait_for(
+            lambda: (
+                len(devices_of(running.api, running.node)) == 8
+                and devices_of(running.api, running.node)
+            )
+        )
+        nic = devices[f"{running.node}-{compact(MGMT_NIC)}"]
+        assert nic["metadata"]["labels"] == {"nodename": running.node}
+        assert nic["metadata"]["annotations"] == {"harvesterhci.io/pcideviceDriver": "e1000e"}
+        assert nic["metadata"]["ownerReferences"][0]["kind"] == "Node"
+        assert nic["status"]["kernelDriverInUse"] == "e1000e"
+        assert nic["status"]["iommuGroup"] == "3"
+        assert nic["status"]["resourceName"] == "intel.com/ETHERNET_CONNECTION_7_I219LM"
+
+    def test_idle_rescans_write_nothing(self, start_agent):
+        """With nothing changed, rescans make no API request at all."""
+        running = start_agent(rescan_interval=0.1)
+        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
+        wait_for(lambda: running.agent.queue.failures("devices") == 0)
+        time.sleep(1.0)  # let the writes of the first sync settle
+        before = running.agent.devices._api.requests.copy()
+        time.sleep(1.5)  # about 15 rescans at 0.1 s
+        after = running.agent.devices._api.requests
+        assert after == before
+
+    def test_device_added_and_removed_in_sysfs_follows(self, start_agent):
+        """A hot-added device appears and an unplugged one disappears within a rescan."""
+        running = start_agent()
+        name = f"{running.node}-{compact(FREE_NIC)}"
+        wait_for(lambda: name in devices_of(running.api, running.node))
+        running.host.kernel.unplug(FREE_NIC)
+        wait_for(lambda: name not in devices_of(running.api, running.node))
+
+    def test_deleted_object_is_recreated(self, start_agent):
+        """An object deleted by hand comes back (level-triggered)."""
+        running = start_agent()
+        name = f"{running.node}-{compact(GPU)}"
+        wait_for(lambda: name in devices_of(running.api, running.node))
+        running.api.delete(PCIDEVICES, name)
+        wait_for(lambda: name in devices_of(running.api, running.node))
+
+    def test_deleting_the_node_garbage_collects_its_devices(self, start_agent, kube):
+        """Objects are owned by the Node: deleting the Node removes them (real GC)."""
+        running = start_agent()
+        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
+        running.agent.stop()
+        running.api.delete(NODES, running.node)
+        wait_for(lambda: not devices_of(running.api, running.node), timeout=60)
+
+
+class TestClaims:
+    """Claims move devices and report on it."""
+
+    def test_claim_binds_device_and_deletion_returns_it(self, start_agent):
+        """A claim reaches passthroughEnabled with vfio-pci in the kernel; deletion restores."""
+        running = start_agent()
+        body = claim_body(running.node, FREE_NIC)
+        name = body["metadata"]["name"]
+        running.api.create(PCIDEVICECLAIMS, body)
+        claim = wait_for(
+            lambda: (
+                (c := running.api.get(PCIDEVICECLAIMS, name))
+                .get("status", {})
+                .get("passthroughEnabled")
+                and c
+            )
+        )
+        assert running.host.driver(FREE_NIC) == "vfio-pci"
+        assert claim["status"]["kernelDriverToUnbind"] == "igb"
+        assert ready_condition(claim)["status"] == "True"
+        assert ready_condition(claim)["reason"] == "BoundToVfio"
+        device_name = f"{running.node}-{compact(FREE_NIC)}"
+        wait_for(
+            lambda: (
+                devices_of(running.api, running.node)[device_name]["status"]["kernelDriverInUse"]
+                == "vfio-pci"
+            )
+        )
+        assert (
+            devices_of(running.api, running.node)[device_name]["metadata"]["annotations"][
+                "harvesterhci.io/pcideviceDriver"
+            ]
+            == "igb"
+        )
+        running.api.delete(PCIDEVICECLAIMS, name)
+
+        def gone():
+            try:
+                running.api.get(PCIDEVICECLAIMS, name)
+            except NotFoundError:
+                return True
+            return False
+
+        wait_for(gone)
+        assert running.host.driver(FREE_NIC) == "igb"
+
+    def test_management_nic_claim_is_refused_with_reason(self, start_agent):
+        """A claim on the NIC with the default route is refused; the device stays."""
+        running = start_agent()
+        body = claim_body(running.node, MGMT_NIC)
+        running.api.create(PCIDEVICECLAIMS, body)
+        claim = wait_for(
+            lambda: (
+                (c := running.api.get(PCIDEVICECLAIMS, body["metadata"]["name"]))
+                and ready_condition(c)
+                and ready_condition(c)["reason"] != "InProgress"
+                and c
+            )
+        )
+        condition = ready_condition(claim)
+        assert condition["status"] == "False"
+        assert condition["reason"] == "HostDependsOnDevice"
+        assert "default route" in condition["message"]
+        assert running.host.driver(MGMT_NIC) == "e1000e"
+
+    def test_claim_for_another_node_is_ignored(self, start_agent, make_node):
+        """An agent acts only on claims for its own node."""
+        running = start_agent()
+        other = make_node()
+        body = claim_body(other, FREE_NIC)
+        running.api.create(PCIDEVICECLAIMS, body)
+        time.sleep(2.0)
+        claim = running.api.get(PCIDEVICECLAIMS, body["metadata"]["name"])
+        assert "status" not in claim or not claim["status"].get("passthroughEnabled")
+        assert not claim["metadata"].get("finalizers")
+        assert running.host.driver(FREE_NIC) == "igb"
