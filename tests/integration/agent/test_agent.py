@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
-from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC
+from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC, workstation
+from pcicore.address import PciAddress
+from pcicore.device import DriverName
+from pcicore.ledger import ClaimRecord, Ledger
+from pcicore.policy import GroupPolicy
 from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES
 from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
@@ -169,3 +174,60 @@ class TestClaims:
         assert "status" not in claim or not claim["status"].get("passthroughEnabled")
         assert not claim["metadata"].get("finalizers")
         assert running.host.driver(FREE_NIC) == "igb"
+
+
+class TestResilience:
+    """Restarts of the agent and of the API server."""
+
+    def test_agent_killed_between_unbind_and_bind_converges_on_restart(
+        self, start_agent, make_node, fake_fs
+    ):
+        """A device left unbound with a recorded claim (agent killed mid-bind) ends on vfio-pci."""
+        node = make_node()
+        host = workstation(fake_fs)
+        address = PciAddress.parse(FREE_NIC)
+        # What a killed agent leaves: claim and original driver recorded, device unbound, the
+        # override written, the probe never made.
+        host.state.save(
+            Ledger()
+            .claim(ClaimRecord(address, GroupPolicy.STRICT))
+            .remember(address, DriverName("igb"))
+        )
+        device = Path("/sys/bus/pci/devices") / FREE_NIC
+        (device / "driver" / "unbind").write_text(FREE_NIC)
+        (device / "driver_override").write_text("vfio-pci")
+        assert host.driver(FREE_NIC) is None
+        running = start_agent(node=node, host=host)
+        body = claim_body(node, FREE_NIC)
+        running.api.create(PCIDEVICECLAIMS, body)
+        claim = wait_for(
+            lambda: (
+                (c := running.api.get(PCIDEVICECLAIMS, body["metadata"]["name"]))
+                .get("status", {})
+                .get("passthroughEnabled")
+                and c
+            ),
+            timeout=60,
+        )
+        assert claim["status"]["kernelDriverToUnbind"] == "igb"
+        assert running.host.driver(FREE_NIC) == "vfio-pci"
+
+    def test_api_server_restart_under_a_running_agent(self, start_agent, kube):
+        """After the API server restarts, the agent carries on without lost or duplicate objects."""
+        running = start_agent()
+        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
+        relists = running.agent.claims.informer.relists
+        kube.restart_apiserver()
+        body = claim_body(running.node, FREE_NIC)
+        running.api.create(PCIDEVICECLAIMS, body)
+        wait_for(
+            lambda: (
+                running.api.get(PCIDEVICECLAIMS, body["metadata"]["name"])
+                .get("status", {})
+                .get("passthroughEnabled")
+            ),
+            timeout=60,
+        )
+        assert running.agent.claims.informer.relists > relists
+        assert len(devices_of(running.api, running.node)) == 8
+        assert running.host.driver(FREE_NIC) == "vfio-pci"
