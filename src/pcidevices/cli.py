@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "pcidevices.cli_node",
     "pcidevices.cli_agent",
     "pcidevices.cli_plugin",
+    "pcidevices.cli_webhook",
 )
 
 

@@ -1,0 +1,75 @@
+"""Arguments of ``pcidevices webhook`` and ``pcidevices webhook-certs``.
+
+The webhook itself is `pcidevices.webhook_main`; the certificate generator is
+`pcioperator.webhook.certs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``webhook`` and ``webhook-certs`` to the command line."""
+    webhook = commands.add_parser(
+        "webhook", help="serve the PCIDeviceClaim admission webhooks (validating, mutating)"
+    )
+    webhook.add_argument("--cert", type=Path, required=True, metavar="FILE", help="TLS cert (PEM)")
+    webhook.add_argument("--key", type=Path, required=True, metavar="FILE", help="its key (PEM)")
+    webhook.add_argument("--port", type=int, default=8443, help="HTTPS port (default: 8443)")
+    webhook.add_argument(
+        "--bind-address",
+        default="0.0.0.0",  # noqa: S104 - a pod's port
+        metavar="HOST",
+        help="address to listen on",
+    )
+    webhook.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, else $KUBECONFIG)"
+    )
+    webhook.add_argument(
+        "--allow-no-iommu",
+        action="store_true",
+        help="accept claims on devices without an IOMMU group (a VM could reach all host memory)",
+    )
+    webhook.set_defaults(run=_run)
+
+    certs = commands.add_parser(
+        "webhook-certs",
+        help="write a self-signed CA and a webhook serving certificate (tests, first installs)",
+    )
+    certs.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write to")
+    certs.add_argument(
+        "--dns-name",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="a name the certificate is valid for (repeat; IP addresses allowed), e.g. "
+        "pcidevices-webhook.pcidevices-system.svc",
+    )
+    certs.add_argument("--days", type=int, default=365, help="validity in days (default: 365)")
+    certs.set_defaults(run=_run_certs)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pcidevices import webhook_main  # noqa: PLC0415 - imported only when it runs
+    from pcioperator.webhook.rules import RuleSettings  # noqa: PLC0415
+
+    config = webhook_main.WebhookConfig(
+        cert=args.cert,
+        key=args.key,
+        address=(args.bind_address, args.port),
+        settings=RuleSettings(allow_no_iommu=args.allow_no_iommu),
+    )
+    return webhook_main.run(config, args.kubeconfig)
+
+
+def _run_certs(args: argparse.Namespace) -> int:
+    from pcioperator.webhook.certs import write_certificates  # noqa: PLC0415
+
+    written = write_certificates(args.out, args.dns_name, days=args.days)
+    for path in written:
+        sys.stdout.write(f"{path}\n")
+    return 0

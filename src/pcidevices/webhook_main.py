@@ -1,0 +1,106 @@
+"""``pcidevices webhook``: the admission webhook's composition root.
+
+`run` loads the kubeconfig and installs signal handlers; `WebhookModule` only builds objects
+from what it is given, so tests run the same wiring in-process against a real API server.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import attrs
+import injector
+from kubernetes import client as k8s_client
+
+from pcicore.errors import PciDevicesError
+from pcidevices.agent_main import load_api_client
+from pcioperator.kube.api import KubeApi
+from pcioperator.webhook.admission import ClaimAdmission
+from pcioperator.webhook.facts import ClusterFacts
+from pcioperator.webhook.rules import RuleSettings
+from pcioperator.webhook.server import WebhookServer
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class WebhookConfig:
+    """How the webhook serves.
+
+    Attributes:
+        cert: TLS certificate (PEM), e.g. ``tls.crt`` of a mounted Secret.
+        key: Its private key (PEM).
+        address: Host and port to listen on (port 0: any free one).
+        settings: The administrator's rule choices.
+    """
+
+    cert: Path
+    key: Path
+    address: tuple[str, int] = ("0.0.0.0", 8443)  # noqa: S104 - a pod's port
+    settings: RuleSettings = attrs.field(factory=RuleSettings)
+
+
+class WebhookModule(injector.Module):
+    """The webhook's wiring. Builds objects only; the server opens its socket when built."""
+
+    def __init__(self, config: WebhookConfig, api_client: k8s_client.ApiClient) -> None:
+        """Wire a webhook for ``config`` reading through ``api_client``."""
+        self._config = config
+        self._api_client = api_client
+
+    def configure(self, binder: injector.Binder) -> None:
+        """Bind the values given at start-up."""
+        binder.bind(WebhookConfig, to=self._config)
+
+    @injector.singleton
+    @injector.provider
+    def admission(self, config: WebhookConfig) -> ClaimAdmission:
+        """Decisions on claims, reading the cluster through the API."""
+        return ClaimAdmission(ClusterFacts(KubeApi(self._api_client)), config.settings)
+
+    @injector.singleton
+    @injector.provider
+    def server(self, config: WebhookConfig, admission: ClaimAdmission) -> WebhookServer:
+        """The HTTPS server of both webhooks."""
+        return WebhookServer(admission, config.address, config.cert, config.key)
+
+
+def webhook_injector(config: WebhookConfig, api_client: k8s_client.ApiClient) -> injector.Injector:
+    """The injector of one webhook process."""
+    return injector.Injector([WebhookModule(config, api_client)])
+
+
+def run(config: WebhookConfig, kubeconfig: Path | None) -> int:
+    """Serve until SIGTERM or SIGINT; return the exit status."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+    )
+    api_client = load_api_client(kubeconfig)
+    try:
+        server = webhook_injector(config, api_client).get(WebhookServer)
+    except (OSError, ValueError) as err:
+        raise PciDevicesError(
+            f"cannot serve on {config.address[0]}:{config.address[1]} with certificate "
+            f"{config.cert} and key {config.key}: {err}; check the files (a mounted TLS Secret) "
+            "and that the port is free"
+        ) from err
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.start()
+    log.info("admission webhook serving on port %d", server.port)
+    stop.wait()
+    server.stop()
+    return 0

@@ -1,0 +1,110 @@
+"""What the webhook reads from the cluster to decide: devices, VMIs, and who may claim what.
+
+Reads go straight to the API server on every request (no cache): an admission decision must see
+the device as its node last reported it, and the webhook is called only when claims change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from pcioperator.kube.api import PCIDEVICES, JsonObject, KubeApi, Resource
+from pcioperator.kube.errors import NotFoundError
+from pcioperator.manifests import API_GROUP, NODE_LABEL
+from pcioperator.webhook.rules import CLAIM_VERB, DeviceFacts, VmiFacts
+
+SUBJECT_ACCESS_REVIEWS: Final = Resource(
+    "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview"
+)
+# VMIs are namespaced; the collection path without a namespace lists them in every namespace,
+# which is what `Resource` builds for a cluster-scoped resource.
+ALL_VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances", "VirtualMachineInstance")
+
+
+def device_facts(obj: JsonObject) -> DeviceFacts:
+    """The `DeviceFacts` of a PCIDevice object (missing status fields read as empty)."""
+    status: Mapping[str, Any] = obj.get("status") or {}
+    return DeviceFacts(
+        name=str(obj["metadata"]["name"]),
+        address=str(status.get("address") or ""),
+        node_name=str(status.get("nodeName") or ""),
+        resource_name=str(status.get("resourceName") or ""),
+        iommu_group=str(status.get("iommuGroup") or ""),
+        class_id=str(status.get("classId") or ""),
+        host_protected=status.get("hostProtected") is True,
+        protection_reason=str(status.get("protectionReason") or ""),
+    )
+
+
+def vmi_facts(obj: JsonObject) -> VmiFacts:
+    """The `VmiFacts` of a VirtualMachineInstance object."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    devices = ((obj.get("spec") or {}).get("domain") or {}).get("devices") or {}
+    return VmiFacts(
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        node_name=str(status.get("nodeName") or ""),
+        phase=str(status.get("phase") or ""),
+        host_devices=tuple(
+            str(host["deviceName"])
+            for host in devices.get("hostDevices") or ()
+            if isinstance(host, dict) and host.get("deviceName")
+        ),
+    )
+
+
+class ClusterFacts:
+    """Reads for admission decisions through one `KubeApi`."""
+
+    def __init__(self, api: KubeApi) -> None:
+        """Read through ``api``."""
+        self._api = api
+
+    def device(self, name: str) -> DeviceFacts | None:
+        """The PCIDevice ``name``, or ``None`` if there is none."""
+        try:
+            return device_facts(self._api.get(PCIDEVICES, name))
+        except NotFoundError:
+            return None
+
+    def node_devices(self, node: str) -> Sequence[DeviceFacts]:
+        """Every PCIDevice labelled as ``node``'s."""
+        items, _ = self._api.list_objects(PCIDEVICES, label_selector=f"{NODE_LABEL}={node}")
+        return [device_facts(item) for item in items]
+
+    def vmis(self) -> Sequence[VmiFacts]:
+        """Every KubeVirt VMI in the cluster; none when KubeVirt is not installed."""
+        try:
+            items, _ = self._api.list_objects(ALL_VMIS)
+        except NotFoundError:  # no virtualmachineinstances.kubevirt.io CRD
+            return []
+        return [vmi_facts(item) for item in items]
+
+    def may_claim(self, user: Mapping[str, Any], device_name: str) -> bool:
+        """Whether RBAC grants ``user`` (an AdmissionRequest ``userInfo``) ``claim`` on the device.
+
+        Kubernetes does not apply ``resourceNames`` to ``create`` (the name is not known when it
+        authorizes), so the per-device permission is a verb of its own, checked here.
+        """
+        review = self._api.create(
+            SUBJECT_ACCESS_REVIEWS,
+            {
+                "apiVersion": SUBJECT_ACCESS_REVIEWS.api_version,
+                "kind": SUBJECT_ACCESS_REVIEWS.kind,
+                "spec": {
+                    "user": user.get("username", ""),
+                    "uid": user.get("uid", ""),
+                    "groups": list(user.get("groups") or ()),
+                    "extra": dict(user.get("extra") or {}),
+                    "resourceAttributes": {
+                        "group": API_GROUP,
+                        "resource": PCIDEVICES.plural,
+                        "verb": CLAIM_VERB,
+                        "name": device_name,
+                    },
+                },
+            },
+        )
+        return (review.get("status") or {}).get("allowed") is True
