@@ -1,0 +1,167 @@
+"""Which PCI devices KubeVirt must permit, and how to change its list without trampling users.
+
+KubeVirt lets a VM use a host device only when the KubeVirt CR lists it under
+``spec.configuration.permittedHostDevices.pciHostDevices``; for devices advertised by an
+external device plugin (ours) the entry says ``externalResourceProvider: true``. The controller
+keeps that list in step with the claims in the cluster. It owns only the entries it added,
+recorded by key (selector and resourceName) in an annotation on the CR so the record survives
+restarts. An entry is ours only while it is exactly what we wrote; anything else — an entry a
+user wrote, or one of ours a user edited — is never changed, and a user's entry for a
+resourceName stops us from adding a duplicate of it.
+
+Everything here is pure: entries in, plan out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from pcicore.address import PciAddress
+from pcicore.naming import ResourceName
+from pcicore.resources import dedicated_resource_name
+
+
+@attrs.frozen(order=True)
+class PermittedKey:
+    """What identifies one permitted entry: the device kind and the resource it is offered as.
+
+    Attributes:
+        selector: ``VVVV:DDDD`` in upper-case hex (KubeVirt's ``pciVendorSelector``).
+        resource_name: The extended resource the device plugin advertises.
+    """
+
+    selector: str
+    resource_name: ResourceName
+
+    @classmethod
+    def of(cls, vendor_id: int, device_id: int, resource_name: ResourceName) -> PermittedKey:
+        """The key of a device kind offered as ``resource_name``."""
+        return cls(f"{vendor_id:04X}:{device_id:04X}", resource_name)
+
+
+@attrs.frozen
+class PermittedEntry:
+    """One ``pciHostDevices`` entry as found on the KubeVirt CR.
+
+    Attributes:
+        selector: ``pciVendorSelector`` as written (any case).
+        resource_name: ``resourceName``.
+        external: ``externalResourceProvider``.
+    """
+
+    selector: str
+    resource_name: ResourceName
+    external: bool = False
+
+    @property
+    def key(self) -> PermittedKey:
+        """The entry's key, its selector normalised to upper case."""
+        return PermittedKey(self.selector.upper(), self.resource_name)
+
+
+@attrs.frozen
+class ClaimedKind:
+    """A claimed device's kind, read from its claim and its PCIDevice.
+
+    Attributes:
+        address: The device.
+        vendor_id: PCI vendor id.
+        device_id: PCI device id.
+        resource_name: The pool resourceName of its kind.
+        dedicated: The claim sets ``disableResourcePooling``.
+    """
+
+    address: PciAddress
+    vendor_id: int
+    device_id: int
+    resource_name: ResourceName
+    dedicated: bool = False
+
+    @property
+    def key(self) -> PermittedKey:
+        """The entry KubeVirt needs for this device (per-device resource when dedicated)."""
+        name = (
+            dedicated_resource_name(self.resource_name, self.address)
+            if self.dedicated
+            else self.resource_name
+        )
+        return PermittedKey.of(self.vendor_id, self.device_id, name)
+
+
+def wanted_keys(claimed: Iterable[ClaimedKind]) -> frozenset[PermittedKey]:
+    """Every entry the claims in the cluster need."""
+    return frozenset(kind.key for kind in claimed)
+
+
+@attrs.frozen
+class PermittedPlan:
+    """How to change the permitted list, and what we own afterwards.
+
+    Attributes:
+        add: Entries to append (each ``externalResourceProvider: true``), sorted.
+        remove: Keys of our entries to delete (every entry that is ours with such a key).
+        managed: The keys we own afterwards (the annotation's new value).
+        previously_managed: The keys the annotation recorded before.
+        blocked: Wanted keys not added because a user's entry has the same resourceName.
+    """
+
+    add: tuple[PermittedKey, ...]
+    remove: frozenset[PermittedKey]
+    managed: frozenset[PermittedKey]
+    previously_managed: frozenset[PermittedKey]
+    blocked: frozenset[PermittedKey] = frozenset()
+
+    @property
+    def changed(self) -> bool:
+        """Whether the CR needs a write (the list or the ownership record differs)."""
+        return bool(self.add or self.remove) or self.managed != self.previously_managed
+
+    def is_removed(self, entry: PermittedEntry) -> bool:
+        """Whether ``entry`` of the current list is dropped by this plan."""
+        return is_ours(entry, self.previously_managed) and entry.key in self.remove
+
+
+def is_ours(entry: PermittedEntry, managed: frozenset[PermittedKey]) -> bool:
+    """Whether ``entry`` is one we wrote and nobody changed since."""
+    return entry.external and entry.key in managed
+
+
+def plan_permitted(
+    current: Iterable[PermittedEntry],
+    managed: frozenset[PermittedKey],
+    wanted: frozenset[PermittedKey],
+) -> PermittedPlan:
+    """Compare the CR's entries with what claims need; return the least change.
+
+    Adds each wanted key that is missing, unless an entry we do not own already offers its
+    resourceName (then the user's entry serves, and we do not claim it). Removes our entries
+    that are no longer wanted or that a user's entry now duplicates. Forgets recorded keys whose
+    entry is gone or was edited (no longer ours).
+    """
+    entries = list(current)
+    ours = {entry.key for entry in entries if is_ours(entry, managed)}
+    users_names = {entry.resource_name for entry in entries if not is_ours(entry, managed)}
+    blocked = frozenset(key for key in wanted if key.resource_name in users_names)
+    keep = (wanted - blocked) & ours
+    add = tuple(sorted(wanted - blocked - ours))
+    remove = frozenset(ours - keep)
+    return PermittedPlan(
+        add=add,
+        remove=remove,
+        managed=frozenset(keep | set(add)),
+        previously_managed=managed,
+        blocked=blocked,
+    )
+
+
+__all__ = [
+    "ClaimedKind",
+    "PermittedEntry",
+    "PermittedKey",
+    "PermittedPlan",
+    "is_ours",
+    "plan_permitted",
+    "wanted_keys",
+]

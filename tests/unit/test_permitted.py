@@ -1,0 +1,166 @@
+"""Planning KubeVirt's permitted PCI host devices: add, remove, and leave users' entries alone."""
+
+import pytest
+
+from pcicore.address import PciAddress
+from pcicore.naming import ResourceName
+from pcicore.permitted import (
+    ClaimedKind,
+    PermittedEntry,
+    PermittedKey,
+    plan_permitted,
+    wanted_keys,
+)
+
+NIC = ResourceName("intel.com/I350_GIGABIT_NETWORK_CONNECTION")
+GPU = ResourceName("nvidia.com/GA102GL_A10")
+NIC_KEY = PermittedKey("8086:1521", NIC)
+GPU_KEY = PermittedKey("10DE:2236", GPU)
+
+
+def ours(key):
+    """The entry the controller writes for ``key``."""
+    return PermittedEntry(key.selector, key.resource_name, external=True)
+
+
+def users(selector, name, *, external=False):
+    """An entry a user wrote."""
+    return PermittedEntry(selector, ResourceName(name), external=external)
+
+
+CASES = [
+    pytest.param([], set(), {NIC_KEY}, (NIC_KEY,), set(), {NIC_KEY}, id="adds-missing"),
+    pytest.param(
+        [ours(NIC_KEY)], {NIC_KEY}, {NIC_KEY}, (), set(), {NIC_KEY}, id="present-no-change"
+    ),
+    pytest.param([ours(NIC_KEY)], {NIC_KEY}, set(), (), {NIC_KEY}, set(), id="removes-unclaimed"),
+    pytest.param(
+        [users("8086:1521", NIC, external=True)],
+        set(),
+        set(),
+        (),
+        set(),
+        set(),
+        id="users-identical-entry-not-removed",
+    ),
+    pytest.param(
+        [users("8086:1521", NIC, external=True)],
+        set(),
+        {NIC_KEY},
+        (),
+        set(),
+        set(),
+        id="users-identical-entry-not-duplicated-nor-claimed",
+    ),
+    pytest.param(
+        [users("8086:AAAA", NIC)],
+        set(),
+        {NIC_KEY},
+        (),
+        set(),
+        set(),
+        id="users-entry-with-same-resource-blocks-add",
+    ),
+    pytest.param(
+        [ours(NIC_KEY), users("8086:1521", NIC)],
+        {NIC_KEY},
+        {NIC_KEY},
+        (),
+        {NIC_KEY},
+        set(),
+        id="user-duplicate-of-ours-makes-ours-redundant",
+    ),
+    pytest.param(
+        [users("8086:1521", NIC)],
+        {NIC_KEY},
+        set(),
+        (),
+        set(),
+        set(),
+        id="our-entry-edited-by-user-is-no-longer-ours",
+    ),
+    pytest.param([], {NIC_KEY}, {NIC_KEY}, (NIC_KEY,), set(), {NIC_KEY}, id="deleted-re-added"),
+    pytest.param([], {NIC_KEY}, set(), (), set(), set(), id="deleted-and-unwanted-forgotten"),
+    pytest.param(
+        [users("1AF4:1000", "devices.kubevirt.io/virtio"), ours(NIC_KEY)],
+        {NIC_KEY},
+        {GPU_KEY},
+        (GPU_KEY,),
+        {NIC_KEY},
+        {GPU_KEY},
+        id="swap-keeps-unrelated-user-entry",
+    ),
+    pytest.param(
+        [PermittedEntry("10de:2236", GPU, external=True)],
+        {GPU_KEY},
+        {GPU_KEY},
+        (),
+        set(),
+        {GPU_KEY},
+        id="selector-case-insensitive",
+    ),
+    pytest.param(
+        [], set(), {GPU_KEY, NIC_KEY}, (GPU_KEY, NIC_KEY), set(), {GPU_KEY, NIC_KEY}, id="sorted"
+    ),
+]
+
+
+class TestPlanPermitted:
+    """`plan_permitted` changes only what the controller owns."""
+
+    @pytest.mark.parametrize(("current", "managed", "wanted", "add", "remove", "after"), CASES)
+    def test_plan(self, current, managed, wanted, add, remove, after):  # noqa: PLR0917 - the table's columns
+        """The plan adds, removes and records ownership as the table says."""
+        plan = plan_permitted(current, frozenset(managed), frozenset(wanted))
+        assert plan.add == add
+        assert plan.remove == remove
+        assert plan.managed == after
+
+    def test_unchanged_state_needs_no_write(self):
+        """Applying a plan's result and planning again yields no change."""
+        first = plan_permitted([users("1AF4:1000", "x.io/v")], frozenset(), frozenset({NIC_KEY}))
+        after = [users("1AF4:1000", "x.io/v"), *(ours(key) for key in first.add)]
+        second = plan_permitted(after, first.managed, frozenset({NIC_KEY}))
+        assert first.changed
+        assert not second.changed
+
+    def test_forgetting_a_vanished_entry_is_a_change(self):
+        """A recorded key whose entry is gone changes the record, so it is written."""
+        plan = plan_permitted([], frozenset({NIC_KEY}), frozenset())
+        assert plan.changed
+        assert plan.managed == frozenset()
+
+    def test_is_removed_spares_users_entry_with_same_key(self):
+        """Only our entries are dropped, even when a user's entry has the removed key."""
+        user = users("8086:1521", NIC)
+        plan = plan_permitted([ours(NIC_KEY), user], frozenset({NIC_KEY}), frozenset())
+        assert plan.is_removed(ours(NIC_KEY))
+        assert not plan.is_removed(user)
+
+
+class TestWantedKeys:
+    """Claims map to the entries KubeVirt needs."""
+
+    A = PciAddress.parse("0000:03:00.0")
+
+    @pytest.mark.parametrize(
+        ("dedicated", "expected"),
+        [
+            pytest.param(False, PermittedKey("8086:1521", NIC), id="pooled"),
+            pytest.param(
+                True,
+                PermittedKey("8086:1521", ResourceName(f"{NIC}-000003000")),
+                id="dedicated-per-device",
+            ),
+        ],
+    )
+    def test_key_of_claimed_kind(self, dedicated, expected):
+        """A pooled claim needs the pool's resource; a dedicated one its own resource."""
+        kind = ClaimedKind(self.A, 0x8086, 0x1521, NIC, dedicated=dedicated)
+        assert wanted_keys([kind]) == {expected}
+
+    def test_identical_devices_need_one_entry(self):
+        """Two claimed devices of one kind need a single entry."""
+        other = PciAddress.parse("0000:03:00.1")
+        kinds = [ClaimedKind(self.A, 0x8086, 0x1521, NIC), ClaimedKind(other, 0x8086, 0x1521, NIC)]
+        assert wanted_keys(kinds) == {NIC_KEY}
