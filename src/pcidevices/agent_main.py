@@ -45,6 +45,7 @@ from pcioperator.kube.informer import Informer
 from pcioperator.metrics import AgentMetrics, HealthServer
 from pcioperator.pciids_file import load_pci_ids
 from pcioperator.sysfs import SysfsPciBus
+from pcioperator.uevents import KernelPciEvents
 from pcioperator.workqueue import WorkQueue
 from pciplugin.host import DevicePluginHost, PluginSettings
 from pciplugin.vfio import HostVfioNodes
@@ -68,6 +69,7 @@ class AgentConfig:
         no_iommu: Allow claims on a node without an IOMMU.
         deny: Addresses or class prefixes never to hand over.
         device_plugin: Whether to serve the kubelet device plugin in this process.
+        kernel_events: Whether to follow the kernel's PCI hot-plug/bind events (netlink).
         plugin_settings: Device-plugins folder and intervals.
     """
 
@@ -82,6 +84,7 @@ class AgentConfig:
     no_iommu: bool = False
     deny: DenyList = attrs.field(factory=DenyList)
     device_plugin: bool = True
+    kernel_events: bool = True
     plugin_settings: PluginSettings = attrs.field(factory=PluginSettings)
 
 
@@ -270,8 +273,16 @@ class AgentModule(injector.Module):
         services: tuple[Service, ...] = ()
         if config.device_plugin:
             services = (inj.get(DevicePluginHost),)
+        events = None
+        if config.kernel_events:
+            events = KernelPciEvents(lambda _action, _slot: queue.add(DeviceSync.KEY))
         agent = Agent(
-            devices=devices, claims=claims, metrics=metrics, queue=queue, services=services
+            devices=devices,
+            claims=claims,
+            metrics=metrics,
+            queue=queue,
+            services=services,
+            kernel_events=events,
         )
         if config.metrics_address is not None:
             agent.health = HealthServer(config.metrics_address, metrics, agent.healthy, agent.ready)

@@ -69,6 +69,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="do not serve the kubelet device plugin in this process",
     )
+    agent.add_argument(
+        "--no-kernel-events",
+        action="store_true",
+        help="do not follow the kernel's PCI events (rescan on the timer only)",
+    )
     agent.set_defaults(run=_run)
 
 
@@ -89,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         no_iommu=args.no_iommu,
         deny=node_admin.parse_deny_list(args.deny),
         device_plugin=not args.no_device_plugin,
+        kernel_events=not args.no_kernel_events and args.sysfs == Path("/sys"),
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
     )
     return agent_main.run(config, args.kubeconfig, args.pci_ids)

@@ -17,6 +17,7 @@ from pcioperator.claim_controller import ClaimController
 from pcioperator.controller import Controller
 from pcioperator.device_sync import DeviceSync
 from pcioperator.metrics import AgentMetrics, HealthServer
+from pcioperator.uevents import KernelPciEvents
 from pcioperator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Agent:
         queue: WorkQueue[str] | None = None,
         health: HealthServer | None = None,
         services: tuple[Service, ...] = (),
+        kernel_events: KernelPciEvents | None = None,
     ) -> None:
         """Assemble the agent from its parts (see `pcidevices.agent_main` for the wiring)."""
         self.devices = devices
@@ -51,6 +53,7 @@ class Agent:
         self.metrics = metrics
         self.health = health
         self.services = services
+        self.kernel_events = kernel_events
         self.queue: WorkQueue[str] = queue if queue is not None else WorkQueue()
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -95,6 +98,8 @@ class Agent:
             "claims-informer": self.claims.informer.run,
             "worker": self._controller.run,
         }
+        if self.kernel_events is not None and self.kernel_events.open():
+            loops["kernel-events"] = self.kernel_events.run
         for name, loop in loops.items():
             thread = threading.Thread(target=loop, args=(self.stopping,), name=name, daemon=True)
             thread.start()

@@ -83,6 +83,7 @@ def start_agent(kube, fake_fs, pci_ids, make_node) -> Iterator[Callable[..., Run
             state_file=STATE,
             metrics_address=("127.0.0.1", 0),
             device_plugin=False,
+            kernel_events=False,
             rescan_interval=options.pop("rescan_interval", 0.5),
             **options,
         )
