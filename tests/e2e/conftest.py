@@ -13,7 +13,7 @@ import pytest
 
 from e2e import qemu
 
-_RUNS: list[tuple[qemu.GuestImage, qemu.GuestRun]] = []
+_RUNS: list[tuple[str, qemu.GuestImage, qemu.GuestRun]] = []
 
 
 @pytest.fixture(scope="session")
@@ -29,16 +29,34 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> qemu.GuestRun:
         run = qemu.run_in_guest(out_dir=out_dir, image=image, timeout=timeout)
     except qemu.GuestError as err:
         pytest.fail(f"the e2e guest could not run: {err}", pytrace=False)
-    _RUNS.append((image, run))
+    _RUNS.append(("first boot", image, run))
+    return run
+
+
+@pytest.fixture(scope="session")
+def guest_second_boot(
+    guest_run: qemu.GuestRun, tmp_path_factory: pytest.TempPathFactory
+) -> qemu.GuestRun:
+    """Boot a second guest with the first boot's carried claim state ("reboot"), run its tests."""
+    fixed = os.environ.get("PCIDEVICES_E2E_OUT")
+    out_dir = Path(f"{fixed}-reboot") if fixed else tmp_path_factory.mktemp("e2e-guest-reboot")
+    try:
+        image = qemu.prepare()
+        timeout = float(os.environ.get("PCIDEVICES_E2E_TIMEOUT", qemu.DEFAULT_TIMEOUT))
+        run = qemu.run_second_boot(guest_run, out_dir=out_dir, image=image, timeout=timeout)
+    except qemu.GuestError as err:
+        pytest.fail(f"the second e2e guest boot could not run: {err}", pytrace=False)
+    _RUNS.append(("second boot", image, run))
     return run
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the guest's timings and where its logs are."""
-    for image, run in _RUNS:
+    if _RUNS:
         terminalreporter.section("real-kernel e2e guest")
+    for label, image, run in _RUNS:
         terminalreporter.write_line(
-            f"kernel {image.kernel_release}; prepare {image.prepare_seconds:.1f} s, "
+            f"{label}: kernel {image.kernel_release}; prepare {image.prepare_seconds:.1f} s, "
             f"boot {_seconds(run.boot_seconds)}, guest pytest {_seconds(run.run_seconds)}, "
             f"QEMU total {run.total_seconds:.1f} s; guest pytest exit {run.pytest_exit}"
         )

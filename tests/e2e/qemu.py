@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,12 @@ GUEST_TOKEN = "pcidevices_e2e=1"  # noqa: S105 (a kernel command-line word, not 
 """On the guest kernel's command line; `tests/e2e/guest/conftest.py` skips its tests without it."""
 RESULT_MOUNT = "/run/pcidevices-e2e"
 """Where the guest sees the writable share (init.sh mounts it there, inside the chroot)."""
+CARRY_DIR = "carry"
+"""Folder of the result share that `run_second_boot` copies into the next boot's share."""
+CARRIED_STATE_FILE = Path(RESULT_MOUNT, CARRY_DIR, "claims.json")
+"""The claim state file a first-boot test leaves for the second boot (guest path)."""
+SECOND_BOOT_SELECTION = ("tests/e2e/guest/second_boot.py",)
+"""What the second boot runs: not named `test_*.py`, so the first boot does not collect it."""
 # `quiet`: every byte on the emulated UART costs TCG time; init saves the full `dmesg` instead.
 KERNEL_CMDLINE = f"console=ttyS0 quiet intel_iommu=on panic=-1 {GUEST_TOKEN}"
 DEFAULT_TIMEOUT = 480.0
@@ -382,6 +389,29 @@ def run_in_guest(
         run_seconds=run_seconds,
         total_seconds=total,
         qemu_exit=exit_status,
+    )
+
+
+def run_second_boot(
+    first: GuestRun,
+    *,
+    out_dir: Path,
+    image: GuestImage | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    python: str = sys.executable,
+) -> GuestRun:
+    """A "reboot": boot a fresh guest whose share holds what the first boot left in `CARRY_DIR`.
+
+    Every driver starts over at its boot default, as after a real reboot; only the files the
+    first boot wrote to `<share>/carry/` (the claim state file) survive, copied before QEMU starts.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    carried = first.out_dir / CARRY_DIR
+    shutil.rmtree(out_dir / CARRY_DIR, ignore_errors=True)  # a reused folder's older carry
+    if carried.is_dir():
+        shutil.copytree(carried, out_dir / CARRY_DIR, dirs_exist_ok=True)
+    return run_in_guest(
+        SECOND_BOOT_SELECTION, out_dir=out_dir, image=image, timeout=timeout, python=python
     )
 
 

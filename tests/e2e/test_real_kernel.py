@@ -42,6 +42,16 @@ def test_guest_booted_and_ran_pytest_to_the_end(guest_run: qemu.GuestRun):
 @pytest.mark.parametrize("guest_file", GUEST_FILES, ids=lambda file: file.rsplit("/", 1)[-1])
 def test_guest_file_passes_on_the_real_kernel(guest_run: qemu.GuestRun, guest_file: str):
     """Every test of this guest file passed inside the guest (and at least one ran)."""
+    _assert_file_passed(guest_run, guest_file)
+
+
+def test_second_boot_restores_the_claims_of_the_first(guest_second_boot: qemu.GuestRun):
+    """After a "reboot" (a second guest boot with the first's state file), restore rebinds."""
+    for guest_file in qemu.SECOND_BOOT_SELECTION:
+        _assert_file_passed(guest_second_boot, guest_file)
+
+
+def _assert_file_passed(guest_run: qemu.GuestRun, guest_file: str) -> None:
     cases = guest_run.cases_in(guest_file)
     if not cases:
         pytest.fail(
