@@ -12,6 +12,7 @@ import json
 import logging
 import ssl
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Final
 
@@ -33,14 +34,20 @@ _NOT_FOUND: Final = 404
 class _AdmissionHandler(http.server.BaseHTTPRequestHandler):
     server: _AdmissionHttpServer
 
+    @property
+    def _route(self) -> str:
+        # The API server appends ?timeout=5s to the configured URL.
+        return urllib.parse.urlsplit(self.path).path
+
     def do_GET(self) -> None:
-        if self.path == HEALTH_PATH:
+        if self._route == HEALTH_PATH:
             self._send(_OK, b"ok", "text/plain")
         else:
             self._send(_NOT_FOUND, b"not found", "text/plain")
 
     def do_POST(self) -> None:
-        if self.path not in {VALIDATE_PATH, MUTATE_PATH}:
+        route = self._route
+        if route not in {VALIDATE_PATH, MUTATE_PATH}:
             self._send(_NOT_FOUND, b"not found", "text/plain")
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -53,7 +60,7 @@ class _AdmissionHandler(http.server.BaseHTTPRequestHandler):
             self._send(_BAD_REQUEST, str(err).encode(), "text/plain")
             return
         admission = self.server.admission
-        if self.path == MUTATE_PATH:
+        if route == MUTATE_PATH:
             answer = response_review(request.uid, Verdict.allow(), admission.mutate(request))
         else:
             answer = response_review(request.uid, admission.validate(request))
