@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "pcidevices.cli_agent",
     "pcidevices.cli_plugin",
     "pcidevices.cli_webhook",
+    "pcidevices.cli_controller",
 )
 
 

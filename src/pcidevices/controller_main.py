@@ -1,0 +1,183 @@
+"""``pcidevices controller``: the cluster-level controller's composition root.
+
+It runs once per cluster (one leader among the Deployment's replicas) and keeps the KubeVirt CR's
+permitted PCI host devices in step with the claims (`pcioperator.kubevirt`). `ControllerModule`
+only builds objects from what it is given; `run` reads the kubeconfig, installs the signal
+handlers and serves the probes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import attrs
+import injector
+from kubernetes import client as k8s_client
+
+from pcidevices.agent_main import load_api_client
+from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.informer import Informer
+from pcioperator.kubevirt import (
+    KubeVirtController,
+    KubeVirtTarget,
+    PermittedDevicesSync,
+    kubevirt_informer,
+)
+from pcioperator.leader import LeaderElector, LeaseSettings
+from pcioperator.metrics import AgentMetrics, HealthServer
+from pcioperator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+def default_identity() -> str:
+    """This replica's name in the Lease: ``$POD_NAME``, else ``<hostname>-<pid>``."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@attrs.frozen
+class ControllerConfig:
+    """How the cluster controller runs.
+
+    Attributes:
+        target: The KubeVirt CR to keep.
+        lease: The Lease the replicas compete for, and its timing.
+        metrics_address: Host and port of /metrics, /healthz, /readyz (``None``: off).
+    """
+
+    target: KubeVirtTarget
+    lease: LeaseSettings
+    metrics_address: tuple[str, int] | None = ("0.0.0.0", 9090)  # noqa: S104 - a pod's port
+
+
+class ControllerQueue(WorkQueue[str]):
+    """The controller's work queue (a type of its own, to be injected by)."""
+
+
+class ControllerModule(injector.Module):
+    """The controller's wiring. Builds objects only; nothing here reads files or the network."""
+
+    def __init__(self, config: ControllerConfig, api_client: k8s_client.ApiClient) -> None:
+        """Wire a controller for ``config`` talking through ``api_client``."""
+        self._config = config
+        self._api_client = api_client
+
+    def configure(self, binder: injector.Binder) -> None:
+        """Bind the values given at start-up."""
+        binder.bind(ControllerConfig, to=self._config)
+
+    @injector.singleton
+    @injector.provider
+    def queue(self) -> ControllerQueue:
+        """The one work queue."""
+        return ControllerQueue()
+
+    @injector.singleton
+    @injector.provider
+    def metrics(self) -> AgentMetrics:
+        """Reconcile and API-request metrics."""
+        return AgentMetrics()
+
+    @injector.singleton
+    @injector.provider
+    def api(self, metrics: AgentMetrics) -> KubeApi:
+        """The Kubernetes API, with every request counted."""
+        return KubeApi(self._api_client, on_request=metrics.request)
+
+    @injector.singleton
+    @injector.provider
+    def elector(
+        self, config: ControllerConfig, api: KubeApi, queue: ControllerQueue
+    ) -> LeaderElector:
+        """The candidacy for the Lease; a new leader reconciles at once."""
+        return LeaderElector(
+            api,
+            config.lease,
+            on_started_leading=lambda: queue.add(PermittedDevicesSync.KEY),
+        )
+
+    @injector.singleton
+    @injector.provider
+    def sync(
+        self, config: ControllerConfig, api: KubeApi, queue: ControllerQueue, elector: LeaderElector
+    ) -> PermittedDevicesSync:
+        """The reconcile, writing only while this replica leads."""
+
+        def changed(_name: str) -> None:
+            queue.add(PermittedDevicesSync.KEY)
+
+        return PermittedDevicesSync(
+            api,
+            config.target,
+            claims=Informer(api, PCIDEVICECLAIMS, on_change=changed),
+            devices=Informer(api, PCIDEVICES, on_change=changed),
+            kubevirts=kubevirt_informer(api, config.target, changed),
+            may_write=elector.leading.is_set,
+        )
+
+    @injector.singleton
+    @injector.provider
+    def controller(
+        self,
+        sync: PermittedDevicesSync,
+        queue: ControllerQueue,
+        elector: LeaderElector,
+        metrics: AgentMetrics,
+    ) -> KubeVirtController:
+        """The whole controller process."""
+        return KubeVirtController(sync, queue, elector, observer=metrics)
+
+
+def controller_injector(
+    config: ControllerConfig, api_client: k8s_client.ApiClient
+) -> injector.Injector:
+    """The injector of one controller process."""
+    return injector.Injector([ControllerModule(config, api_client)])
+
+
+def run(config: ControllerConfig, kubeconfig: Path | None) -> int:
+    """Run the controller until SIGTERM or SIGINT; return the exit status."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+    )
+    api_client = load_api_client(kubeconfig)
+    inj = controller_injector(config, api_client)
+    controller = inj.get(KubeVirtController)
+    health = None
+    if config.metrics_address is not None:
+        health = HealthServer(
+            config.metrics_address, inj.get(AgentMetrics), controller.healthy, controller.ready
+        )
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if health is not None:
+        health.start()
+    controller.start()
+    log.info(
+        "controller %s running; KubeVirt CR %s/%s; lease %s/%s",
+        config.lease.identity,
+        config.target.namespace,
+        config.target.name,
+        config.lease.namespace,
+        config.lease.name,
+    )
+    stop.wait()
+    controller.stop()
+    if health is not None:
+        health.stop()
+    return 0
