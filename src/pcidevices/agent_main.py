@@ -7,6 +7,7 @@ against a real API server with a fake kernel.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -329,13 +330,27 @@ def load_api_client(kubeconfig: Path | None) -> k8s_client.ApiClient:
     return k8s_client.ApiClient(configuration)
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message (and the error, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as JSON."""
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> int:
     """Run the agent until SIGTERM or SIGINT; return the exit status."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     SysfsPciBus(config.sysfs).check()
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
