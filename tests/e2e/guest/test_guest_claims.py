@@ -11,7 +11,9 @@ share for the second boot (`second_boot.py`).
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -180,3 +182,31 @@ def test_reconcile_returns_a_device_whose_release_was_killed_after_unbind(tmp_pa
     assert rawsysfs.net_interfaces(FREE_NIC) == interfaces
     assert state.load() == Ledger()
     assert engine.reconcile() == []  # converged: a second run has nothing to do
+
+
+def test_restore_repairs_a_bind_process_killed_once_the_nic_left_its_driver(tmp_path):
+    """SIGKILL a real `pcidevices bind` as soon as the e1000e is off e1000e; restore finishes it.
+
+    Where exactly the kill lands (unbound, override written, or already probed) is up to the
+    scheduler; whatever it is, the recorded claim must converge to vfio-pci on the next run.
+    """
+    state = tmp_path / "claims.json"
+    bind = subprocess.Popen(
+        ["pcidevices", "bind", FREE_NIC, "--state-file", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while rawsysfs.driver(FREE_NIC) == "e1000e" and bind.poll() is None:
+        assert time.monotonic() < deadline, "bind never moved the e1000e"
+    bind.send_signal(signal.SIGKILL)
+    killed_with = rawsysfs.driver(FREE_NIC)
+    assert bind.wait(timeout=30) == -signal.SIGKILL, "bind finished before it could be killed"
+    assert addresses(ClaimStateFile(state).load().claims) == {FREE_NIC}
+
+    restored = pcidevices("restore", "--state-file", state)
+
+    assert restored.returncode == 0, f"killed with the NIC on {killed_with}: {restored.stderr}"
+    assert rawsysfs.driver(FREE_NIC) == "vfio-pci"
+    assert vfio.group_status(rawsysfs.iommu_group(FREE_NIC)) == VIABLE
+    print(f"bind was killed with the e1000e on driver {killed_with!r}")  # noqa: T201 (in the log)
