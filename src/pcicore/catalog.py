@@ -27,6 +27,8 @@ class DeviceRecord:
         description: ``<class>: <vendor> <device>``.
         original_driver: The driver the device had before any claim moved it (the
             ``harvesterhci.io/pcideviceDriver`` annotation); ``None`` when it had none.
+        protection: Why the host refuses to hand it over (``""``: it does not refuse;
+            ``None``: not evaluated, as in a plain scan).
     """
 
     name: str
@@ -35,6 +37,7 @@ class DeviceRecord:
     resource_name: ResourceName
     description: str
     original_driver: DriverName | None
+    protection: str | None = None
 
 
 class DeviceCatalog:

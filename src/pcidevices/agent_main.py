@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -24,9 +24,9 @@ from kubernetes import config as k8s_config
 
 from pcicore.address import PciAddress
 from pcicore.catalog import DeviceCatalog
-from pcicore.device import NodeName
+from pcicore.device import NodeName, PciDevice
 from pcicore.engine import ClaimEngine
-from pcicore.errors import InvalidPciAddressError, PciDevicesError
+from pcicore.errors import ClaimRefusedError, InvalidPciAddressError, PciDevicesError
 from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
 from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
@@ -119,6 +119,24 @@ class ClusterClaimedDevices:
                 name = self._names[address] = self._namer.resource_name(device)
             found.append(ClaimedDevice(address, name, claim.spec.disable_resource_pooling))
         return sorted(found, key=lambda c: c.address.sort_key)
+
+
+def protected_devices(
+    protection: HostProtection, host: HostFactsReader
+) -> Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]]:
+    """Why the host refuses each device it depends on (reported on its PCIDevice)."""
+
+    def refused(devices: Sequence[PciDevice]) -> Mapping[PciAddress, str]:
+        facts = host.facts()
+        reasons: dict[PciAddress, str] = {}
+        for device in devices:
+            try:
+                protection.check(device, facts)
+            except ClaimRefusedError as err:
+                reasons[device.address] = str(err)
+        return reasons
+
+    return refused
 
 
 class AgentModule(injector.Module):
@@ -217,6 +235,9 @@ class AgentModule(injector.Module):
             ),
             original_drivers=lambda: state.load().originals,
             rescan_interval=config.rescan_interval,
+            protection=protected_devices(
+                HostProtection(config.deny), HostFactsReader(sysfs=config.sysfs, proc=config.proc)
+            ),
         )
 
     @injector.singleton

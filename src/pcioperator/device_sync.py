@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import attrs
 
 from pcicore.address import PciAddress
 from pcicore.catalog import DeviceCatalog, DeviceRecord
-from pcicore.device import DriverName
+from pcicore.device import DriverName, PciDevice
 from pcicore.ports import PciBus
 from pcioperator.kube.api import NODES, PCIDEVICES, JsonObject, KubeApi
 from pcioperator.kube.errors import ConflictError, NotFoundError
@@ -84,6 +86,7 @@ class DeviceSync:
         informer: Informer,
         original_drivers: Callable[[], Mapping[PciAddress, DriverName | None]],
         rescan_interval: float = 30.0,
+        protection: Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]] | None = None,
     ) -> None:
         """Sync ``node``'s devices read from ``bus`` into objects cached by ``informer``."""
         self._node = node
@@ -93,6 +96,7 @@ class DeviceSync:
         self.informer = informer
         self._original_drivers = original_drivers
         self._rescan_interval = rescan_interval
+        self._protection = protection
         self._owner: dict[str, Any] | None = None
         self.last_records: list[DeviceRecord] = []
 
@@ -103,7 +107,13 @@ class DeviceSync:
             for address, driver in self._original_drivers().items()
             if driver is not None
         }
-        records = self._catalog.records(self._bus.devices(), originals)
+        devices = self._bus.devices()
+        records = self._catalog.records(devices, originals)
+        if self._protection is not None:
+            refused = self._protection(devices)
+            records = [
+                attrs.evolve(r, protection=refused.get(r.device.address, "")) for r in records
+            ]
         self.last_records = records
         desired = {record.name: pcidevice_manifest(record) for record in records}
         observed = {obj["metadata"]["name"]: obj for obj in self.informer.objects()}

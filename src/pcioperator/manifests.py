@@ -38,6 +38,9 @@ def pcidevice_status(record: DeviceRecord) -> dict[str, Any]:
         "revision": f"{device.revision:02x}",
         "progIf": f"{klass.prog_if:02x}",
     }
+    if record.protection is not None:
+        status["hostProtected"] = bool(record.protection)
+        status["protectionReason"] = record.protection
     sriov = device.sriov
     if sriov.physfn is not None:
         status["physFn"] = str(sriov.physfn)

@@ -61,6 +61,11 @@ class TestDeviceSync:
         assert nic["status"]["kernelDriverInUse"] == "e1000e"
         assert nic["status"]["iommuGroup"] == "3"
         assert nic["status"]["resourceName"] == "intel.com/ETHERNET_CONNECTION_7_I219LM"
+        # The management NIC is reported as one the host depends on; a free NIC is not.
+        assert nic["status"]["hostProtected"] is True
+        assert "default route" in nic["status"]["protectionReason"]
+        free = devices[f"{running.node}-{compact(FREE_NIC)}"]
+        assert (free["status"]["hostProtected"], free["status"]["protectionReason"]) == (False, "")
 
     def test_idle_rescans_write_nothing(self, start_agent):
         """With nothing changed, rescans make no API request at all."""
