@@ -187,7 +187,10 @@ class TestUpdate:
                 {"spec": {"address": "0000:03:00.1"}},
             )
         )
-        assert "spec is immutable; delete the claim and create a new one" in message
+        assert message == (
+            f'PCIDeviceClaim.devices.harvesterhci.io "{device}" is invalid: spec: Invalid value: '
+            "spec is immutable; delete the claim and create a new one"
+        )
 
     def test_metadata_change_allowed(self, kube, webhook, node):
         """Finalizers and labels change freely (the agent adds its finalizer by update)."""
