@@ -50,7 +50,7 @@ def run(
     stdout: TextIO,
 ) -> int:
     """Scan, then print in the chosen format; return the exit code."""
-    bus = SysfsPciBus(sysfs)
+    bus = SysfsPciBus(sysfs, topology=False)  # a PCIDevice does not show the topology
     bus.check()
     catalog = DeviceCatalog(node_name(node, environ), DeviceNamer(load_pci_ids(pci_ids)))
     records = catalog.records(bus.devices())

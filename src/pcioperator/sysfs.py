@@ -86,10 +86,15 @@ def _sort_key(address: PciAddress) -> int:
 class SysfsPciBus:
     """The PCI bus of the host whose sysfs is mounted at ``root``."""
 
-    def __init__(self, root: Path = DEFAULT_SYSFS_ROOT) -> None:
-        """Read the bus below ``root`` (``/sys`` on a real host)."""
+    def __init__(self, root: Path = DEFAULT_SYSFS_ROOT, *, topology: bool = True) -> None:
+        """Read the bus below ``root`` (``/sys`` on a real host).
+
+        With ``topology=False`` the upstream bridges (``parent``, ``root_port``) are not read
+        (left ``None``): one link less per device, for callers that never use them (scan).
+        """
         self.root = root
         self._devices_dir = os.fspath(root / "bus" / "pci" / "devices")
+        self._topology = topology
 
     def check(self) -> None:
         """Fail early, with the fix, if ``root`` is not a sysfs tree with a PCI bus.
@@ -132,7 +137,8 @@ class SysfsPciBus:
                 return None
             raise
         try:
-            return self._read_device(address, dir_fd, _read_link(link))
+            upstream = _read_link(link) if self._topology else None
+            return self._read_device(address, dir_fd, upstream)
         finally:
             os.close(dir_fd)
 
