@@ -7,9 +7,9 @@ The CRD is cluster-scoped, so it is installed once for this folder and deleted a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
+from kubevirt_objects import CRD
 
 from pcidevices.controller_main import ControllerConfig, controller_injector
 from pcioperator.kube.api import KubeApi, Resource
@@ -17,7 +17,6 @@ from pcioperator.kubevirt import KubeVirtController, KubeVirtTarget
 from pcioperator.leader import LeaseSettings
 from polling import wait_for
 
-CRD = Path(__file__).with_name("kubevirt-crd.yaml")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace")
 
 # Short enough for tests, in the same proportions as the defaults (15 s / 10 s / 5 s).

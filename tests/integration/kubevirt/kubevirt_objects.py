@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pcicore.address import PciAddress
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import NotFoundError
 from pcioperator.kubevirt import KUBEVIRTS, MANAGED_ANNOTATION, PermittedDevicesSync
 
+CRD = Path(__file__).with_name("kubevirt-crd.yaml")
 NIC = "intel.com/I350_GIGABIT_NETWORK_CONNECTION"
 OURS = {"pciVendorSelector": "8086:1521", "resourceName": NIC, "externalResourceProvider": True}
 SLOW = 60.0  # generous: the API server shares two cores with other suites

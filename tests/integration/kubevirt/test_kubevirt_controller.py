@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from kubevirt_objects import (
+    CRD,
     NIC,
     OURS,
     SLOW,
@@ -151,4 +154,32 @@ class TestPermittedDevices:
         wait_for(lambda: len(controller.queue) == 0, timeout=SLOW)
         assert controller.queue.failures(PermittedDevicesSync.KEY) == 0
         api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
+        wait_for(lambda: permitted(api, namespace) == [USER_ENTRY, OURS], timeout=SLOW)
+
+
+class TestWithoutKubeVirt:
+    """A cluster without KubeVirt is normal: said once, looked at again slowly, no error loop."""
+
+    def test_absent_crd_is_logged_once_and_found_when_installed(  # noqa: PLR0917 - fixtures
+        self, kube, kubevirt_crd, api, make_namespace, start_controller, unique_name, caplog
+    ):
+        """With the CRD gone the controller logs one line; once installed, it fills the CR."""
+        result = kube.kubectl("delete", "--ignore-not-found", "--wait=true", "-f", str(CRD))
+        assert result.returncode == 0, result.stderr
+        try:
+            namespace = make_namespace()
+            caplog.set_level(logging.INFO, logger="pcioperator.kubevirt")
+            controller = start_controller(KubeVirtTarget(namespace=namespace, absent_retry=0.3))
+            lists = controller.sync.api.requests["list"]
+            wait_for(lambda: controller.sync.api.requests["list"] >= lists + 3, timeout=SLOW)
+            absent = [r for r in caplog.records if "KubeVirt API not available" in r.message]
+            assert len(absent) == 1
+            assert not controller.sync.kubevirts.synced.is_set()
+            assert controller.queue.failures(PermittedDevicesSync.KEY) == 0
+        finally:
+            kube.install_crds([CRD])
+        api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
+        node = unique_name("node")
+        make_device(api, node, "0000:03:00.0")
+        make_claim(api, node, "0000:03:00.0")
         wait_for(lambda: permitted(api, namespace) == [USER_ENTRY, OURS], timeout=SLOW)
