@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from pcioperator.kube.api import LEASES, KubeApi
+from pcioperator.kube.errors import TemporaryApiError
 from pcioperator.leader import LeaderElector, LeaseSettings
 from polling import wait_for
 
@@ -136,3 +137,40 @@ class RacingApi(KubeApi):
             self.raced = True
             assert self._rival.try_acquire_or_renew()
         return obj
+
+
+class UnreachableApi(KubeApi):
+    """A real client that can be cut off from the API server (every request then fails)."""
+
+    def __init__(self, client) -> None:
+        """Reach the server until `cut` is set."""
+        super().__init__(client)
+        self.cut = False
+
+    def get(self, resource, name, namespace=None):
+        """Read, unless cut off."""
+        if self.cut:
+            raise TemporaryApiError("get leases: no answer from the API server (test cut)")
+        return super().get(resource, name, namespace)
+
+
+class TestRenewDeadline:
+    """A leader that cannot reach the API server stops leading before its Lease expires."""
+
+    def test_leader_steps_down_after_renew_deadline(self, kube, make_namespace, unique_name):
+        """Failures within the renew deadline keep it leading; past the deadline it steps down."""
+        now = [1000.0]
+        api = UnreachableApi(kube.api_client)
+        settings = LeaseSettings(make_namespace(), unique_name("lease"), "replica-a", **FAST)
+        stopped = []
+        elector = LeaderElector(
+            api, settings, on_stopped_leading=lambda: stopped.append(now[0]), clock=lambda: now[0]
+        )
+        assert elector.try_acquire_or_renew()
+        api.cut = True
+        now[0] += settings.renew_deadline / 2
+        assert elector.try_acquire_or_renew()
+        now[0] += settings.renew_deadline / 2
+        assert not elector.try_acquire_or_renew()
+        assert stopped == [now[0]]
+        assert settings.renew_deadline < settings.lease_duration
