@@ -76,6 +76,12 @@ _RESULT_FILES = (
 )
 
 
+def host_cache_root() -> Path:
+    """The cache `prepare.sh` and `tests/harness/build.sh` use; the guest sees it at this path."""
+    configured = os.environ.get("PCIDEVICES_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "pcidevices"
+
+
 def running_in_guest(cmdline: Path = Path("/proc/cmdline")) -> bool:
     """True inside the e2e guest: its kernel was booted with `GUEST_TOKEN`, which no host has."""
     try:
@@ -286,6 +292,8 @@ def job_script(selection: Sequence[str], python: str) -> str:
             # /run is the guest's own tmpfs; /tmp shows the host's entries read-only.
             "export HOME=/run/home TMPDIR=/run/tmp LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1",
             "export PCIDEVICES_E2E_GUEST=1",
+            # HOME differs in the guest: point it at the host's cache (kube harness binary).
+            f"export PCIDEVICES_CACHE={shlex.quote(str(host_cache_root()))}",
             'mkdir -p "$HOME" "$TMPDIR"',
             f"cd {shlex.quote(str(REPO_ROOT))} || exit 1",
             # Not on the console: the emulated UART is slow; the host reads pytest.log.
@@ -462,12 +470,19 @@ def _has_content(captured: str | None) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Boot the guest by hand: `qemu.py [SELECTION ...] [--out DIR]`; exits with pytest's status."""
+    """Boot the guest by hand: `qemu.py [SELECTION ...] [--out DIR] [-- PYTEST ARGS]`.
+
+    Exits with the guest pytest's status.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("selection", nargs="*", default=list(GUEST_SELECTION))
+    parser.add_argument("selection", nargs="*")
     parser.add_argument("--out", type=Path, help="keep the logs here (default: a new temp dir)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` goes to the guest's pytest untouched (`-k`, `-x`, more paths).
+    passthrough = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args.selection = [*args.selection, *passthrough] or list(GUEST_SELECTION)
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="pcidevices-e2e-"))
     image = prepare()
     run = run_in_guest(args.selection, out_dir=out_dir, image=image, timeout=args.timeout)
