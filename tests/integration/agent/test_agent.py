@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC, workstation
+from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
-from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES
+from pcidevices.agent_main import AgentConfig, agent_injector
+from pcioperator.agent import Agent
+from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
 
@@ -217,22 +220,38 @@ class TestResilience:
         assert claim["status"]["kernelDriverToUnbind"] == "igb"
         assert running.host.driver(FREE_NIC) == "vfio-pci"
 
-    def test_api_server_restart_under_a_running_agent(self, start_agent, kube):
-        """After the API server restarts, the agent carries on without lost or duplicate objects."""
-        running = start_agent()
-        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
-        relists = running.agent.claims.informer.relists
-        kube.restart_apiserver()
-        body = claim_body(running.node, FREE_NIC)
-        running.api.create(PCIDEVICECLAIMS, body)
-        wait_for(
-            lambda: (
-                running.api.get(PCIDEVICECLAIMS, body["metadata"]["name"])
-                .get("status", {})
-                .get("passthroughEnabled")
-            ),
-            timeout=60,
+    def test_api_server_restart_under_a_running_agent(self, kube, make_node, pci_ids, tmp_path):
+        """After the API server restarts, the agent carries on without lost or duplicate objects.
+
+        The agent reads a sysfs tree on disk here (no fake kernel): the harness restarts the
+        API server with real processes and files, which a global pyfakefs patch would break.
+        """
+        node = make_node()
+        tree = SysfsTree(tmp_path / "sys").add(
+            FakeDevice("0000:00:1f.6", driver="e1000e", iommu_group=1),
+            FakeDevice("0000:03:00.0", device=0x1533, driver="igb", iommu_group=2),
         )
-        assert running.agent.claims.informer.relists > relists
-        assert len(devices_of(running.api, running.node)) == 8
-        assert running.host.driver(FREE_NIC) == "vfio-pci"
+        config = AgentConfig(
+            node=node,
+            sysfs=tree.root,
+            proc=tmp_path / "proc",
+            state_file=tmp_path / "claims.json",
+            metrics_address=None,
+            device_plugin=False,
+            kernel_events=False,
+            rescan_interval=0.5,
+        )
+        agent = agent_injector(config, kube.api_client, pci_ids).get(Agent)
+        agent.start()
+        api = KubeApi(kube.api_client)
+        try:
+            wait_for(lambda: len(devices_of(api, node)) == 2)
+            relists = agent.devices.informer.relists
+            kube.restart_apiserver()
+            tree.add(FakeDevice("0000:04:00.0", device=0x10D3, driver="e1000e", iommu_group=3))
+            wait_for(lambda: len(devices_of(api, node)) == 3, timeout=60)
+            wait_for(lambda: agent.devices.informer.relists > relists, timeout=60)
+            names = sorted(devices_of(api, node))
+            assert names == [f"{node}-0000001f6", f"{node}-000003000", f"{node}-000004000"]
+        finally:
+            agent.stop()
