@@ -71,7 +71,9 @@ def agent_as_service_account(agent_api_client, kube, fake_fs, pci_ids, unique_na
         wait_for(agent.ready, timeout=60)
         yield agent, host, node, admin
     finally:
-        agent.stop()
+        # Its worker must end before the fake kernel goes (a reconcile still running after it
+        # would use real descriptors by fake numbers); on 2 busy cores that can take a while.
+        agent.stop(timeout=120)
 
 
 class TestAgentUnderItsRole:
