@@ -74,6 +74,7 @@ def agent_as_service_account(agent_api_client, kube, fake_fs, pci_ids, unique_na
         # Its worker must end before the fake kernel goes (a reconcile still running after it
         # would use real descriptors by fake numbers); on 2 busy cores that can take a while.
         agent.stop(timeout=120)
+        assert not any(thread.is_alive() for thread in agent._threads), "agent did not stop"
 
 
 class TestAgentUnderItsRole:
