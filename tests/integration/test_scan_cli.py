@@ -6,8 +6,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Imported before any test activates pyfakefs: a module first imported under the fake
+# filesystem keeps that test's fake `os` after it ends.
+import pcidevices.scan  # noqa: F401
 from fakesys import FakeDevice, SysfsTree
-from pcidevices.cli import main
+from pcidevices.cli import build_parser, main
+
+build_parser()  # imports every sub-command's registration module now, for the same reason
 
 PCI_IDS = b"""8086  Intel Corporation
 \t15bb  Ethernet Connection (7) I219-LM
