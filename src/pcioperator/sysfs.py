@@ -28,6 +28,7 @@ DEFAULT_SYSFS_ROOT: Final = Path("/sys")
 # file, ENODEV/ENXIO when the device was hot-removed while we read it.
 _ABSENT: Final = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR})
 _VANISHED_VENDOR: Final = 0xFFFF
+_NO_SRIOV: Final = SriovInfo()
 
 
 def _read_small(name: str, dir_fd: int | None = None) -> str | None:
@@ -204,15 +205,22 @@ class SysfsPciBus:
 
     @staticmethod
     def _sriov(dir_fd: int) -> SriovInfo:
-        physfn_link = _read_link("physfn", dir_fd)
+        # Most devices have neither attribute: ask with access(), which answers "no" without
+        # the cost of an exception, before reading.
+        if not os.access("physfn", os.F_OK, dir_fd=dir_fd, follow_symlinks=False):
+            physfn_link = None
+        else:
+            physfn_link = _read_link("physfn", dir_fd)
         if physfn_link is not None:
             try:
                 return SriovInfo(physfn=PciAddress.parse(physfn_link.rsplit("/", 1)[-1]))
             except InvalidPciAddressError:
-                return SriovInfo()
+                return _NO_SRIOV
+        if not os.access("sriov_totalvfs", os.F_OK, dir_fd=dir_fd):
+            return _NO_SRIOV
         total = _int_or_none(_read_small("sriov_totalvfs", dir_fd), 10)
         if total is None:
-            return SriovInfo()
+            return _NO_SRIOV
         return SriovInfo(
             total_vfs=total, num_vfs=_int_or_none(_read_small("sriov_numvfs", dir_fd), 10)
         )
