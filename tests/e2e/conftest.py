@@ -26,7 +26,11 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> qemu.GuestRun:
     try:
         image = qemu.prepare()
         timeout = float(os.environ.get("PCIDEVICES_E2E_TIMEOUT", qemu.DEFAULT_TIMEOUT))
-        run = qemu.run_in_guest(out_dir=out_dir, image=image, timeout=timeout)
+        if qemu.stage2_enabled():
+            timeout += qemu.STAGE2_EXTRA_TIMEOUT
+        run = qemu.run_in_guest(
+            qemu.default_selection(), out_dir=out_dir, image=image, timeout=timeout
+        )
     except qemu.GuestError as err:
         pytest.fail(f"the e2e guest could not run: {err}", pytrace=False)
     _RUNS.append(("first boot", image, run))

@@ -43,6 +43,11 @@ from e2e.layout import GUEST_DEVICES, HOST_ROOT_SHARE, RESULT_SHARE
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parent.parent
 GUEST_SELECTION = ("tests/e2e/guest",)
+STAGE2_FILE = "tests/e2e/guest/test_guest_agent.py"
+"""Stage 2 (kube-apiserver + etcd + the agent inside the guest): minutes under TCG, so opt-in."""
+STAGE2_ENV = "PCIDEVICES_E2E_STAGE2"
+STAGE2_EXTRA_TIMEOUT = 600.0
+"""Added to the guest's timeout when stage 2 runs (the API server alone needs ~2-3 min)."""
 GUEST_TOKEN = "pcidevices_e2e=1"  # noqa: S105 (a kernel command-line word, not a secret)
 """On the guest kernel's command line; `tests/e2e/guest/conftest.py` skips its tests without it."""
 RESULT_MOUNT = "/run/pcidevices-e2e"
@@ -80,6 +85,18 @@ def host_cache_root() -> Path:
     """The cache `prepare.sh` and `tests/harness/build.sh` use; the guest sees it at this path."""
     configured = os.environ.get("PCIDEVICES_CACHE")
     return Path(configured) if configured else Path.home() / ".cache" / "pcidevices"
+
+
+def stage2_enabled() -> bool:
+    """Whether `PCIDEVICES_E2E_STAGE2=1` asks for the stage-2 (agent) guest tests."""
+    return os.environ.get(STAGE2_ENV) == "1"
+
+
+def default_selection() -> tuple[str, ...]:
+    """The first boot's selection: the whole guest folder, without stage 2 unless asked for."""
+    if stage2_enabled():
+        return GUEST_SELECTION
+    return (*GUEST_SELECTION, f"--ignore={STAGE2_FILE}")
 
 
 def running_in_guest(cmdline: Path = Path("/proc/cmdline")) -> bool:
@@ -482,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Everything after `--` goes to the guest's pytest untouched (`-k`, `-x`, more paths).
     passthrough = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    args.selection = [*args.selection, *passthrough] or list(GUEST_SELECTION)
+    args.selection = [*args.selection, *passthrough] or list(default_selection())
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="pcidevices-e2e-"))
     image = prepare()
     run = run_in_guest(args.selection, out_dir=out_dir, image=image, timeout=args.timeout)
