@@ -79,6 +79,10 @@ class Agent:
         """Queue a device sync now (the claim controller calls it after moving a device)."""
         self.queue.add(DeviceSync.KEY)
 
+    def alive_threads(self) -> list[str]:
+        """Names of the agent's loops still running (empty once `stop` has finished)."""
+        return [thread.name for thread in self._threads if thread.is_alive()]
+
     def healthy(self) -> bool:
         """Whether every loop is alive."""
         return bool(self._threads) and all(t.is_alive() for t in self._threads)

@@ -7,6 +7,7 @@ API server while its sysfs writes land in the fake kernel.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -95,4 +96,8 @@ def start_agent(kube, fake_fs, pci_ids, make_node) -> Iterator[Callable[..., Run
 
     yield start
     for agent in started:
-        agent.stop()
+        # A loop that outlived the fake filesystem would close real descriptors that share
+        # numbers with fake ones: wait for every loop to end before pyfakefs is torn down.
+        agent.stop(timeout=120)
+        assert agent.alive_threads() == []
+    gc.collect()
