@@ -123,40 +123,50 @@ class SysfsPciBus:
 
     def devices(self) -> Sequence[PciDevice]:
         """Every function present now, in address order; vanished ones are left out."""
-        read = self.device
-        return [device for address in self.addresses() if (device := read(address)) is not None]
+        addresses = self.addresses()
+        bus_fd = os.open(self._devices_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            read = self._read_device
+            return [
+                device
+                for address in addresses
+                if (device := read(address, bus_fd, f"{address}/")) is not None
+            ]
+        finally:
+            os.close(bus_fd)
 
     def device(self, address: PciAddress) -> PciDevice | None:
         """The function at ``address`` now, or ``None`` if it is absent or vanished."""
-        link = f"{self._devices_dir}/{address}"
         try:
-            # Attributes are opened relative to the device directory: one path walk per
-            # device instead of one per attribute.
-            dir_fd = os.open(link, os.O_RDONLY | os.O_DIRECTORY)
+            bus_fd = os.open(self._devices_dir, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as err:
             if err.errno in _ABSENT:
                 return None
             raise
         try:
-            upstream = _read_link(link) if self._topology else None
-            return self._read_device(address, dir_fd, upstream)
+            return self._read_device(address, bus_fd, f"{address}/")
         finally:
-            os.close(dir_fd)
+            os.close(bus_fd)
 
-    def _read_device(self, address: PciAddress, dir_fd: int, link: str | None) -> PciDevice | None:
-        uevent = _read_small("uevent", dir_fd)
+    def _read_device(self, address: PciAddress, bus_fd: int, at: str) -> PciDevice | None:
+        """Read one device; attribute paths are ``at + name`` relative to the bus directory.
+
+        Relative to an open ``bus/pci/devices``, each attribute costs one short path walk and
+        no per-device directory handle.
+        """
+        uevent = _read_small(at + "uevent", bus_fd)
         if uevent is None:
             return None
         fields = dict(line.split("=", 1) for line in uevent.splitlines() if "=" in line)
-        ids = self._ids(dir_fd, fields)
+        ids = self._ids(bus_fd, at, fields)
         if ids is None:
             return None
         vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code = ids
         if vendor_id == _VANISHED_VENDOR:
             return None
         driver = fields.get("DRIVER")
-        group_link = _read_link("iommu_group", dir_fd)
-        parent, root_port = _upstream(link)
+        group_link = _read_link(at + "iommu_group", bus_fd)
+        parent, root_port = _upstream(_read_link(str(address), bus_fd) if self._topology else None)
         return PciDevice(
             address=address,
             vendor_id=vendor_id,
@@ -164,19 +174,19 @@ class SysfsPciBus:
             subsystem_vendor_id=subsystem_vendor_id,
             subsystem_device_id=subsystem_device_id,
             pci_class=PciClass.from_code(class_code),
-            revision=_int_or_none(_read_small("revision", dir_fd), 16) or 0,
+            revision=_int_or_none(_read_small(at + "revision", bus_fd), 16) or 0,
             driver=DriverName(driver) if driver else None,
             iommu_group=(
                 IommuGroup(int(group_link.rsplit("/", 1)[-1])) if group_link is not None else None
             ),
-            numa_node=self._numa_node(dir_fd),
-            sriov=self._sriov(dir_fd),
+            numa_node=self._numa_node(bus_fd, at),
+            sriov=self._sriov(bus_fd, at),
             parent=parent,
             root_port=root_port,
         )
 
     @staticmethod
-    def _ids(dir_fd: int, fields: dict[str, str]) -> tuple[int, int, int, int, int] | None:
+    def _ids(dir_fd: int, at: str, fields: dict[str, str]) -> tuple[int, int, int, int, int] | None:
         """Vendor, device, subsystem ids and class code, from ``uevent`` or the id files."""
         try:
             vendor, device = fields["PCI_ID"].split(":")
@@ -191,7 +201,7 @@ class SysfsPciBus:
         except (KeyError, ValueError):
             pass
         values = [
-            _int_or_none(_read_small(name, dir_fd), 16)
+            _int_or_none(_read_small(at + name, dir_fd), 16)
             for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
         ]
         if values[0] is None or values[1] is None or values[4] is None:
@@ -199,28 +209,28 @@ class SysfsPciBus:
         return (values[0], values[1], values[2] or 0, values[3] or 0, values[4])
 
     @staticmethod
-    def _numa_node(dir_fd: int) -> int | None:
-        node = _int_or_none(_read_small("numa_node", dir_fd), 10)
+    def _numa_node(dir_fd: int, at: str) -> int | None:
+        node = _int_or_none(_read_small(at + "numa_node", dir_fd), 10)
         return None if node is None or node < 0 else node
 
     @staticmethod
-    def _sriov(dir_fd: int) -> SriovInfo:
+    def _sriov(dir_fd: int, at: str) -> SriovInfo:
         # Most devices have neither attribute: ask with access(), which answers "no" without
         # the cost of an exception, before reading.
-        if not os.access("physfn", os.F_OK, dir_fd=dir_fd, follow_symlinks=False):
+        if not os.access(at + "physfn", os.F_OK, dir_fd=dir_fd, follow_symlinks=False):
             physfn_link = None
         else:
-            physfn_link = _read_link("physfn", dir_fd)
+            physfn_link = _read_link(at + "physfn", dir_fd)
         if physfn_link is not None:
             try:
                 return SriovInfo(physfn=PciAddress.parse(physfn_link.rsplit("/", 1)[-1]))
             except InvalidPciAddressError:
                 return _NO_SRIOV
-        if not os.access("sriov_totalvfs", os.F_OK, dir_fd=dir_fd):
+        if not os.access(at + "sriov_totalvfs", os.F_OK, dir_fd=dir_fd):
             return _NO_SRIOV
-        total = _int_or_none(_read_small("sriov_totalvfs", dir_fd), 10)
+        total = _int_or_none(_read_small(at + "sriov_totalvfs", dir_fd), 10)
         if total is None:
             return _NO_SRIOV
         return SriovInfo(
-            total_vfs=total, num_vfs=_int_or_none(_read_small("sriov_numvfs", dir_fd), 10)
+            total_vfs=total, num_vfs=_int_or_none(_read_small(at + "sriov_numvfs", dir_fd), 10)
         )
