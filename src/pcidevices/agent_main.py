@@ -7,32 +7,27 @@ against a real API server with a fake kernel.
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
-import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 
 import attrs
 import cattrs
 import injector
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
 from pcicore.address import PciAddress
 from pcicore.catalog import DeviceCatalog
 from pcicore.device import NodeName, PciDevice
 from pcicore.engine import ClaimEngine
-from pcicore.errors import ClaimRefusedError, InvalidPciAddressError, PciDevicesError
+from pcicore.errors import ClaimRefusedError, InvalidPciAddressError
 from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
 from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
 from pcicore.ports import PciBus
 from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
 from pcidevices.plugin_main import DevicePluginModule
+from pcidevices.process import configure_logging, load_api_client, termination_signal
 from pcioperator.agent import Agent, Service
 from pcioperator.binding import Modprobe, SysfsDriverControl, SystemClock
 from pcioperator.claim_controller import ClaimController
@@ -322,68 +317,14 @@ def agent_injector(
     return injector.Injector([AgentModule(config, api_client, ids), DevicePluginModule()])
 
 
-def load_api_client(kubeconfig: Path | None) -> k8s_client.ApiClient:
-    """An API client from ``kubeconfig``, else ``$KUBECONFIG``/in-cluster configuration.
-
-    Raises:
-        PciDevicesError: no usable configuration was found.
-    """
-    configuration = k8s_client.Configuration()
-    try:
-        if kubeconfig is not None:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                str(kubeconfig), client_configuration=configuration
-            )
-        else:
-            try:
-                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                    client_configuration=configuration
-                )
-            except k8s_config.ConfigException:
-                k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                    client_configuration=configuration
-                )
-    except (k8s_config.ConfigException, OSError, TypeError, ValueError) as err:
-        raise PciDevicesError(
-            f"cannot load a Kubernetes configuration ({err}); pass --kubeconfig PATH or run "
-            "in a pod with a service account"
-        ) from err
-    return k8s_client.ApiClient(configuration)
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log line: time, level, logger, message (and the error, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` as JSON."""
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
 def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> int:
     """Run the agent until SIGTERM or SIGINT; return the exit status."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    configure_logging()
     SysfsPciBus(config.sysfs).check()
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
     agent = agent_injector(config, api_client, ids).get(Agent)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = termination_signal()
     agent.start()
     log.info("agent running on node %s", config.node)
     stop.wait()

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import attrs
 import injector
 from kubernetes import client as k8s_client
 
-from pcidevices.agent_main import load_api_client
+from pcidevices.process import configure_logging, load_api_client, termination_signal
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.informer import Informer
 from pcioperator.kubevirt import (
@@ -144,11 +140,7 @@ def controller_injector(
 
 def run(config: ControllerConfig, kubeconfig: Path | None) -> int:
     """Run the controller until SIGTERM or SIGINT; return the exit status."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-    )
+    configure_logging()
     api_client = load_api_client(kubeconfig)
     inj = controller_injector(config, api_client)
     controller = inj.get(KubeVirtController)
@@ -157,14 +149,7 @@ def run(config: ControllerConfig, kubeconfig: Path | None) -> int:
         health = HealthServer(
             config.metrics_address, inj.get(AgentMetrics), controller.healthy, controller.ready
         )
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = termination_signal()
     if health is not None:
         health.start()
     controller.start()

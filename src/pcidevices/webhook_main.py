@@ -7,18 +7,14 @@ from what it is given, so tests run the same wiring in-process against a real AP
 from __future__ import annotations
 
 import logging
-import signal
-import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 import attrs
 import injector
 from kubernetes import client as k8s_client
 
 from pcicore.errors import PciDevicesError
-from pcidevices.agent_main import load_api_client
+from pcidevices.process import configure_logging, load_api_client, termination_signal
 from pcioperator.kube.api import KubeApi
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
@@ -77,11 +73,7 @@ def webhook_injector(config: WebhookConfig, api_client: k8s_client.ApiClient) ->
 
 def run(config: WebhookConfig, kubeconfig: Path | None) -> int:
     """Serve until SIGTERM or SIGINT; return the exit status."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-    )
+    configure_logging()
     api_client = load_api_client(kubeconfig)
     try:
         server = webhook_injector(config, api_client).get(WebhookServer)
@@ -91,14 +83,7 @@ def run(config: WebhookConfig, kubeconfig: Path | None) -> int:
             f"{config.cert} and key {config.key}: {err}; check the files (a mounted TLS Secret) "
             "and that the port is free"
         ) from err
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = termination_signal()
     server.start()
     log.info("admission webhook serving on port %d", server.port)
     stop.wait()
