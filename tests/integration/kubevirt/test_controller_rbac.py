@@ -17,6 +17,7 @@ from kubevirt_objects import (
     permitted,
 )
 
+from harness.identity import applied, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
 from pcidevices.controller_main import ControllerConfig, controller_injector
 from pcioperator.kube.api import LEASES, KubeApi
@@ -36,55 +37,20 @@ MANIFESTS = (
     DEPLOY / "controller" / "serviceaccount.yaml",
     DEPLOY / "controller" / "rbac.yaml",
 )
-_GONE_SECONDS = 120.0
-
-
-def _kubectl_ok(cluster: KubeCluster, *args: str) -> None:
-    result = cluster.kubectl(*args, timeout=120)
-    assert result.returncode == 0, f"kubectl {' '.join(args)} failed:\n{result.stderr}"
-
-
-def _wait_namespace_gone(cluster: KubeCluster) -> None:
-    core = k8s_client.CoreV1Api(cluster.api_client)
-
-    def gone() -> bool:
-        return NAMESPACE not in {ns.metadata.name for ns in core.list_namespace().items}
-
-    wait_for(gone, timeout=_GONE_SECONDS, interval=0.2)
 
 
 @pytest.fixture(scope="module")
 def controller_identity(kube_cluster: KubeCluster, kubevirt_crd) -> Iterator[KubeCluster]:
     """The cluster with deploy/'s namespace, the controller's ServiceAccount and RBAC applied."""
-    kube_cluster.ensure_project_crds()
-    core = k8s_client.CoreV1Api(kube_cluster.api_client)
-    for ns in core.list_namespace().items:
-        if ns.metadata.name == NAMESPACE and ns.metadata.deletion_timestamp:
-            _wait_namespace_gone(kube_cluster)  # left terminating by an earlier module
-    for path in MANIFESTS:
-        _kubectl_ok(kube_cluster, "apply", "-f", str(path))
-    yield kube_cluster
-    for path in reversed(MANIFESTS):
-        _kubectl_ok(kube_cluster, "delete", "--ignore-not-found", "--wait=false", "-f", str(path))
-    _wait_namespace_gone(kube_cluster)
+    with applied(kube_cluster, NAMESPACE, MANIFESTS) as cluster:
+        yield cluster
 
 
 @pytest.fixture
 def controller_api_client(controller_identity, kube) -> Iterator[k8s_client.ApiClient]:
     """An API client that authenticates with a token of the controller's ServiceAccount."""
-    request = k8s_client.AuthenticationV1TokenRequest(
-        spec=k8s_client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-    )
-    answer = k8s_client.CoreV1Api(kube.api_client).create_namespaced_service_account_token(
-        SERVICE_ACCOUNT, NAMESPACE, request
-    )
-    configuration = k8s_client.Configuration()
-    configuration.host = kube.server
-    configuration.api_key = {"authorization": f"Bearer {answer.status.token}"}
-    configuration.ssl_ca_cert = str(kube.pki / "ca.crt")
-    api_client = k8s_client.ApiClient(configuration)
-    yield api_client
-    api_client.close()
+    with service_account_client(kube, NAMESPACE, SERVICE_ACCOUNT) as api_client:
+        yield api_client
 
 
 def may(kube, verb, resource, *, group="", namespace=""):
