@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -138,20 +138,21 @@ class _Process:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
-        self._log: IO[bytes] | None = None
         self._popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._log = self.log_path.open("ab")
-        self._popen = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=loopback_env(),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - calls prctl only, takes no locks
-        )
+        # The child gets its own copy of the log descriptor; the parent keeps none open, so no
+        # long-lived descriptor of the test process depends on it.
+        with self.log_path.open("ab") as log:
+            self._popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=loopback_env(),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - calls prctl only, takes no locks
+            )
 
     @property
     def pid(self) -> int | None:
@@ -184,9 +185,6 @@ class _Process:
             # Reap anything left in the group (the leader may exit before its children).
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(popen.pid, signal.SIGKILL)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
 
 class KubeCluster:
