@@ -12,6 +12,7 @@ tiny files and the buffered ``open()`` costs several times more per file.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -62,7 +63,7 @@ def _int_or_none(text: str | None, base: int) -> int | None:
     if text is None:
         return None
     try:
-        return int(text.strip(), base)
+        return int(text, base)  # int() itself ignores the surrounding whitespace
     except ValueError:
         return None
 
@@ -78,6 +79,12 @@ def _upstream(link: str | None) -> tuple[PciAddress | None, PciAddress | None]:
     if len(chain) < 2:  # noqa: PLR2004 - the device itself and at least one upstream function
         return (None, None)
     return (PciAddress.parse(chain[-2]), PciAddress.parse(chain[0]))
+
+
+@functools.cache
+def _pci_class(code: int) -> PciClass:
+    """One shared value per class code (a host has few)."""
+    return PciClass.from_code(code)
 
 
 def _sort_key(address: PciAddress) -> int:
@@ -173,7 +180,7 @@ class SysfsPciBus:
             device_id=device_id,
             subsystem_vendor_id=subsystem_vendor_id,
             subsystem_device_id=subsystem_device_id,
-            pci_class=PciClass.from_code(class_code),
+            pci_class=_pci_class(class_code),
             revision=_int_or_none(_read_small(at + "revision", bus_fd), 16) or 0,
             driver=DriverName(driver) if driver else None,
             iommu_group=(
