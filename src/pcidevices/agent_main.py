@@ -27,7 +27,12 @@ from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
 from pcicore.ports import PciBus
 from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
 from pcidevices.plugin_main import DevicePluginModule
-from pcidevices.process import configure_logging, load_api_client, termination_signal
+from pcidevices.process import (
+    CountedApiModule,
+    configure_logging,
+    load_api_client,
+    termination_signal,
+)
 from pcioperator.agent import Agent, Service
 from pcioperator.binding import Modprobe, SysfsDriverControl, SystemClock
 from pcioperator.claim_controller import ClaimController
@@ -137,10 +142,9 @@ def protected_devices(
 class AgentModule(injector.Module):
     """The agent's wiring. Builds objects only; nothing here reads files or the network."""
 
-    def __init__(self, config: AgentConfig, api_client: k8s_client.ApiClient, ids: PciIds) -> None:
-        """Wire an agent for ``config`` talking through ``api_client``."""
+    def __init__(self, config: AgentConfig, ids: PciIds) -> None:
+        """Wire an agent for ``config`` naming devices from ``ids`` (API: `CountedApiModule`)."""
         self._config = config
-        self._api_client = api_client
         self._ids = ids
 
     def configure(self, binder: injector.Binder) -> None:
@@ -154,18 +158,6 @@ class AgentModule(injector.Module):
     def queue(self) -> AgentQueue:
         """The agent's one work queue."""
         return AgentQueue()
-
-    @injector.singleton
-    @injector.provider
-    def metrics(self) -> AgentMetrics:
-        """The agent's metrics."""
-        return AgentMetrics()
-
-    @injector.singleton
-    @injector.provider
-    def api(self, metrics: AgentMetrics) -> KubeApi:
-        """The Kubernetes API, with every request counted."""
-        return KubeApi(self._api_client, on_request=metrics.request)
 
     @injector.singleton
     @injector.provider
@@ -314,7 +306,9 @@ def agent_injector(
     config: AgentConfig, api_client: k8s_client.ApiClient, ids: PciIds
 ) -> injector.Injector:
     """The injector of one agent process."""
-    return injector.Injector([AgentModule(config, api_client, ids), DevicePluginModule()])
+    return injector.Injector(
+        [AgentModule(config, ids), CountedApiModule(api_client), DevicePluginModule()]
+    )
 
 
 def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> int:

@@ -17,7 +17,12 @@ import attrs
 import injector
 from kubernetes import client as k8s_client
 
-from pcidevices.process import configure_logging, load_api_client, termination_signal
+from pcidevices.process import (
+    CountedApiModule,
+    configure_logging,
+    load_api_client,
+    termination_signal,
+)
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.informer import Informer
 from pcioperator.kubevirt import (
@@ -60,10 +65,9 @@ class ControllerQueue(WorkQueue[str]):
 class ControllerModule(injector.Module):
     """The controller's wiring. Builds objects only; nothing here reads files or the network."""
 
-    def __init__(self, config: ControllerConfig, api_client: k8s_client.ApiClient) -> None:
-        """Wire a controller for ``config`` talking through ``api_client``."""
+    def __init__(self, config: ControllerConfig) -> None:
+        """Wire a controller for ``config`` (the API: `CountedApiModule`)."""
         self._config = config
-        self._api_client = api_client
 
     def configure(self, binder: injector.Binder) -> None:
         """Bind the values given at start-up."""
@@ -74,18 +78,6 @@ class ControllerModule(injector.Module):
     def queue(self) -> ControllerQueue:
         """The one work queue."""
         return ControllerQueue()
-
-    @injector.singleton
-    @injector.provider
-    def metrics(self) -> AgentMetrics:
-        """Reconcile and API-request metrics."""
-        return AgentMetrics()
-
-    @injector.singleton
-    @injector.provider
-    def api(self, metrics: AgentMetrics) -> KubeApi:
-        """The Kubernetes API, with every request counted."""
-        return KubeApi(self._api_client, on_request=metrics.request)
 
     @injector.singleton
     @injector.provider
@@ -135,7 +127,7 @@ def controller_injector(
     config: ControllerConfig, api_client: k8s_client.ApiClient
 ) -> injector.Injector:
     """The injector of one controller process."""
-    return injector.Injector([ControllerModule(config, api_client)])
+    return injector.Injector([ControllerModule(config), CountedApiModule(api_client)])
 
 
 def run(config: ControllerConfig, kubeconfig: Path | None) -> int:

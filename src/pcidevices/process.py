@@ -15,10 +15,13 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+import injector
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from pcicore.errors import PciDevicesError
+from pcioperator.kube.api import KubeApi
+from pcioperator.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +89,26 @@ def termination_signal() -> threading.Event:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     return stop
+
+
+class CountedApiModule(injector.Module):
+    """The Kubernetes API for a process, every request counted in its metrics.
+
+    Shared by the agent and the cluster controller; builds objects only.
+    """
+
+    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+        """Talk to the API through ``api_client`` (loaded by the process's ``run``)."""
+        self._api_client = api_client
+
+    @injector.singleton
+    @injector.provider
+    def metrics(self) -> AgentMetrics:
+        """Reconcile and API-request metrics."""
+        return AgentMetrics()
+
+    @injector.singleton
+    @injector.provider
+    def api(self, metrics: AgentMetrics) -> KubeApi:
+        """The Kubernetes API, with every request counted."""
+        return KubeApi(self._api_client, on_request=metrics.request)
