@@ -57,6 +57,7 @@ class Agent:
         self.queue: WorkQueue[str] = queue if queue is not None else WorkQueue()
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._services_stopped = False
         handlers: dict[str, Callable[[], float | None]] = {
             DeviceSync.KEY: self._sync_devices,
             ClaimController.KEY: self._reconcile_claims,
@@ -112,7 +113,7 @@ class Agent:
         self.queue.add(ClaimController.KEY)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop everything and wait for the loops to end."""
+        """Stop everything and wait for the loops to end; calling it again is harmless."""
         self.stopping.set()
         self.queue.shut_down()
         self.devices.informer.interrupt()
@@ -121,6 +122,9 @@ class Agent:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("%s did not stop within %.0fs", thread.name, timeout)
+        if self._services_stopped:
+            return  # a second stop only waits for loops the first one left running
+        self._services_stopped = True
         for service in reversed(self.services):
             service.stop()
         if self.health is not None:

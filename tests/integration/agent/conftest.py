@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 
+from fakesys.background import stop_before_report
+from fakesys.descriptors import guard_descriptors
 from fakesys.hosts import STATE, Host, workstation
 from pcicore.pciids import PciIds
 from pcidevices.agent_main import AgentConfig, agent_injector
@@ -41,6 +43,7 @@ def pci_ids() -> PciIds:
 @pytest.fixture
 def fake_fs(kube) -> Iterator[object]:
     with Patcher(additional_skip_names=REAL_FS_MODULES) as patcher:
+        guard_descriptors(patcher.fs)
         # The client reads its TLS key through builtins.open: let it see the real one.
         patcher.fs.add_real_directory(str(kube.pki))
         yield patcher.fs
@@ -70,7 +73,9 @@ class RunningAgent:
 
 
 @pytest.fixture
-def start_agent(kube, fake_fs, pci_ids, make_node) -> Iterator[Callable[..., RunningAgent]]:
+def start_agent(
+    request, kube, fake_fs, pci_ids, make_node
+) -> Iterator[Callable[..., RunningAgent]]:
     started: list[Agent] = []
     hosts: dict[str, Host] = {}
 
@@ -91,13 +96,18 @@ def start_agent(kube, fake_fs, pci_ids, make_node) -> Iterator[Callable[..., Run
         agent = agent_injector(config, kube.api_client, pci_ids).get(Agent)
         agent.start()
         started.append(agent)
+        stop_before_report(request, lambda: _stop(agent))
         wait_for(agent.ready)
         return RunningAgent(agent, host, node, KubeApi(kube.api_client))
 
     yield start
     for agent in started:
-        # A loop that outlived the fake filesystem would close real descriptors that share
-        # numbers with fake ones: wait for every loop to end before pyfakefs is torn down.
-        agent.stop(timeout=120)
-        assert agent.alive_threads() == []
+        _stop(agent)  # already stopped unless the test never reached its end
     gc.collect()
+
+
+def _stop(agent: Agent) -> None:
+    # Every loop must end while pyfakefs still patches: one left running would use real
+    # descriptors by fake numbers. On 2 busy cores that can take a while.
+    agent.stop(timeout=120)
+    assert agent.alive_threads() == [], "agent did not stop"

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client as k8s_client
 from pyfakefs.fake_filesystem_unittest import Patcher
 
+from fakesys.descriptors import guard_descriptors
 from harness.identity import applied, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
 from pcicore.pciids import PciIds
@@ -56,6 +57,7 @@ def fake_fs(kube: KubeCluster) -> Iterator[object]:
     # does not see, and with skip names every fake file call walks the stack (slow), and file
     # objects opened through them were seen to close a real descriptor of pytest's capture.
     with Patcher() as patcher:
+        guard_descriptors(patcher.fs)
         patcher.fs.add_real_directory(str(kube.pki))
         yield patcher.fs
         # Fake files left for the garbage collector must be closed while their descriptors are

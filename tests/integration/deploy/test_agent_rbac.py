@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s_client
 
+from fakesys.background import stop_before_report
 from fakesys.hosts import FREE_NIC, STATE, workstation
 from pcidevices.agent_main import AgentConfig, agent_injector
 from pcioperator.agent import Agent
@@ -52,7 +53,7 @@ def may(kube, verb, resource, *, group="", subresource="", namespace=""):
 
 
 @pytest.fixture
-def agent_as_service_account(agent_api_client, kube, fake_fs, pci_ids, unique_name):
+def agent_as_service_account(request, agent_api_client, kube, fake_fs, pci_ids, unique_name):  # noqa: PLR0917 - fixtures
     """An agent whose every request is made with the ServiceAccount's token."""
     admin = KubeApi(kube.api_client)
     node = unique_name("node")
@@ -66,15 +67,20 @@ def agent_as_service_account(agent_api_client, kube, fake_fs, pci_ids, unique_na
         rescan_interval=0.5,
     )
     agent = agent_injector(config, agent_api_client, pci_ids).get(Agent)
+
+    def stop() -> None:
+        # Its loops must end while pyfakefs still patches (see fakesys.background); on 2 busy
+        # cores that can take a while.
+        agent.stop(timeout=120)
+        assert agent.alive_threads() == [], "agent did not stop"
+
     agent.start()
+    stop_before_report(request, stop)
     try:
         wait_for(agent.ready, timeout=60)
         yield agent, host, node, admin
     finally:
-        # Its worker must end before the fake kernel goes (a reconcile still running after it
-        # would use real descriptors by fake numbers); on 2 busy cores that can take a while.
-        agent.stop(timeout=120)
-        assert not any(thread.is_alive() for thread in agent._threads), "agent did not stop"
+        stop()  # already stopped unless the test never reached its end
 
 
 class TestAgentUnderItsRole:
