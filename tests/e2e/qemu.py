@@ -44,10 +44,10 @@ E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parent.parent
 GUEST_SELECTION = ("tests/e2e/guest",)
 STAGE2_FILE = "tests/e2e/guest/test_guest_agent.py"
-"""Stage 2 (kube-apiserver + etcd + the agent inside the guest): minutes under TCG, so opt-in."""
+"""Stage 2 (kube-apiserver + etcd, the agent and its device plugin inside the guest)."""
 STAGE2_ENV = "PCIDEVICES_E2E_STAGE2"
 STAGE2_EXTRA_TIMEOUT = 600.0
-"""Added to the guest's timeout when stage 2 runs (the API server alone needs ~2-3 min)."""
+"""Added to the guest's timeout when stage 2 runs (the API server needs minutes under TCG)."""
 GUEST_TOKEN = "pcidevices_e2e=1"  # noqa: S105 (a kernel command-line word, not a secret)
 """On the guest kernel's command line; `tests/e2e/guest/conftest.py` skips its tests without it."""
 RESULT_MOUNT = "/run/pcidevices-e2e"
@@ -88,12 +88,12 @@ def host_cache_root() -> Path:
 
 
 def stage2_enabled() -> bool:
-    """Whether `PCIDEVICES_E2E_STAGE2=1` asks for the stage-2 (agent) guest tests."""
-    return os.environ.get(STAGE2_ENV) == "1"
+    """Whether the first boot runs stage 2: yes, unless `PCIDEVICES_E2E_STAGE2=0`."""
+    return os.environ.get(STAGE2_ENV) != "0"
 
 
 def default_selection() -> tuple[str, ...]:
-    """The first boot's selection: the whole guest folder, without stage 2 unless asked for."""
+    """The first boot's selection: the whole guest folder, stage 2 unless it is left out."""
     if stage2_enabled():
         return GUEST_SELECTION
     return (*GUEST_SELECTION, f"--ignore={STAGE2_FILE}")

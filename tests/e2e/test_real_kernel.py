@@ -15,7 +15,7 @@ GUEST_FILES = sorted(
     for path in (qemu.E2E_DIR / "guest").glob("test_*.py")
     if qemu.stage2_enabled() or path.relative_to(qemu.REPO_ROOT).as_posix() != qemu.STAGE2_FILE
 )
-"""The guest files the first boot runs (stage 2's only with `PCIDEVICES_E2E_STAGE2=1`)."""
+"""The guest files the first boot runs (stage 2's unless `PCIDEVICES_E2E_STAGE2=0`)."""
 _DETAIL_CHARS = 6000
 
 

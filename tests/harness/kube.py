@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from kubernetes.client import ApiClient
 
@@ -55,6 +56,39 @@ CONTROLLERS = (
 )
 _PR_SET_PDEATHSIG = 1  # prctl(2): signal this process when its parent thread exits.
 _STOP_GRACE_SECONDS = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """What a cluster runs beyond etcd and the API server, and how.
+
+    The default is a small real cluster. `LEAN` is for a machine where CPU is scarce (the QEMU
+    guest under TCG, where each CPU-second of start-up costs about a minute): no controller
+    manager, and the API server's start-up work cut where nothing here depends on it.
+    """
+
+    controller_manager: bool = True
+    apiserver_flags: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    ready_timeout: float = 120.0
+    ready_poll_interval: float = 0.25
+
+
+DEFAULT = Profile()
+LEAN = Profile(
+    controller_manager=False,
+    apiserver_flags=(
+        # API priority and fairness writes its bootstrap configuration at start-up.
+        "--enable-priority-and-fairness=false",
+        # No watch cache: one reflector fewer per resource type; our tests list little.
+        "--watch-cache=false",
+    ),
+    # Go's collector costs a third of the API server's start-up CPU; a limit keeps it bounded.
+    env=(("GOGC", "off"), ("GOMEMLIMIT", "1536MiB")),
+    ready_timeout=600.0,
+    # Each `/readyz` poll is a TLS handshake, which costs seconds of emulated CPU.
+    ready_poll_interval=2.0,
+)
 
 
 class HarnessError(RuntimeError):
@@ -126,7 +160,11 @@ def loopback_env() -> dict[str, str]:
 
 
 def _die_with_parent() -> None:
-    """Child-side ``preexec_fn``: the kernel sends SIGTERM if the test process dies uncleanly."""
+    """Child-side ``preexec_fn``: the kernel sends SIGTERM if the test process dies uncleanly.
+
+    The kernel tracks the *thread* that forked: start a cluster from a thread that lives as long
+    as the cluster should (the main thread, or one that waits until it stops the cluster).
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -134,10 +172,13 @@ def _die_with_parent() -> None:
 class _Process:
     """One control-plane process in its own process group, logging to a file."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
+        self.env = {**loopback_env(), **(env or {})}
         self._popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -149,7 +190,7 @@ class _Process:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=loopback_env(),
+                env=self.env,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - calls prctl only, takes no locks
             )
@@ -197,10 +238,11 @@ class KubeCluster:
         server: The API server's URL.
     """
 
-    def __init__(self, workdir: Path, binary: Path) -> None:
+    def __init__(self, workdir: Path, binary: Path, profile: Profile = DEFAULT) -> None:
         """Describe a cluster; use :meth:`start` or :meth:`attach` to get a running one."""
         self.workdir = workdir
         self.binary = binary
+        self.profile = profile
         self.pki = workdir / "pki"
         self.kubeconfig = workdir / "admin.kubeconfig"
         self.server = ""
@@ -212,8 +254,8 @@ class KubeCluster:
     # -- life cycle -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: Path | None = None) -> KubeCluster:
-        """Build if needed, then start etcd, the API server and the controller manager.
+    def start(cls, workdir: Path | None = None, profile: Profile = DEFAULT) -> KubeCluster:
+        """Build if needed, then start etcd, the API server and (by default) the controller manager.
 
         Raises:
             HarnessError: a build or start-up failure, with the process's log.
@@ -221,7 +263,7 @@ class KubeCluster:
         binary = ensure_binary()
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="pcidevices-kube-"))
-        cluster = cls(workdir, binary)
+        cluster = cls(workdir, binary, profile)
         cluster._owned = True
         atexit.register(cluster.stop)
         try:
@@ -252,6 +294,7 @@ class KubeCluster:
         self._run_harness("pki", "init", str(self.pki))
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{api_port}"
+        env = dict(self.profile.env)
         self._processes["etcd"] = _Process(
             "etcd",
             [
@@ -262,32 +305,41 @@ class KubeCluster:
                 f"--peer-port={peer_port}",
             ],
             self.workdir / "etcd.log",
+            env,
         )
         self._processes["apiserver"] = _Process(
             "apiserver",
-            [str(self.binary), "apiserver", *self._apiserver_flags(api_port, etcd_port)],
-            self.workdir / "apiserver.log",
-        )
-        self._write_kubeconfig(self.kubeconfig, "admin", self.pki / "admin")
-        self._processes["controller-manager"] = _Process(
-            "controller-manager",
             [
                 str(self.binary),
-                "controller-manager",
-                f"--kubeconfig={self.kubeconfig}",
-                f"--controllers={','.join(CONTROLLERS)}",
-                "--leader-elect=false",
-                "--secure-port=0",
-                "--use-service-account-credentials=false",
-                f"--service-account-private-key-file={self.pki / 'sa.key'}",
-                f"--root-ca-file={self.pki / 'ca.crt'}",
+                "apiserver",
+                *self._apiserver_flags(api_port, etcd_port),
+                *self.profile.apiserver_flags,
             ],
-            self.workdir / "controller-manager.log",
+            self.workdir / "apiserver.log",
+            env,
         )
+        self._write_kubeconfig(self.kubeconfig, "admin", self.pki / "admin")
         self._processes["etcd"].start()
         self._processes["apiserver"].start()
-        self._wait_ready(timeout=120.0)
-        self._processes["controller-manager"].start()
+        self._wait_ready(timeout=self.profile.ready_timeout)
+        if self.profile.controller_manager:
+            self._processes["controller-manager"] = _Process(
+                "controller-manager",
+                [
+                    str(self.binary),
+                    "controller-manager",
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    "--leader-elect=false",
+                    "--secure-port=0",
+                    "--use-service-account-credentials=false",
+                    f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                    f"--root-ca-file={self.pki / 'ca.crt'}",
+                ],
+                self.workdir / "controller-manager.log",
+                env,
+            )
+            self._processes["controller-manager"].start()
         (self.workdir / "cluster.json").write_text(
             json.dumps(
                 {
@@ -348,7 +400,7 @@ class KubeCluster:
             )
         process.stop()
         process.start()
-        self._wait_ready(timeout=120.0)
+        self._wait_ready(timeout=self.profile.ready_timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -374,7 +426,7 @@ class KubeCluster:
                 last = f"HTTP {err.code}: {err.read()[:2000].decode(errors='replace')}"
             except (OSError, ssl.SSLError) as err:
                 last = str(err)
-            time.sleep(0.25)
+            time.sleep(self.profile.ready_poll_interval)
         apiserver = self._processes.get("apiserver")
         tail = apiserver.log_tail() if apiserver else ""
         raise HarnessError(f"{self.server}/readyz not ready after {timeout:.0f}s: {last}\n{tail}")

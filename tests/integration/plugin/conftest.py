@@ -1,36 +1,29 @@
-"""A kubelet stand-in on real unix sockets, and a live device plugin over an on-disk sysfs.
+"""A live device plugin over an on-disk sysfs, and the kubelet stand-in it registers with.
 
-The stand-in serves ``v1beta1.Registration`` on ``kubelet.sock`` with the *generated* stubs
-(``api_pb2_grpc``), records each registration and dials back to the plugin's endpoint, as the
-kubelet does, so the plugin's hand-written method table is checked against the generated one.
+The stand-in (`kubelet_standin.KubeletStandIn`) serves ``v1beta1.Registration`` on real unix
+sockets with the generated stubs and dials the plugin back, as the kubelet does.
 """
 
 from __future__ import annotations
 
-import queue
 import shutil
 import tempfile
-import threading
-import time
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
 
 from fakesys.edit import vfio_group_node
 from fakesys.tree import FakeDevice, SysfsTree
+from kubelet_standin import KubeletStandIn
 from pcicore.address import PciAddress
 from pcicore.naming import ResourceName
 from pcicore.resources import ClaimedDevice
 from pcioperator.sysfs import SysfsPciBus
-from pciplugin._generated.v1beta1 import api_pb2, api_pb2_grpc
 from pciplugin.host import DevicePluginHost, PluginSettings
 from pciplugin.vfio import HostVfioNodes
 
 NIC = ResourceName("intel.com/I350_GIGABIT_NETWORK_CONNECTION")
 GPU = ResourceName("nvidia.com/GA104_RTX_A4500_EMBEDDED_GPU")
-WAIT = 2.0  # generous upper bound for waits; assertions on latency use their own limits
 
 # Node: NUMA 0 has two NIC functions below root port 00:01.0, NUMA 1 one NIC below 80:01.0;
 # a GPU without NUMA information sits on the root bus.
@@ -71,118 +64,6 @@ class FakeClaims:
 def claim(address, resource=NIC, *, dedicated=False):
     """A claim on ``address``."""
     return ClaimedDevice(PciAddress.parse(address), resource, dedicated)
-
-
-class Stream:
-    """A ListAndWatch stream read on a thread; each message kept with its arrival time."""
-
-    def __init__(self, stub):
-        """Open the stream on ``stub`` and start reading it."""
-        self._call = stub.ListAndWatch(api_pb2.Empty())
-        self.messages: queue.Queue[tuple[float, api_pb2.ListAndWatchResponse]] = queue.Queue()
-        self.latest: api_pb2.ListAndWatchResponse | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        try:
-            for message in self._call:
-                self.messages.put((time.monotonic(), message))
-        except grpc.RpcError:
-            pass
-
-    def wait_for(self, predicate, timeout=WAIT):
-        """The first message (from now on, or already queued) satisfying ``predicate``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.latest is not None and predicate(self.latest):
-                return self.latest
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"no matching ListAndWatch message within {timeout}s: {self.latest}")
-            try:
-                _, self.latest = self.messages.get(timeout=remaining)
-            except queue.Empty:
-                continue
-
-    def health(self):
-        """``{id: health}`` of the latest message."""
-        assert self.latest is not None
-        return {device.ID: device.health for device in self.latest.devices}
-
-    def cancel(self):
-        """End the stream."""
-        self._call.cancel()
-        self._thread.join(WAIT)
-
-
-class KubeletStandIn(api_pb2_grpc.RegistrationServicer):
-    """Serves Registration on ``<folder>/kubelet.sock``; dials plugins back on request."""
-
-    def __init__(self, folder: Path):
-        """Serve in ``folder`` (not yet started)."""
-        self.folder = folder
-        self.registrations: queue.Queue[api_pb2.RegisterRequest] = queue.Queue()
-        self._server: grpc.Server | None = None
-        self._channels: list[grpc.Channel] = []
-        self._streams: list[Stream] = []
-
-    def Register(self, request, _context):  # noqa: N802 - the generated servicer's name
-        """Record ``request`` and accept it."""
-        self.registrations.put(request)
-        return api_pb2.Empty()
-
-    def start(self):
-        """Listen on kubelet.sock."""
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        api_pb2_grpc.add_RegistrationServicer_to_server(self, server)
-        server.add_insecure_port(f"unix://{self.folder / 'kubelet.sock'}")
-        server.start()
-        self._server = server
-
-    def stop(self):
-        """Close the client side, stop serving, remove kubelet.sock."""
-        for stream in self._streams:
-            stream.cancel()
-        for channel in self._channels:
-            channel.close()
-        self._streams.clear()
-        self._channels.clear()
-        if self._server is not None:
-            self._server.stop(0).wait(WAIT)
-            self._server = None
-        (self.folder / "kubelet.sock").unlink(missing_ok=True)
-
-    def restart(self):
-        """What a kubelet restart does: stop, delete every socket in the folder, start again."""
-        self.stop()
-        for path in self.folder.glob("*.sock"):
-            path.unlink()
-        self.start()
-
-    def next_registration(self, timeout=WAIT):
-        """The next registration received."""
-        return self.registrations.get(timeout=timeout)
-
-    def registered(self, count, timeout=WAIT):
-        """The next ``count`` registrations, keyed by resource name."""
-        found = {}
-        for _ in range(count):
-            request = self.next_registration(timeout)
-            found[request.resource_name] = request
-        return found
-
-    def dial(self, endpoint):
-        """A generated DevicePlugin client on ``<folder>/<endpoint>``."""
-        channel = grpc.insecure_channel(f"unix://{self.folder / endpoint}")
-        self._channels.append(channel)
-        return api_pb2_grpc.DevicePluginStub(channel)
-
-    def watch(self, endpoint):
-        """A ListAndWatch stream on ``endpoint``."""
-        stream = Stream(self.dial(endpoint))
-        self._streams.append(stream)
-        return stream
 
 
 @pytest.fixture
