@@ -5,11 +5,11 @@ import time
 import grpc
 import pytest
 
-from conftest import GPU, NIC, claim
 from fakesys.edit import add_vfio_cdev, read_all_ones, rebind, remove, vfio_group_node
 from pcicore.address import PciAddress
 from pcicore.resources import dedicated_resource_name
 from pciplugin._generated.v1beta1 import api_pb2
+from plugin_node import GPU, NIC, claim
 
 NIC_SOCKET = "pcidevices-intel.com_I350_GIGABIT_NETWORK_CONNECTION.sock"
 ALL_HEALTHY = {"0000:01:00.0": "Healthy", "0000:01:00.1": "Healthy", "0000:81:00.0": "Healthy"}
