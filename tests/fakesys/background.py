@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from pcioperator.agent import Agent
+
 _STOPS = pytest.StashKey[list[Callable[[], None]]]()
 
 
@@ -29,3 +31,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
     stops = pyfuncitem.stash.get(_STOPS, [])
     while stops:
         stops.pop()()
+
+
+def stop_agent(agent: Agent) -> None:
+    """Stop an agent on the fake kernel and check that every loop ended; safe to call again.
+
+    Registered with `stop_before_report` when the agent starts, and called once more at
+    teardown for a test that never reached its end. On 2 busy cores the loops can take a while.
+    """
+    agent.stop(timeout=120)
+    assert agent.alive_threads() == [], "agent did not stop"

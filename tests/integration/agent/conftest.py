@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 
-from fakesys.background import stop_before_report
+from fakesys.background import stop_agent, stop_before_report
 from fakesys.descriptors import guard_descriptors
 from fakesys.hosts import STATE, Host, workstation
 from pcicore.pciids import PciIds
@@ -96,18 +96,11 @@ def start_agent(
         agent = agent_injector(config, kube.api_client, pci_ids).get(Agent)
         agent.start()
         started.append(agent)
-        stop_before_report(request, lambda: _stop(agent))
+        stop_before_report(request, lambda: stop_agent(agent))
         wait_for(agent.ready)
         return RunningAgent(agent, host, node, KubeApi(kube.api_client))
 
     yield start
     for agent in started:
-        _stop(agent)  # already stopped unless the test never reached its end
+        stop_agent(agent)  # already stopped unless the test never reached its end
     gc.collect()
-
-
-def _stop(agent: Agent) -> None:
-    # Every loop must end while pyfakefs still patches: one left running would use real
-    # descriptors by fake numbers. On 2 busy cores that can take a while.
-    agent.stop(timeout=120)
-    assert agent.alive_threads() == [], "agent did not stop"

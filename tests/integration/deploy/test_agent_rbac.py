@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s_client
 
-from fakesys.background import stop_before_report
+from fakesys.background import stop_agent, stop_before_report
 from fakesys.hosts import FREE_NIC, STATE, workstation
 from pcidevices.agent_main import AgentConfig, agent_injector
 from pcioperator.agent import Agent
@@ -67,20 +67,13 @@ def agent_as_service_account(request, agent_api_client, kube, fake_fs, pci_ids, 
         rescan_interval=0.5,
     )
     agent = agent_injector(config, agent_api_client, pci_ids).get(Agent)
-
-    def stop() -> None:
-        # Its loops must end while pyfakefs still patches (see fakesys.background); on 2 busy
-        # cores that can take a while.
-        agent.stop(timeout=120)
-        assert agent.alive_threads() == [], "agent did not stop"
-
     agent.start()
-    stop_before_report(request, stop)
+    stop_before_report(request, lambda: stop_agent(agent))
     try:
         wait_for(agent.ready, timeout=60)
         yield agent, host, node, admin
     finally:
-        stop()  # already stopped unless the test never reached its end
+        stop_agent(agent)  # already stopped unless the test never reached its end
 
 
 class TestAgentUnderItsRole:
