@@ -97,8 +97,11 @@ def expected_status(record: dict[str, str]) -> dict:
 
 
 def assert_agrees(sysfs: Path, lspci_sysfs: Path | None) -> None:
-    reference = lspci_records(lspci_sysfs)
-    ours = scan_items(sysfs)
+    assert_items_agree(scan_items(sysfs), lspci_records(lspci_sysfs))
+
+
+def assert_items_agree(ours: dict[str, dict], reference: dict[str, dict[str, str]]) -> None:
+    """Scanned PCIDevice objects by address match lspci's records, device for device."""
     assert sorted(ours) == sorted(reference)
     for address, record in reference.items():
         expected = expected_status(record)
