@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from kubevirt_objects import CRD
+from kubevirt_objects import CRD, kubevirt_body
 
 from pcidevices.controller_main import ControllerConfig, controller_injector
 from pcioperator.kube.api import KubeApi, Resource
-from pcioperator.kubevirt import KubeVirtController, KubeVirtTarget
+from pcioperator.kubevirt import KUBEVIRTS, KubeVirtController, KubeVirtTarget
 from pcioperator.leader import LeaseSettings
 from polling import wait_for
 
@@ -73,3 +73,11 @@ def start_controller(kube, kubevirt_crd, make_namespace, unique_name):
     yield start
     for controller in started:
         controller.stop()
+
+
+@pytest.fixture
+def kubevirt(api, make_namespace, start_controller) -> tuple[str, KubeVirtController]:
+    """A new namespace with a KubeVirt CR and a controller watching it: (namespace, controller)."""
+    namespace = make_namespace()
+    api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
+    return namespace, start_controller(KubeVirtTarget(namespace=namespace))

@@ -30,13 +30,9 @@ pytestmark = pytest.mark.kube
 class TestPermittedDevices:
     """The CR's pciHostDevices follow the claims; users' entries are never touched."""
 
-    def test_claim_adds_entry_and_deleting_it_removes_it(
-        self, api, make_namespace, start_controller, unique_name
-    ):
+    def test_claim_adds_entry_and_deleting_it_removes_it(self, api, kubevirt, unique_name):
         """A claim adds an external entry beside the user's; deleting the claim removes it."""
-        namespace = make_namespace()
-        api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
-        start_controller(KubeVirtTarget(namespace=namespace))
+        namespace, _ = kubevirt
         node = unique_name("node")
         make_device(api, node, "0000:03:00.0")
         claim = make_claim(api, node, "0000:03:00.0")
@@ -48,13 +44,9 @@ class TestPermittedDevices:
         wait_for(lambda: permitted(api, namespace) == [USER_ENTRY], timeout=SLOW)
         assert annotation(api, namespace) is None
 
-    def test_entry_stays_while_another_claim_needs_it(
-        self, api, make_namespace, start_controller, unique_name
-    ):
+    def test_entry_stays_while_another_claim_needs_it(self, api, kubevirt, unique_name):
         """Two claims of one kind on two nodes need one entry; it goes with the last claim."""
-        namespace = make_namespace()
-        api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
-        controller = start_controller(KubeVirtTarget(namespace=namespace))
+        namespace, controller = kubevirt
         nodes = [unique_name("node"), unique_name("node")]
         claims = []
         for node in nodes:
@@ -68,13 +60,9 @@ class TestPermittedDevices:
         delete_claim(api, claims[1])
         wait_for(lambda: permitted(api, namespace) == [USER_ENTRY], timeout=SLOW)
 
-    def test_second_reconcile_writes_nothing(
-        self, api, make_namespace, start_controller, unique_name
-    ):
+    def test_second_reconcile_writes_nothing(self, api, kubevirt, unique_name):
         """Once the CR is in step, reconciling again makes no write at all."""
-        namespace = make_namespace()
-        api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
-        controller = start_controller(KubeVirtTarget(namespace=namespace))
+        namespace, controller = kubevirt
         node = unique_name("node")
         make_device(api, node, "0000:03:00.0")
         make_claim(api, node, "0000:03:00.0")
@@ -112,26 +100,18 @@ class TestPermittedDevices:
         assert permitted(api, namespace) == [USER_ENTRY, user_nic]
         assert annotation(api, namespace) is None
 
-    def test_dedicated_claim_gets_its_own_resource(
-        self, api, make_namespace, start_controller, unique_name
-    ):
+    def test_dedicated_claim_gets_its_own_resource(self, api, kubevirt, unique_name):
         """A claim with disableResourcePooling permits the device's own resource name."""
-        namespace = make_namespace()
-        api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
-        start_controller(KubeVirtTarget(namespace=namespace))
+        namespace, _ = kubevirt
         node = unique_name("node")
         make_device(api, node, "0000:03:00.1")
         make_claim(api, node, "0000:03:00.1", disableResourcePooling=True)
         dedicated = {**OURS, "resourceName": f"{NIC}-000003001"}
         wait_for(lambda: permitted(api, namespace) == [USER_ENTRY, dedicated], timeout=SLOW)
 
-    def test_user_edits_survive_and_removed_entry_comes_back(
-        self, api, make_namespace, start_controller, unique_name
-    ):
+    def test_user_edits_survive_and_removed_entry_comes_back(self, api, kubevirt, unique_name):
         """Our entry deleted by hand while claimed is re-added; users' later edits are kept."""
-        namespace = make_namespace()
-        api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
-        start_controller(KubeVirtTarget(namespace=namespace))
+        namespace, _ = kubevirt
         node = unique_name("node")
         make_device(api, node, "0000:03:00.0")
         make_claim(api, node, "0000:03:00.0")
