@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from pyfakefs.fake_filesystem_unittest import Patcher
 
+from fakesys.descriptors import guard_descriptors
 from fakesys.hosts import STATE, workstation
 from fakesys.tree import FakeDevice, SysfsTree
 from harness.kube import KubeCluster
@@ -130,6 +131,7 @@ def fake_agent(
     # every file call, which made each fake sysfs read about 3x slower. The client's TLS files
     # are read by OpenSSL in C, which pyfakefs does not see; the harness's key is added anyway.
     with Patcher() as patcher:
+        guard_descriptors(patcher.fs)  # the agent's threads open fake files at once
         patcher.fs.add_real_directory(str(cluster.pki))
         workstation(patcher.fs, extra=extra)
         config = AgentConfig(
