@@ -40,11 +40,11 @@ from fakesys.descriptors import guard_descriptors
 from fakesys.hosts import STATE, workstation
 from fakesys.tree import FakeDevice, SysfsTree
 from harness.kube import KubeCluster
-from pcidevices.agent_main import AgentConfig, agent_injector, load_api_client
+from pcidevices.wiring.agent import AgentConfig, agent_injector, load_api_client
+from pcihost.pciids_file import load_pci_ids
 from pcioperator.agent import Agent
 from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi, is_write
 from pcioperator.kube.errors import NotFoundError
-from pcioperator.pciids_file import load_pci_ids
 
 T = TypeVar("T")
 WORKSTATION_DEVICES = 8

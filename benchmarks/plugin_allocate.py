@@ -36,11 +36,11 @@ from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
 from pcicore.naming import ResourceName
 from pcicore.resources import ClaimedDevice
-from pcioperator.sysfs import SysfsPciBus
+from pcihost.sysfs import SysfsPciBus
+from pcihost.vfio import HostVfioNodes
 from pciplugin._generated.v1beta1 import api_pb2, api_pb2_grpc
 from pciplugin.host import DevicePluginHost, PluginSettings
 from pciplugin.server import socket_name
-from pciplugin.vfio import HostVfioNodes
 
 NIC = ResourceName("intel.com/I350_GIGABIT_NETWORK_CONNECTION")
 DEVICES = 8

@@ -1,7 +1,7 @@
 """What the host itself depends on: the devices that must never be handed to a VM.
 
 Passing through the management NIC or the controller of the root disk takes a node offline
-(BRIEF section 5). An adapter (``pcioperator.hostfacts``) gathers these facts from ``/proc`` and
+(BRIEF section 5). An adapter (``pcihost.hostfacts``) gathers these facts from ``/proc`` and
 ``/sys``; the policy in `pcicore.policy` decides with them. Tests build them by hand.
 """
 

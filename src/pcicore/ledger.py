@@ -1,6 +1,6 @@
 """The ledger: which devices are claimed, and which driver each moved device came from.
 
-It outlives the process (``pcioperator.claimstate`` keeps it in a JSON file), so that a device
+It outlives the process (``pcihost.statefile`` keeps it in a JSON file), so that a device
 can be returned to its driver after a crash or a reboot, and a claimed device can be bound
 again after the host restarts. It is a value: every change returns a new ledger.
 

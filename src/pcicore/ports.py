@@ -1,6 +1,6 @@
 """The ports through which the domain reaches the world, as ``typing.Protocol``s.
 
-Adapters implement them (``pcioperator.sysfs.SysfsPciBus`` reads a real or fake ``/sys``);
+Adapters implement them (``pcihost.sysfs.SysfsPciBus`` reads a real or fake ``/sys``);
 tests implement them with fakes that keep state.
 """
 

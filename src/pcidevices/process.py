@@ -21,7 +21,7 @@ from kubernetes import config as k8s_config
 
 from pcicore.errors import PciDevicesError
 from pcioperator.kube.api import KubeApi
-from pcioperator.metrics import AgentMetrics
+from pcioperator.kube.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 

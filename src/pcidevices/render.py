@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from pcicore.catalog import DeviceRecord
-from pcioperator.manifests import pcidevice_json, pcidevice_manifest
+from pcioperator.wire.pcidevice import pcidevice_json, pcidevice_manifest
 
 _TABLE_COLUMNS = ("ADDRESS", "IDS", "DRIVER", "IOMMU", "NUMA", "RESOURCE NAME", "DESCRIPTION")
 

@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from pcioperator.claim_controller import ClaimController
-from pcioperator.controller import Controller
-from pcioperator.device_sync import DeviceSync
-from pcioperator.metrics import AgentMetrics, HealthServer
-from pcioperator.uevents import KernelPciEvents
-from pcioperator.workqueue import WorkQueue
+from pcihost.uevents import KernelPciEvents
+from pcioperator.controllers.claims import ClaimController
+from pcioperator.controllers.devices import DeviceSync
+from pcioperator.kube.metrics import AgentMetrics, HealthServer
+from pcioperator.kube.runner import Controller
+from pcioperator.kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Agent:
         services: tuple[Service, ...] = (),
         kernel_events: KernelPciEvents | None = None,
     ) -> None:
-        """Assemble the agent from its parts (see `pcidevices.agent_main` for the wiring)."""
+        """Assemble the agent from its parts (see `pcidevices.wiring.agent` for the wiring)."""
         self.devices = devices
         self.claims = claims
         self.metrics = metrics

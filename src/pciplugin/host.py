@@ -10,7 +10,7 @@ One background thread keeps the servers in step with the world:
   server not yet registered with the current ``kubelet.sock`` registers.
 
 The standalone ``pcidevices plugin`` and the agent both build one through
-`pcidevices.plugin_main.DevicePluginModule` and call `start` and `stop`.
+`pcidevices.wiring.plugin.DevicePluginModule` and call `start` and `stop`.
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from pcicore.address import PciAddress
 from pcicore.claim import Backoff, ClaimMachine
 from pcicore.engine import ClaimEngine
 from pcicore.policy import HostProtection, IommuMode
-from pcioperator.binding import SysfsDriverControl
-from pcioperator.claimstate import ClaimStateFile
-from pcioperator.hostfacts import HostFactsReader
-from pcioperator.sysfs import SysfsPciBus
+from pcihost.binding import SysfsDriverControl
+from pcihost.hostfacts import HostFactsReader
+from pcihost.statefile import ClaimStateFile
+from pcihost.sysfs import SysfsPciBus
 
 SYS = Path("/sys")
 PROC = Path("/proc")

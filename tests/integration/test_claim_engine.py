@@ -31,7 +31,7 @@ from pcicore.engine import ClaimRequest
 from pcicore.errors import ClaimRefusedError, DeviceNotFoundError
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
-from pcioperator.binding import SysfsDriverControl
+from pcihost.binding import SysfsDriverControl
 
 
 def _a(text: str) -> PciAddress:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pcioperator.uevents import KernelPciEvents, parse_uevent
+from pcihost.uevents import KernelPciEvents, parse_uevent
 from polling import wait_for
 
 

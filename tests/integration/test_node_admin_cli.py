@@ -9,7 +9,7 @@ from pcicore.address import PciAddress
 from pcicore.claim import BindDriver, SetOverride, Unbind
 from pcicore.device import DriverName
 from pcidevices.cli import main
-from pcioperator.binding import SysfsDriverControl
+from pcihost.binding import SysfsDriverControl
 
 ROOTS = ["--sysfs", "/sys", "--proc", "/proc", "--state-file", str(STATE)]
 

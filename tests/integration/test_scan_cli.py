@@ -8,7 +8,7 @@ import yaml
 
 # Imported before any test activates pyfakefs: a module first imported under the fake
 # filesystem keeps that test's fake `os` after it ends.
-import pcidevices.scan  # noqa: F401
+import pcidevices.wiring.scan  # noqa: F401
 from fakesys import FakeDevice, SysfsTree
 from pcidevices.cli import build_parser, main
 

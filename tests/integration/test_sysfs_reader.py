@@ -7,7 +7,7 @@ import pytest
 from fakesys import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
 from pcicore.errors import SysfsError
-from pcioperator.sysfs import SysfsPciBus
+from pcihost.sysfs import SysfsPciBus
 
 ROOT = Path("/sys")
 

@@ -10,7 +10,7 @@ from pcicore.address import PciAddress
 from pcicore.device import PciClass, PciDevice
 from pcicore.naming import DeviceNamer
 from pcicore.pciids import PciIds
-from pcidevices.agent_main import AgentConfig, ClusterClaimedDevices, agent_injector
+from pcidevices.wiring.agent import AgentConfig, ClusterClaimedDevices, agent_injector
 from pcioperator.agent import Agent
 from pciplugin.host import DevicePluginHost, PluginSettings
 

@@ -10,7 +10,7 @@ from pcicore.address import PciAddress
 from pcicore.catalog import DeviceRecord
 from pcicore.device import DriverName, IommuGroup, NodeName, PciClass, PciDevice, SriovInfo
 from pcicore.naming import ResourceName
-from pcioperator.manifests import pcidevice_json, pcidevice_manifest
+from pcioperator.wire.pcidevice import pcidevice_json, pcidevice_manifest
 
 
 def record(**overrides) -> DeviceRecord:

@@ -1,5 +1,6 @@
-"""The Kubernetes adapter: our own thin layer over the official client.
+"""The Kubernetes machinery: our own thin layer over the official client.
 
 camelCase dictionaries, ``ApiException`` and HTTP live here; the rest of pcidevices sees
-`KubeApi` methods, `Informer` caches and the errors in `pcioperator.kube.errors`.
+`KubeApi` methods, `Informer` caches, a `WorkQueue` and its `Controller` runner, leader
+election, Events and the errors in `pcioperator.kube.errors`.
 """

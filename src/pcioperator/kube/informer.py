@@ -18,7 +18,7 @@ import urllib3
 
 from pcioperator.kube.api import JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, GoneError
-from pcioperator.workqueue import Backoff
+from pcioperator.kube.workqueue import Backoff
 
 _GONE: Final = 410
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from typing import Any
 
 import cattrs
 
-from pcioperator.claims_wire import CONVERTER, ClaimSpec
 from pcioperator.kube.errors import ApiError
 from pcioperator.webhook.facts import ClusterFacts
 from pcioperator.webhook.review import AdmissionRequest
@@ -26,6 +25,7 @@ from pcioperator.webhook.rules import (
     review_update,
     user_name_to_set,
 )
+from pcioperator.wire.claim import CONVERTER, ClaimSpec
 
 log = logging.getLogger(__name__)
 

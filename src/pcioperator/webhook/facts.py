@@ -11,8 +11,8 @@ from typing import Any, Final
 
 from pcioperator.kube.api import PCIDEVICES, JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import NotFoundError
-from pcioperator.manifests import API_GROUP, NODE_LABEL
 from pcioperator.webhook.rules import CLAIM_VERB, DeviceFacts, VmiFacts
+from pcioperator.wire.pcidevice import API_GROUP, NODE_LABEL
 
 SUBJECT_ACCESS_REVIEWS: Final = Resource(
     "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview"

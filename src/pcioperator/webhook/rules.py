@@ -18,7 +18,7 @@ from pcicore.device import NodeName
 from pcicore.errors import InvalidPciAddressError
 from pcicore.naming import ResourceName, object_name
 from pcicore.resources import dedicated_resource_name
-from pcioperator.claims_wire import ClaimSpec
+from pcioperator.wire.claim import ClaimSpec
 
 CLAIM_VERB: Final = "claim"
 """The RBAC verb on ``pcidevices`` (with ``resourceNames``) that lets a user claim a device."""

@@ -12,7 +12,7 @@ import subprocess
 from e2e.guest import rawsysfs, vfio
 from e2e.layout import FREE_NIC
 from e2e.qemu import CARRIED_STATE_FILE
-from pcioperator.claimstate import ClaimStateFile
+from pcihost.statefile import ClaimStateFile
 
 
 def test_restore_at_boot_rebinds_the_claim_recorded_before_the_reboot():

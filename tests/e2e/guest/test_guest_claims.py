@@ -26,8 +26,8 @@ from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
-from pcidevices import node_admin
-from pcioperator.claimstate import ClaimStateFile
+from pcidevices.wiring import node_admin
+from pcihost.statefile import ClaimStateFile
 
 VIABLE = vfio.GroupStatus(viable=True, container_set=False)
 

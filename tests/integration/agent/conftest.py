@@ -17,10 +17,10 @@ from fakesys.background import stop_agent, stop_before_report
 from fakesys.descriptors import guard_descriptors
 from fakesys.hosts import STATE, Host, workstation
 from pcicore.pciids import PciIds
-from pcidevices.agent_main import AgentConfig, agent_injector
+from pcidevices.wiring.agent import AgentConfig, agent_injector
+from pcihost.pciids_file import load_pci_ids
 from pcioperator.agent import Agent
 from pcioperator.kube.api import NODES, KubeApi
-from pcioperator.pciids_file import load_pci_ids
 from polling import wait_for
 
 REAL_FS_MODULES = [

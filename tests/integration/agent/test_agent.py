@@ -13,7 +13,7 @@ from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
-from pcidevices.agent_main import AgentConfig, agent_injector
+from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
 from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import NotFoundError

@@ -18,7 +18,7 @@ from fakesys.descriptors import guard_descriptors
 from harness.identity import applied, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
 from pcicore.pciids import PciIds
-from pcioperator.pciids_file import load_pci_ids
+from pcihost.pciids_file import load_pci_ids
 
 DEPLOY = REPO_ROOT / "deploy"
 NAMESPACE = "pcidevices-system"

@@ -7,7 +7,7 @@ from kubernetes import client as k8s_client
 
 from fakesys.background import stop_agent, stop_before_report
 from fakesys.hosts import FREE_NIC, STATE, workstation
-from pcidevices.agent_main import AgentConfig, agent_injector
+from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
 from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import ApiError, NotFoundError

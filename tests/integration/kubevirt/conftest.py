@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from kubevirt_objects import CRD, kubevirt_body
 
-from pcidevices.controller_main import ControllerConfig, controller_injector
+from pcidevices.wiring.controller import ControllerConfig, controller_injector
+from pcioperator.controllers.kubevirt import KUBEVIRTS, KubeVirtController, KubeVirtTarget
 from pcioperator.kube.api import KubeApi, Resource
-from pcioperator.kubevirt import KUBEVIRTS, KubeVirtController, KubeVirtTarget
-from pcioperator.leader import LeaseSettings
+from pcioperator.kube.leader import LeaseSettings
 from polling import wait_for
 
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace")

@@ -18,9 +18,9 @@ from kubevirt_objects import (
 )
 
 from harness.kube import loopback_env
+from pcioperator.controllers.kubevirt import KUBEVIRTS
 from pcioperator.kube.api import LEASES
 from pcioperator.kube.errors import NotFoundError
-from pcioperator.kubevirt import KUBEVIRTS
 from polling import wait_for
 
 pytestmark = pytest.mark.kube

@@ -19,10 +19,10 @@ from kubevirt_objects import (
 
 from harness.identity import applied, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
-from pcidevices.controller_main import ControllerConfig, controller_injector
+from pcidevices.wiring.controller import ControllerConfig, controller_injector
+from pcioperator.controllers.kubevirt import KUBEVIRTS, KubeVirtController, KubeVirtTarget
 from pcioperator.kube.api import LEASES, KubeApi
-from pcioperator.kubevirt import KUBEVIRTS, KubeVirtController, KubeVirtTarget
-from pcioperator.leader import LeaseSettings
+from pcioperator.kube.leader import LeaseSettings
 from polling import wait_for
 
 pytestmark = pytest.mark.kube

@@ -21,7 +21,7 @@ from kubevirt_objects import (
     settled,
 )
 
-from pcioperator.kubevirt import KUBEVIRTS, KubeVirtTarget, PermittedDevicesSync
+from pcioperator.controllers.kubevirt import KUBEVIRTS, KubeVirtTarget, PermittedDevicesSync
 from polling import wait_for
 
 pytestmark = pytest.mark.kube
@@ -148,7 +148,7 @@ class TestWithoutKubeVirt:
         assert result.returncode == 0, result.stderr
         try:
             namespace = make_namespace()
-            caplog.set_level(logging.INFO, logger="pcioperator.kubevirt")
+            caplog.set_level(logging.INFO, logger="pcioperator.controllers.kubevirt")
             controller = start_controller(KubeVirtTarget(namespace=namespace, absent_retry=0.3))
             lists = controller.sync.api.requests["list"]
             wait_for(lambda: controller.sync.api.requests["list"] >= lists + 3, timeout=SLOW)

@@ -8,7 +8,7 @@ import pytest
 
 from pcioperator.kube.api import LEASES, KubeApi
 from pcioperator.kube.errors import TemporaryApiError
-from pcioperator.leader import LeaderElector, LeaseSettings
+from pcioperator.kube.leader import LeaderElector, LeaseSettings
 from polling import wait_for
 
 pytestmark = pytest.mark.kube

@@ -15,9 +15,9 @@ import pytest
 from fakesys.edit import vfio_group_node
 from fakesys.tree import SysfsTree
 from kubelet_standin import KubeletStandIn
-from pcioperator.sysfs import SysfsPciBus
+from pcihost.sysfs import SysfsPciBus
+from pcihost.vfio import HostVfioNodes
 from pciplugin.host import DevicePluginHost, PluginSettings
-from pciplugin.vfio import HostVfioNodes
 from plugin_node import DEVICES, GPU, FakeClaims, claim
 
 

@@ -8,8 +8,8 @@ from fakesys.edit import rebind
 from pcicore.address import PciAddress
 from pcicore.naming import DeviceNamer
 from pcicore.pciids import PciIds
-from pcidevices.plugin_main import VfioBoundDevices
-from pcioperator.sysfs import SysfsPciBus
+from pcidevices.wiring.plugin import VfioBoundDevices
+from pcihost.sysfs import SysfsPciBus
 
 PCI_IDS = b"""\
 8086  Intel Corporation

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from pcioperator.claims_wire import ClaimSpec
 from pcioperator.webhook.rules import (
     CreateRequest,
     DeviceFacts,
@@ -18,6 +17,7 @@ from pcioperator.webhook.rules import (
     review_update,
     user_name_to_set,
 )
+from pcioperator.wire.claim import ClaimSpec
 
 NODE = "titan"
 ADDRESS = "0000:03:00.0"

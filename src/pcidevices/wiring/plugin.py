@@ -23,10 +23,10 @@ from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
 from pcicore.ports import PciBus
 from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
-from pcioperator.pciids_file import load_pci_ids
-from pcioperator.sysfs import SysfsPciBus
+from pcihost.pciids_file import load_pci_ids
+from pcihost.sysfs import SysfsPciBus
+from pcihost.vfio import HostVfioNodes
 from pciplugin.host import DevicePluginHost, PluginSettings
-from pciplugin.vfio import HostVfioNodes
 
 _log = logging.getLogger(__name__)
 

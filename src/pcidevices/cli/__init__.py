@@ -23,28 +23,28 @@ EXIT_INTERRUPTED = 130
 
 # Sub-command modules, in the order `pcidevices --help` lists them.
 COMMAND_MODULES = (
-    "pcidevices.cli_scan",
-    "pcidevices.cli_node",
-    "pcidevices.cli_agent",
-    "pcidevices.cli_plugin",
-    "pcidevices.cli_webhook",
-    "pcidevices.cli_controller",
+    "pcidevices.cli.scan",
+    "pcidevices.cli.node",
+    "pcidevices.cli.agent",
+    "pcidevices.cli.plugin",
+    "pcidevices.cli.webhook",
+    "pcidevices.cli.controller",
 )
 
 
 # Which module registers each command: running one command imports only its module (the full
 # parser is built for --help and for unknown commands). A test checks this against the modules.
 COMMANDS = {
-    "scan": "pcidevices.cli_scan",
-    "bind": "pcidevices.cli_node",
-    "release": "pcidevices.cli_node",
-    "status": "pcidevices.cli_node",
-    "restore": "pcidevices.cli_node",
-    "agent": "pcidevices.cli_agent",
-    "plugin": "pcidevices.cli_plugin",
-    "webhook": "pcidevices.cli_webhook",
-    "webhook-certs": "pcidevices.cli_webhook",
-    "controller": "pcidevices.cli_controller",
+    "scan": "pcidevices.cli.scan",
+    "bind": "pcidevices.cli.node",
+    "release": "pcidevices.cli.node",
+    "status": "pcidevices.cli.node",
+    "restore": "pcidevices.cli.node",
+    "agent": "pcidevices.cli.agent",
+    "plugin": "pcidevices.cli.plugin",
+    "webhook": "pcidevices.cli.webhook",
+    "webhook-certs": "pcidevices.cli.webhook",
+    "controller": "pcidevices.cli.controller",
 }
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
-from pcioperator.workqueue import WorkQueue
+from pcioperator.kube.workqueue import WorkQueue
 
 K = TypeVar("K", bound=Hashable)
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pcicore.device import NodeName
 from pcicore.errors import PciDevicesError
 from pcicore.naming import DeviceNamer
 from pcidevices import render
-from pcioperator.pciids_file import load_pci_ids
-from pcioperator.sysfs import SysfsPciBus
+from pcihost.pciids_file import load_pci_ids
+from pcihost.sysfs import SysfsPciBus
 
 # A Kubernetes node name is a DNS subdomain (RFC 1123).
 _NODE_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

@@ -8,7 +8,7 @@ and on any change runs one level-triggered reconcile: read the caches, plan with
 the ``resourceVersion`` it read. What it owns is recorded in the annotation `MANAGED_ANNOTATION`,
 so a restart (or a new leader) knows which entries it may remove.
 
-Only the elected leader (`pcioperator.leader`) writes; every replica keeps its caches warm.
+Only the elected leader (`pcioperator.kube.leader`) writes; every replica keeps its caches warm.
 A cluster without KubeVirt is normal: the controller says so once and looks again slowly.
 """
 
@@ -35,13 +35,13 @@ from pcicore.permitted import (
     plan_permitted,
     wanted_keys,
 )
-from pcioperator.claims_wire import claim_from_object
-from pcioperator.controller import Controller, ReconcileObserver
 from pcioperator.kube.api import JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, NotFoundError
 from pcioperator.kube.informer import Informer
-from pcioperator.leader import LeaderElector
-from pcioperator.workqueue import Backoff, WorkQueue
+from pcioperator.kube.leader import LeaderElector
+from pcioperator.kube.runner import Controller, ReconcileObserver
+from pcioperator.kube.workqueue import Backoff, WorkQueue
+from pcioperator.wire.claim import claim_from_object
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class KubeVirtController:
         elector: LeaderElector,
         observer: ReconcileObserver | None = None,
     ) -> None:
-        """Assemble the controller (see `pcidevices.controller_main` for the wiring)."""
+        """Assemble the controller (see `pcidevices.wiring.controller` for the wiring)."""
         self.sync = sync
         self.queue = queue
         self.elector = elector

@@ -1,6 +1,6 @@
 """Arguments of ``pcidevices webhook`` and ``pcidevices webhook-certs``.
 
-The webhook itself is `pcidevices.webhook_main`; the certificate generator is
+The webhook itself is `pcidevices.wiring.webhook`; the certificate generator is
 `pcioperator.webhook.certs`.
 """
 
@@ -54,16 +54,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pcidevices import webhook_main  # noqa: PLC0415 - imported only when it runs
+    from pcidevices.wiring import webhook  # noqa: PLC0415 - imported only when it runs
     from pcioperator.webhook.rules import RuleSettings  # noqa: PLC0415
 
-    config = webhook_main.WebhookConfig(
+    config = webhook.WebhookConfig(
         cert=args.cert,
         key=args.key,
         address=(args.bind_address, args.port),
         settings=RuleSettings(allow_no_iommu=args.allow_no_iommu),
     )
-    return webhook_main.run(config, args.kubeconfig)
+    return webhook.run(config, args.kubeconfig)
 
 
 def _run_certs(args: argparse.Namespace) -> int:

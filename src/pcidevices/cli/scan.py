@@ -1,4 +1,4 @@
-"""Arguments of ``pcidevices scan``; the command itself is `pcidevices.scan`."""
+"""Arguments of ``pcidevices scan``; the command itself is `pcidevices.wiring.scan`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pcidevices import scan  # noqa: PLC0415 - the work is imported only when it runs
+    from pcidevices.wiring import scan  # noqa: PLC0415 - the work is imported only when it runs
 
     return scan.run(
         sysfs=args.sysfs,

@@ -1,4 +1,4 @@
-"""Arguments of ``pcidevices agent``; the agent itself is `pcidevices.agent_main`."""
+"""Arguments of ``pcidevices agent``; the agent itself is `pcidevices.wiring.agent`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pcidevices.cli_node import DEFAULT_PROC, DEFAULT_STATE_FILE, policy_options
-from pcidevices.cli_scan import add_sysfs_option
+from pcidevices.cli.node import DEFAULT_PROC, DEFAULT_STATE_FILE, policy_options
+from pcidevices.cli.scan import add_sysfs_option
 
 
 def _address(text: str) -> tuple[str, int] | None:
@@ -79,10 +79,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pcicore.policy import GroupPolicy  # noqa: PLC0415 - imported only when it runs
-    from pcidevices import agent_main, node_admin, scan  # noqa: PLC0415
+    from pcidevices.wiring import agent, node_admin, scan  # noqa: PLC0415
     from pciplugin.host import PluginSettings  # noqa: PLC0415
 
-    config = agent_main.AgentConfig(
+    config = agent.AgentConfig(
         node=scan.node_name(args.node, os.environ),
         sysfs=args.sysfs,
         proc=args.proc,
@@ -97,4 +97,4 @@ def _run(args: argparse.Namespace) -> int:
         kernel_events=not args.no_kernel_events and args.sysfs == Path("/sys"),
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
     )
-    return agent_main.run(config, args.kubeconfig, args.pci_ids)
+    return agent.run(config, args.kubeconfig, args.pci_ids)

@@ -13,7 +13,7 @@
 Both roots are parameters; missing files mean "nothing depends on it", as on a minimal host.
 """
 
-# Host files are read with os on str paths, as in pcioperator.sysfs.
+# Host files are read with os on str paths, as in pcihost.sysfs.
 # ruff: noqa: PTH110, PTH112, PTH114, PTH115, PTH119, PTH120, PTH208
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Final
 from pcicore.address import PciAddress
 from pcicore.errors import InvalidPciAddressError
 from pcicore.hostfacts import HostFacts
-from pcioperator.sysfs import DEFAULT_SYSFS_ROOT
+from pcihost.sysfs import DEFAULT_SYSFS_ROOT
 
 DEFAULT_PROC_ROOT: Final = Path("/proc")
 _GLOBAL_SCOPE: Final = "00"

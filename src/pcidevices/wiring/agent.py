@@ -26,30 +26,30 @@ from pcicore.pciids import PciIds
 from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
 from pcicore.ports import PciBus
 from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
-from pcidevices.plugin_main import DevicePluginModule
 from pcidevices.process import (
     CountedApiModule,
     configure_logging,
     load_api_client,
     termination_signal,
 )
+from pcidevices.wiring.plugin import DevicePluginModule
+from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
+from pcihost.hostfacts import HostFactsReader
+from pcihost.pciids_file import load_pci_ids
+from pcihost.statefile import ClaimStateFile
+from pcihost.sysfs import SysfsPciBus
+from pcihost.uevents import KernelPciEvents
+from pcihost.vfio import HostVfioNodes
 from pcioperator.agent import Agent, Service
-from pcioperator.binding import Modprobe, SysfsDriverControl, SystemClock
-from pcioperator.claim_controller import ClaimController
-from pcioperator.claims_wire import claim_from_object
-from pcioperator.claimstate import ClaimStateFile
-from pcioperator.device_sync import DeviceSync, node_selector
-from pcioperator.events import EventRecorder
-from pcioperator.hostfacts import HostFactsReader
+from pcioperator.controllers.claims import ClaimController
+from pcioperator.controllers.devices import DeviceSync, node_selector
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.events import EventRecorder
 from pcioperator.kube.informer import Informer
-from pcioperator.metrics import AgentMetrics, HealthServer
-from pcioperator.pciids_file import load_pci_ids
-from pcioperator.sysfs import SysfsPciBus
-from pcioperator.uevents import KernelPciEvents
-from pcioperator.workqueue import WorkQueue
+from pcioperator.kube.metrics import AgentMetrics, HealthServer
+from pcioperator.kube.workqueue import WorkQueue
+from pcioperator.wire.claim import claim_from_object
 from pciplugin.host import DevicePluginHost, PluginSettings
-from pciplugin.vfio import HostVfioNodes
 
 log = logging.getLogger(__name__)
 

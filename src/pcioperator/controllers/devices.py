@@ -21,7 +21,7 @@ from pcicore.ports import PciBus
 from pcioperator.kube.api import NODES, PCIDEVICES, JsonObject, KubeApi
 from pcioperator.kube.errors import ConflictError, NotFoundError
 from pcioperator.kube.informer import Informer
-from pcioperator.manifests import (
+from pcioperator.wire.pcidevice import (
     NODE_LABEL,
     ORIGINAL_DRIVER_ANNOTATION,
     pcidevice_manifest,

@@ -1,4 +1,4 @@
-"""Arguments of ``pcidevices plugin``; the command itself is `pcidevices.plugin_main`."""
+"""Arguments of ``pcidevices plugin``; the command itself is `pcidevices.wiring.plugin`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pcidevices.cli_scan import add_sysfs_option
+from pcidevices.cli.scan import add_sysfs_option
 
 DEFAULT_DEV_ROOT = Path("/dev")
 DEFAULT_DEVICE_PLUGINS_DIR = Path("/var/lib/kubelet/device-plugins")
@@ -38,9 +38,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pcidevices import plugin_main  # noqa: PLC0415 - the work is imported only when it runs
+    from pcidevices.wiring import plugin  # noqa: PLC0415 - the work is imported only when it runs
 
-    return plugin_main.run(
+    return plugin.run(
         sysfs=args.sysfs,
         dev_root=args.dev_root,
         device_plugins_dir=args.device_plugins_dir,

@@ -1,4 +1,4 @@
-"""Arguments of ``pcidevices controller``; the process itself is `pcidevices.controller_main`."""
+"""Arguments of ``pcidevices controller``; the process itself is `pcidevices.wiring.controller`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pcidevices.cli_agent import _address
+from pcidevices.cli.agent import _address
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -57,17 +57,17 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pcidevices import controller_main  # noqa: PLC0415 - imported only when it runs
-    from pcioperator.kubevirt import KubeVirtTarget  # noqa: PLC0415
-    from pcioperator.leader import LeaseSettings  # noqa: PLC0415
+    from pcidevices.wiring import controller  # noqa: PLC0415 - imported only when it runs
+    from pcioperator.controllers.kubevirt import KubeVirtTarget  # noqa: PLC0415
+    from pcioperator.kube.leader import LeaseSettings  # noqa: PLC0415
 
-    config = controller_main.ControllerConfig(
+    config = controller.ControllerConfig(
         target=KubeVirtTarget(namespace=args.kubevirt_namespace, name=args.kubevirt_name),
         lease=LeaseSettings(
             namespace=args.lease_namespace,
             name=args.lease_name,
-            identity=args.identity or controller_main.default_identity(),
+            identity=args.identity or controller.default_identity(),
         ),
         metrics_address=args.metrics_address,
     )
-    return controller_main.run(config, args.kubeconfig)
+    return controller.run(config, args.kubeconfig)

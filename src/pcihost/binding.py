@@ -10,7 +10,7 @@ at all, at close. The engine confirms every step by observing again (`observe`).
 The sysfs and proc roots are parameters, so the same code drives a real host and a fake kernel.
 """
 
-# Sysfs attributes are reached with os.open/os.write on str paths, like pcioperator.sysfs: the
+# Sysfs attributes are reached with os.open/os.write on str paths, like pcihost.sysfs: the
 # errno of the single write is the point, and pathlib adds nothing there.
 # ruff: noqa: PTH112
 
@@ -37,7 +37,7 @@ from pcicore.claim import (
 )
 from pcicore.device import VFIO_DRIVER, DriverName
 from pcicore.errors import DriverWriteError, ModuleLoadError
-from pcioperator.sysfs import DEFAULT_SYSFS_ROOT, SysfsPciBus
+from pcihost.sysfs import DEFAULT_SYSFS_ROOT, SysfsPciBus
 
 DEFAULT_PROC_ROOT: Final = Path("/proc")
 

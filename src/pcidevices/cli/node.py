@@ -1,7 +1,7 @@
 """Arguments of the node-admin commands ``bind``, ``release``, ``status`` and ``restore``.
 
 They move devices to ``vfio-pci`` and back on this node without a cluster; the work is in
-`pcidevices.node_admin`, imported only when one of them runs.
+`pcidevices.wiring.node_admin`, imported only when one of them runs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pcidevices.cli_scan import add_sysfs_option
+from pcidevices.cli.scan import add_sysfs_option
 
 DEFAULT_STATE_FILE = Path("/var/lib/pcidevices/claims.json")
 DEFAULT_PROC = Path("/proc")
@@ -95,6 +95,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pcidevices import node_admin  # noqa: PLC0415 - the work is imported only when it runs
+    from pcidevices.wiring import node_admin  # noqa: PLC0415 - the work is imported only when it runs
 
     return node_admin.run(args, stdout=sys.stdout)

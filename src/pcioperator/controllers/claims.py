@@ -25,11 +25,11 @@ from pcicore.errors import InvalidPciAddressError
 from pcicore.naming import object_name
 from pcicore.policy import GroupPolicy
 from pcicore.ports import LedgerStore
-from pcioperator.claims_wire import Claim, ClaimStatus, claim_from_object, status_to_wire
-from pcioperator.events import EventRecorder
 from pcioperator.kube.api import PCIDEVICECLAIMS, JsonObject, KubeApi
 from pcioperator.kube.errors import NotFoundError
+from pcioperator.kube.events import EventRecorder
 from pcioperator.kube.informer import Informer
+from pcioperator.wire.claim import Claim, ClaimStatus, claim_from_object, status_to_wire
 
 log = logging.getLogger(__name__)
 

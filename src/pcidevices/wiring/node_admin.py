@@ -17,10 +17,10 @@ from pcicore.device import PciClass
 from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
 from pcicore.errors import ClaimFailedError, DeviceNotFoundError
 from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
-from pcioperator.binding import Modprobe, SysfsDriverControl, SystemClock
-from pcioperator.claimstate import ClaimStateFile
-from pcioperator.hostfacts import HostFactsReader
-from pcioperator.sysfs import SysfsPciBus
+from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
+from pcihost.hostfacts import HostFactsReader
+from pcihost.statefile import ClaimStateFile
+from pcihost.sysfs import SysfsPciBus
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _CLASS_PREFIX_MAX = 6

@@ -1,9 +1,9 @@
 """``pcidevices controller``: the cluster-level controller's composition root.
 
 It runs once per cluster (one leader among the Deployment's replicas) and keeps the KubeVirt CR's
-permitted PCI host devices in step with the claims (`pcioperator.kubevirt`). `ControllerModule`
-only builds objects from what it is given; `run` reads the kubeconfig, installs the signal
-handlers and serves the probes.
+permitted PCI host devices in step with the claims (`pcioperator.controllers.kubevirt`).
+`ControllerModule` only builds objects from what it is given; `run` reads the kubeconfig,
+installs the signal handlers and serves the probes.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from pcidevices.process import (
     load_api_client,
     termination_signal,
 )
-from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
-from pcioperator.kube.informer import Informer
-from pcioperator.kubevirt import (
+from pcioperator.controllers.kubevirt import (
     KubeVirtController,
     KubeVirtTarget,
     PermittedDevicesSync,
     kubevirt_informer,
 )
-from pcioperator.leader import LeaderElector, LeaseSettings
-from pcioperator.metrics import AgentMetrics, HealthServer
-from pcioperator.workqueue import WorkQueue
+from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.informer import Informer
+from pcioperator.kube.leader import LeaderElector, LeaseSettings
+from pcioperator.kube.metrics import AgentMetrics, HealthServer
+from pcioperator.kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

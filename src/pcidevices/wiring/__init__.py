@@ -1,0 +1,1 @@
+"""One composition root per process: injector modules that build the objects, and ``run``."""
