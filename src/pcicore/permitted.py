@@ -9,17 +9,20 @@ restarts. An entry is ours only while it is exactly what we wrote; anything else
 user wrote, or one of ours a user edited — is never changed, and a user's entry for a
 resourceName stops us from adding a duplicate of it.
 
-Everything here is pure: entries in, plan out.
+The controller reads the CR as a `PermittedDocument`, the claims as `ClaimedAddress`es and the
+PCIDevices as `DeviceKind`s; `claimed_kinds` joins them, `plan_permitted` decides, and
+`permitted_change` says what to write. Everything here is pure: entries in, plan out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 
 from pcicore.address import PciAddress
-from pcicore.naming import ResourceName
+from pcicore.device import NodeName
+from pcicore.naming import ResourceName, object_name
 from pcicore.resources import dedicated_resource_name
 
 
@@ -90,6 +93,60 @@ class ClaimedKind:
         return PermittedKey.of(self.vendor_id, self.device_id, name)
 
 
+@attrs.frozen
+class ClaimedAddress:
+    """A device a claim in the cluster asks for.
+
+    Attributes:
+        node: The node the device is on.
+        address: The device.
+        dedicated: The claim sets ``disableResourcePooling``.
+    """
+
+    node: NodeName
+    address: PciAddress
+    dedicated: bool = False
+
+
+@attrs.frozen
+class DeviceKind:
+    """What a device's PCIDevice object reports about its kind.
+
+    Attributes:
+        vendor_id: PCI vendor id.
+        device_id: PCI device id.
+        resource_name: The pool resourceName of its kind.
+    """
+
+    vendor_id: int
+    device_id: int
+    resource_name: ResourceName
+
+
+def claimed_kinds(
+    claims: Iterable[ClaimedAddress], kinds: Mapping[str, DeviceKind]
+) -> list[ClaimedKind]:
+    """The kind of every claimed device, found by its object name in ``kinds``.
+
+    A claim whose device has no PCIDevice (or one that does not report its kind yet) needs no
+    entry until it does: the device plugin cannot advertise it either.
+    """
+    found: list[ClaimedKind] = []
+    for claim in claims:
+        kind = kinds.get(object_name(claim.node, claim.address))
+        if kind is not None:
+            found.append(
+                ClaimedKind(
+                    claim.address,
+                    kind.vendor_id,
+                    kind.device_id,
+                    kind.resource_name,
+                    dedicated=claim.dedicated,
+                )
+            )
+    return found
+
+
 def wanted_keys(claimed: Iterable[ClaimedKind]) -> frozenset[PermittedKey]:
     """Every entry the claims in the cluster need."""
     return frozenset(kind.key for kind in claimed)
@@ -156,12 +213,70 @@ def plan_permitted(
     )
 
 
+@attrs.frozen
+class PermittedDocument:
+    """The KubeVirt CR's permitted PCI host devices and our record of which are ours.
+
+    Attributes:
+        version: The CR's ``resourceVersion`` when read (a write is refused if it moved on).
+        entries: ``pciHostDevices``, in order.
+        managed: The keys our ownership record lists.
+    """
+
+    version: str
+    entries: tuple[PermittedEntry, ...]
+    managed: frozenset[PermittedKey]
+
+
+@attrs.frozen
+class PermittedChange:
+    """The new permitted list, as a change of the list it was planned from.
+
+    The entries kept are named by position so that the writer can write each back exactly as
+    it found it, fields it does not model included.
+
+    Attributes:
+        version: The ``resourceVersion`` of the document it was planned from.
+        keep: Positions of the current entries that stay, in order.
+        add: Entries to append after them (each ``externalResourceProvider: true``).
+        managed: The keys we own afterwards (the ownership record's new value).
+    """
+
+    version: str
+    keep: tuple[int, ...]
+    add: tuple[PermittedKey, ...]
+    managed: frozenset[PermittedKey]
+
+
+def plan_document(document: PermittedDocument, claimed: Iterable[ClaimedKind]) -> PermittedPlan:
+    """`plan_permitted` for a document and the claimed devices' kinds."""
+    return plan_permitted(document.entries, document.managed, wanted_keys(claimed))
+
+
+def permitted_change(document: PermittedDocument, plan: PermittedPlan) -> PermittedChange:
+    """What to write to carry out ``plan`` on ``document``.
+
+    That is its entries minus the removed ones, in their places, then the added ones.
+    """
+    keep = tuple(
+        position for position, entry in enumerate(document.entries) if not plan.is_removed(entry)
+    )
+    return PermittedChange(document.version, keep, plan.add, plan.managed)
+
+
 __all__ = [
+    "ClaimedAddress",
     "ClaimedKind",
+    "DeviceKind",
+    "PermittedChange",
+    "PermittedDocument",
     "PermittedEntry",
     "PermittedKey",
     "PermittedPlan",
+    "claimed_kinds",
     "is_ours",
+    "permitted_change",
+    "plan_document",
     "plan_permitted",
     "wanted_keys",
 ]

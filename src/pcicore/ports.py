@@ -6,14 +6,24 @@ tests implement them with fakes that keep state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from pcicore.address import PciAddress
 from pcicore.claim import Action, Observation
 from pcicore.device import PciDevice
 from pcicore.hostfacts import HostFacts
 from pcicore.ledger import Ledger
+
+if TYPE_CHECKING:  # `pcicore.permitted` imports `pcicore.resources`, which imports this module
+    from pcicore.inventory import (
+        DesiredDevice,
+        MetadataPatch,
+        ObservedDevice,
+        OwnerRef,
+        StatusFields,
+    )
+    from pcicore.permitted import ClaimedAddress, DeviceKind, PermittedChange, PermittedDocument
 
 
 class PciBus(Protocol):
@@ -77,4 +87,75 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds``."""
+        ...
+
+
+# The cluster: devices and KubeVirt ----------------------------------------------------------
+
+
+class DeviceObjectStore(Protocol):
+    """This node's PCIDevice objects: as last observed, and the writes that change them."""
+
+    def observed(self) -> Sequence[ObservedDevice]:
+        """Every object of this node as last observed (a cache: no request to the cluster)."""
+        ...
+
+    def node_owner(self) -> OwnerRef | None:
+        """The owner reference to this node's Node object, or ``None`` while it has none."""
+        ...
+
+    def create(self, device: DesiredDevice, owner: OwnerRef | None) -> ObservedDevice | None:
+        """Create the object of ``device`` with its status, owned by ``owner``.
+
+        Returns ``None`` once created; if an object of that name exists already although it was
+        not observed (its node label was removed, say), creates nothing and returns it.
+        """
+        ...
+
+    def patch_metadata(self, name: str, patch: MetadataPatch) -> None:
+        """Merge ``patch`` into the metadata of object ``name``."""
+        ...
+
+    def patch_status(self, name: str, fields: StatusFields) -> None:
+        """Write ``fields`` into the status of object ``name``; other fields stay."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete object ``name``; one already gone is not an error."""
+        ...
+
+
+class ClaimedDeviceKinds(Protocol):
+    """What the claims in the whole cluster ask for, and the kinds their devices report."""
+
+    def synced(self) -> bool:
+        """Whether the claims and the PCIDevices have been observed once."""
+        ...
+
+    def claimed(self) -> Sequence[ClaimedAddress]:
+        """The device of every claim (claims that do not parse are left out)."""
+        ...
+
+    def kinds(self) -> Mapping[str, DeviceKind]:
+        """The kind of every PCIDevice that reports one, by object name."""
+        ...
+
+
+class PermittedDevicesStore(Protocol):
+    """The KubeVirt CR's list of permitted PCI host devices, with our ownership record."""
+
+    def synced(self) -> bool:
+        """Whether the CR has been looked for once."""
+        ...
+
+    def read(self) -> PermittedDocument | None:
+        """The list as last observed, or ``None`` when there is no KubeVirt CR."""
+        ...
+
+    def write(self, change: PermittedChange) -> bool:
+        """Write the new list and ownership record; return whether it wrote.
+
+        It writes nothing when the CR is gone or moved on since ``change`` was planned (a newer
+        read then plans again).
+        """
         ...

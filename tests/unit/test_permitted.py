@@ -3,11 +3,18 @@
 import pytest
 
 from pcicore.address import PciAddress
+from pcicore.device import NodeName
 from pcicore.naming import ResourceName
 from pcicore.permitted import (
+    ClaimedAddress,
     ClaimedKind,
+    DeviceKind,
+    PermittedDocument,
     PermittedEntry,
     PermittedKey,
+    claimed_kinds,
+    permitted_change,
+    plan_document,
     plan_permitted,
     wanted_keys,
 )
@@ -164,3 +171,43 @@ class TestWantedKeys:
         other = PciAddress.parse("0000:03:00.1")
         kinds = [ClaimedKind(self.A, 0x8086, 0x1521, NIC), ClaimedKind(other, 0x8086, 0x1521, NIC)]
         assert wanted_keys(kinds) == {NIC_KEY}
+
+
+class TestClaimedKinds:
+    """Claims are joined to their devices' PCIDevices by object name."""
+
+    A = PciAddress.parse("0000:03:00.0")
+    KIND = DeviceKind(0x8086, 0x1521, NIC)
+
+    def test_claim_joined_to_its_nodes_device(self):
+        """A claim takes the kind of the PCIDevice of its node and address."""
+        claims = [ClaimedAddress(NodeName("titan"), self.A, dedicated=True)]
+        kinds = {"titan-000003000": self.KIND, "atlas-000003000": DeviceKind(1, 2, GPU)}
+        assert claimed_kinds(claims, kinds) == [
+            ClaimedKind(self.A, 0x8086, 0x1521, NIC, dedicated=True)
+        ]
+
+    def test_claim_without_device_needs_nothing(self):
+        """A claim whose device has no (readable) PCIDevice yet needs no entry."""
+        claims = [ClaimedAddress(NodeName("titan"), self.A)]
+        assert claimed_kinds(claims, {"atlas-000003000": self.KIND}) == []
+
+
+class TestPermittedChange:
+    """The change to write keeps every entry the plan does not remove, in place."""
+
+    def test_keeps_users_entries_by_position_and_appends(self):
+        """Users' entries (even ones with our key) stay where they are; ours go or come last."""
+        user_same_key = users("8086:1521", NIC)
+        document = PermittedDocument(
+            "7",
+            (users("1AF4:1000", "x.io/v"), ours(NIC_KEY), user_same_key),
+            frozenset({NIC_KEY}),
+        )
+        gpu = ClaimedKind(PciAddress.parse("0000:65:00.0"), 0x10DE, 0x2236, GPU)
+        plan = plan_document(document, [gpu])
+        change = permitted_change(document, plan)
+        assert change.version == "7"
+        assert change.keep == (0, 2)
+        assert change.add == (GPU_KEY,)
+        assert change.managed == {GPU_KEY}

@@ -42,7 +42,7 @@ from pcihost.uevents import KernelPciEvents
 from pcihost.vfio import HostVfioNodes
 from pcioperator.agent import Agent, Service
 from pcioperator.controllers.claims import ClaimController
-from pcioperator.controllers.devices import DeviceSync, node_selector
+from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.events import EventRecorder
 from pcioperator.kube.informer import Informer
@@ -209,17 +209,17 @@ class AgentModule(injector.Module):
         queue: AgentQueue,
     ) -> DeviceSync:
         """The PCIDevice sync of this node."""
+        informer = Informer(
+            api,
+            PCIDEVICES,
+            label_selector=node_selector(config.node),
+            on_change=lambda _name: queue.add(DeviceSync.KEY),
+        )
         return DeviceSync(
-            node=config.node,
             bus=bus,
             catalog=DeviceCatalog(NodeName(config.node), namer),
-            api=api,
-            informer=Informer(
-                api,
-                PCIDEVICES,
-                label_selector=node_selector(config.node),
-                on_change=lambda _name: queue.add(DeviceSync.KEY),
-            ),
+            store=KubeDeviceStore(api, informer, config.node),
+            informer=informer,
             original_drivers=lambda: state.load().originals,
             rescan_interval=config.rescan_interval,
             protection=protected_devices(

@@ -24,7 +24,10 @@ from pcidevices.process import (
     termination_signal,
 )
 from pcioperator.controllers.kubevirt import (
+    KubeClaimedDeviceKinds,
+    KubeVirtCaches,
     KubeVirtController,
+    KubeVirtPermittedStore,
     KubeVirtTarget,
     PermittedDevicesSync,
     kubevirt_informer,
@@ -93,20 +96,34 @@ class ControllerModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def sync(
-        self, config: ControllerConfig, api: KubeApi, queue: ControllerQueue, elector: LeaderElector
-    ) -> PermittedDevicesSync:
-        """The reconcile, writing only while this replica leads."""
+    def caches(
+        self, config: ControllerConfig, api: KubeApi, queue: ControllerQueue
+    ) -> KubeVirtCaches:
+        """The informers; any change queues the one reconcile."""
 
         def changed(_name: str) -> None:
             queue.add(PermittedDevicesSync.KEY)
 
-        return PermittedDevicesSync(
-            api,
-            config.target,
+        return KubeVirtCaches(
             claims=Informer(api, PCIDEVICECLAIMS, on_change=changed),
             devices=Informer(api, PCIDEVICES, on_change=changed),
             kubevirts=kubevirt_informer(api, config.target, changed),
+        )
+
+    @injector.singleton
+    @injector.provider
+    def sync(
+        self,
+        config: ControllerConfig,
+        api: KubeApi,
+        caches: KubeVirtCaches,
+        elector: LeaderElector,
+    ) -> PermittedDevicesSync:
+        """The reconcile, writing only while this replica leads."""
+        return PermittedDevicesSync(
+            config.target,
+            claims=KubeClaimedDeviceKinds(caches),
+            permitted=KubeVirtPermittedStore(api, config.target, caches.kubevirts),
             may_write=elector.leading.is_set,
         )
 
@@ -115,12 +132,16 @@ class ControllerModule(injector.Module):
     def controller(
         self,
         sync: PermittedDevicesSync,
+        caches: KubeVirtCaches,
+        api: KubeApi,
         queue: ControllerQueue,
         elector: LeaderElector,
         metrics: AgentMetrics,
     ) -> KubeVirtController:
         """The whole controller process."""
-        return KubeVirtController(sync, queue, elector, observer=metrics)
+        return KubeVirtController(
+            sync, caches, api=api, queue=queue, elector=elector, observer=metrics
+        )
 
 
 def controller_injector(

@@ -1,8 +1,13 @@
 """Keeps this node's PCIDevice objects equal to what sysfs says, writing only differences.
 
 One key covers the whole node: a reconcile reads the bus (sysfs), reads the objects from the
-informer's cache (no API request), computes what differs, and writes only that. With nothing
-changed it makes no request at all, so an idle rescan costs the API server nothing.
+informer's cache (no API request), asks `pcicore.inventory.plan_device_writes` what differs,
+and writes only that. With nothing changed it makes no request at all, so an idle rescan costs
+the API server nothing.
+
+`DeviceSync` is the reconcile, written against the `pcicore.ports.DeviceObjectStore` port;
+`KubeDeviceStore` is that port on the API server (reads from an `Informer`, writes with
+`KubeApi`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,21 @@ import attrs
 from pcicore.address import PciAddress
 from pcicore.catalog import DeviceCatalog, DeviceRecord
 from pcicore.device import DriverName, PciDevice
-from pcicore.ports import PciBus
+from pcicore.inventory import (
+    CreateDevice,
+    DeleteDevice,
+    DesiredDevice,
+    DeviceWrite,
+    MetadataPatch,
+    ObservedDevice,
+    OwnerRef,
+    PatchDeviceMetadata,
+    PatchDeviceStatus,
+    StatusFields,
+    device_updates,
+    plan_device_writes,
+)
+from pcicore.ports import DeviceObjectStore, PciBus
 from pcioperator.kube.api import NODES, PCIDEVICES, JsonObject, KubeApi
 from pcioperator.kube.errors import ConflictError, NotFoundError
 from pcioperator.kube.informer import Informer
@@ -25,6 +44,7 @@ from pcioperator.wire.pcidevice import (
     NODE_LABEL,
     ORIGINAL_DRIVER_ANNOTATION,
     pcidevice_manifest,
+    pcidevice_status,
 )
 
 log = logging.getLogger(__name__)
@@ -35,42 +55,6 @@ def node_selector(node: str) -> str:
     return f"{NODE_LABEL}={node}"
 
 
-def _owner(node: JsonObject) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "name": node["metadata"]["name"],
-        "uid": node["metadata"]["uid"],
-    }
-
-
-def metadata_patch(
-    desired: JsonObject, observed: JsonObject, owner: dict[str, Any] | None
-) -> JsonObject:
-    """What must change in ``observed``'s metadata (empty if nothing)."""
-    want, have = desired["metadata"], observed.get("metadata", {})
-    patch: JsonObject = {}
-    have_labels = have.get("labels") or {}
-    if any(have_labels.get(key) != value for key, value in want["labels"].items()):
-        patch["labels"] = want["labels"]
-    want_driver = want.get("annotations", {}).get(ORIGINAL_DRIVER_ANNOTATION)
-    have_driver = (have.get("annotations") or {}).get(ORIGINAL_DRIVER_ANNOTATION)
-    if want_driver != have_driver:
-        patch["annotations"] = {ORIGINAL_DRIVER_ANNOTATION: want_driver}
-    if owner is not None:
-        owners = have.get("ownerReferences") or []
-        if not any(ref.get("uid") == owner["uid"] for ref in owners):
-            others = [ref for ref in owners if ref.get("kind") != "Node"]
-            patch["ownerReferences"] = [*others, owner]
-    return patch
-
-
-def status_patch(desired: JsonObject, observed: JsonObject) -> JsonObject:
-    """The status fields that differ (fields set by others, like conditions, are kept)."""
-    have = observed.get("status") or {}
-    return {key: value for key, value in desired["status"].items() if have.get(key) != value}
-
-
 class DeviceSync:
     """Reconciles one node's PCIDevice objects with its PCI bus."""
 
@@ -79,29 +63,40 @@ class DeviceSync:
     def __init__(
         self,
         *,
-        node: str,
         bus: PciBus,
         catalog: DeviceCatalog,
-        api: KubeApi,
+        store: DeviceObjectStore,
         informer: Informer,
         original_drivers: Callable[[], Mapping[PciAddress, DriverName | None]],
         rescan_interval: float = 30.0,
         protection: Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]] | None = None,
     ) -> None:
-        """Sync ``node``'s devices read from ``bus`` into objects cached by ``informer``."""
-        self._node = node
+        """Sync the devices read from ``bus`` into the objects of ``store``.
+
+        ``informer`` is the cache behind ``store``; the sync only holds it for the agent, which
+        runs it and waits for it to fill.
+        """
         self._bus = bus
         self._catalog = catalog
-        self._api = api
+        self._store = store
         self.informer = informer
         self._original_drivers = original_drivers
         self._rescan_interval = rescan_interval
         self._protection = protection
-        self._owner: dict[str, Any] | None = None
+        self._owner: OwnerRef | None = None
         self.last_records: list[DeviceRecord] = []
 
     def reconcile(self, _key: str = KEY) -> float:
         """Make the objects match the bus; return when to rescan."""
+        records = self._records()
+        self.last_records = records
+        desired = [DesiredDevice(record, pcidevice_status(record)) for record in records]
+        owner = self._node_owner() if desired else None
+        for write in plan_device_writes(desired, self._store.observed(), owner):
+            self._apply(write)
+        return self._rescan_interval
+
+    def _records(self) -> list[DeviceRecord]:
         originals = {
             address: driver
             for address, driver in self._original_drivers().items()
@@ -114,53 +109,129 @@ class DeviceSync:
             records = [
                 attrs.evolve(r, protection=refused.get(r.device.address, "")) for r in records
             ]
-        self.last_records = records
-        desired = {record.name: pcidevice_manifest(record) for record in records}
-        observed = {obj["metadata"]["name"]: obj for obj in self.informer.objects()}
-        for name, manifest in desired.items():
-            current = observed.get(name)
-            if current is None:
-                self._create(manifest)
-            else:
-                self._update(manifest, current)
-        for name in observed.keys() - desired.keys():
-            log.info("device %s is gone from the bus; deleting its PCIDevice", name)
-            with contextlib.suppress(NotFoundError):
-                self._api.delete(PCIDEVICES, name)
-        return self._rescan_interval
+        return records
 
-    def _node_owner(self) -> dict[str, Any] | None:
+    def _node_owner(self) -> OwnerRef | None:
         if self._owner is None:
-            try:
-                self._owner = _owner(self._api.get(NODES, self._node))
-            except NotFoundError:
-                log.warning("node %s has no Node object; PCIDevices get no owner", self._node)
-                return None
+            self._owner = self._store.node_owner()  # asked again next time while it is None
         return self._owner
 
-    def _create(self, manifest: JsonObject) -> None:
-        owner = self._node_owner()
-        body = {**manifest, "metadata": {**manifest["metadata"]}}
-        status = body.pop("status")
+    def _apply(self, write: DeviceWrite) -> None:
+        match write:
+            case CreateDevice(device=device, owner=owner):
+                existing = self._store.create(device, owner)
+                if existing is not None:
+                    # It exists but was not observed (e.g. its node label was removed): adopt it.
+                    for update in device_updates(device, existing, owner):
+                        self._apply(update)
+            case PatchDeviceMetadata(name=name, patch=patch):
+                self._store.patch_metadata(name, patch)
+            case PatchDeviceStatus(name=name, fields=fields):
+                self._store.patch_status(name, fields)
+            case DeleteDevice(name=name):
+                log.info("device %s is gone from the bus; deleting its PCIDevice", name)
+                self._store.delete(name)
+
+
+# --- The port on the API server ------------------------------------------------------------
+
+
+def owner_from_wire(ref: JsonObject) -> OwnerRef:
+    """An ``ownerReferences`` item as the domain sees it."""
+    return OwnerRef(
+        api_version=str(ref.get("apiVersion", "")),
+        kind=str(ref.get("kind", "")),
+        name=str(ref.get("name", "")),
+        uid=str(ref.get("uid", "")),
+        controller=ref.get("controller"),
+        block_owner_deletion=ref.get("blockOwnerDeletion"),
+    )
+
+
+def owner_to_wire(owner: OwnerRef) -> JsonObject:
+    """An ``ownerReferences`` item (the optional flags only when stated)."""
+    ref: JsonObject = {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+    }
+    if owner.controller is not None:
+        ref["controller"] = owner.controller
+    if owner.block_owner_deletion is not None:
+        ref["blockOwnerDeletion"] = owner.block_owner_deletion
+    return ref
+
+
+def observed_from_wire(obj: JsonObject) -> ObservedDevice:
+    """A PCIDevice object as the device sync sees it."""
+    metadata = obj.get("metadata") or {}
+    return ObservedDevice(
+        name=str(metadata["name"]),
+        node_label=(metadata.get("labels") or {}).get(NODE_LABEL),
+        original_driver=(metadata.get("annotations") or {}).get(ORIGINAL_DRIVER_ANNOTATION),
+        owners=tuple(owner_from_wire(ref) for ref in metadata.get("ownerReferences") or []),
+        status=dict(obj.get("status") or {}),
+    )
+
+
+def metadata_patch_to_wire(patch: MetadataPatch) -> JsonObject:
+    """The merge patch of ``metadata`` that carries out ``patch``."""
+    wire: JsonObject = {}
+    if patch.node_label is not None:
+        wire["labels"] = {NODE_LABEL: patch.node_label}
+    if patch.set_original_driver:
+        wire["annotations"] = {ORIGINAL_DRIVER_ANNOTATION: patch.original_driver}
+    if patch.owners is not None:
+        wire["ownerReferences"] = [owner_to_wire(ref) for ref in patch.owners]
+    return wire
+
+
+class KubeDeviceStore:
+    """`pcicore.ports.DeviceObjectStore` on the API server: one node's PCIDevices."""
+
+    def __init__(self, api: KubeApi, informer: Informer, node: str) -> None:
+        """Read ``node``'s objects from ``informer`` (watching them by `node_selector`)."""
+        self._api = api
+        self._informer = informer
+        self._node = node
+
+    def observed(self) -> list[ObservedDevice]:
+        """Every cached object."""
+        return [observed_from_wire(obj) for obj in self._informer.objects()]
+
+    def node_owner(self) -> OwnerRef | None:
+        """A reference to the Node object (one GET), or ``None`` if it has none."""
+        try:
+            node = self._api.get(NODES, self._node)
+        except NotFoundError:
+            log.warning("node %s has no Node object; PCIDevices get no owner", self._node)
+            return None
+        return OwnerRef("v1", "Node", node["metadata"]["name"], node["metadata"]["uid"])
+
+    def create(self, device: DesiredDevice, owner: OwnerRef | None) -> ObservedDevice | None:
+        """Create, then write the status (the status subresource ignores it on create)."""
+        manifest = pcidevice_manifest(device.record)
+        body: dict[str, Any] = {**manifest, "metadata": {**manifest["metadata"]}}
+        body.pop("status")
         if owner is not None:
-            body["metadata"]["ownerReferences"] = [owner]
+            body["metadata"]["ownerReferences"] = [owner_to_wire(owner)]
         try:
             self._api.create(PCIDEVICES, body)
         except ConflictError:
-            # It exists but not in our cache (e.g. its node label was removed): adopt it.
-            current = self._api.get(PCIDEVICES, manifest["metadata"]["name"])
-            self._update(manifest, current)
-            return
-        # The status subresource ignores status on create; it is written separately.
-        self._api.patch(
-            PCIDEVICES, manifest["metadata"]["name"], {"status": status}, subresource="status"
-        )
+            return observed_from_wire(self._api.get(PCIDEVICES, device.name))
+        self.patch_status(device.name, device.status)
+        return None
 
-    def _update(self, manifest: JsonObject, current: JsonObject) -> None:
-        name = manifest["metadata"]["name"]
-        meta = metadata_patch(manifest, current, self._node_owner())
-        if meta:
-            self._api.patch(PCIDEVICES, name, {"metadata": meta})
-        status = status_patch(manifest, current)
-        if status:
-            self._api.patch(PCIDEVICES, name, {"status": status}, subresource="status")
+    def patch_metadata(self, name: str, patch: MetadataPatch) -> None:
+        """One merge patch of the object."""
+        self._api.patch(PCIDEVICES, name, {"metadata": metadata_patch_to_wire(patch)})
+
+    def patch_status(self, name: str, fields: StatusFields) -> None:
+        """One merge patch of the status subresource."""
+        self._api.patch(PCIDEVICES, name, {"status": dict(fields)}, subresource="status")
+
+    def delete(self, name: str) -> None:
+        """One DELETE; NotFound means done."""
+        with contextlib.suppress(NotFoundError):
+            self._api.delete(PCIDEVICES, name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import attrs
@@ -26,15 +26,20 @@ import cattrs
 from pcicore.address import PciAddress
 from pcicore.device import NodeName
 from pcicore.errors import InvalidPciAddressError
-from pcicore.naming import ResourceName, object_name
+from pcicore.naming import ResourceName
 from pcicore.permitted import (
-    ClaimedKind,
+    ClaimedAddress,
+    DeviceKind,
+    PermittedChange,
+    PermittedDocument,
     PermittedEntry,
     PermittedKey,
     PermittedPlan,
-    plan_permitted,
-    wanted_keys,
+    claimed_kinds,
+    permitted_change,
+    plan_document,
 )
+from pcicore.ports import ClaimedDeviceKinds, PermittedDevicesStore
 from pcioperator.kube.api import JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, NotFoundError
 from pcioperator.kube.informer import Informer
@@ -83,6 +88,11 @@ class KubeVirtTarget:
     namespace: str = "kubevirt"
     name: str = "kubevirt"
     absent_retry: float = 30.0
+
+
+# --- The wire form of the entries and of the ownership record ------------------------------
+# The two pairs below are the only places that spell the CR's pciHostDevices items and the
+# MANAGED_ANNOTATION value.
 
 
 def entry_from_wire(raw: object) -> PermittedEntry:
@@ -144,35 +154,154 @@ def pci_host_devices(cr: JsonObject) -> list[Any]:
     return list(items) if isinstance(items, list) else []
 
 
-def claimed_kinds(claims: Iterable[JsonObject], devices: Informer) -> list[ClaimedKind]:
-    """The kind of every claimed device whose PCIDevice reports ids and a resourceName."""
-    kinds: list[ClaimedKind] = []
-    for obj in claims:
-        try:
-            claim = claim_from_object(obj)
-            address = PciAddress.parse(claim.spec.address)
-        except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
-            continue
-        device = devices.get(object_name(NodeName(claim.spec.node_name), address))
-        status = (device or {}).get("status") or {}
-        try:
-            vendor_id = int(str(status["vendorId"]), 16)
-            device_id = int(str(status["deviceId"]), 16)
-        except (KeyError, ValueError):
-            continue
-        resource = status.get("resourceName")
-        if not resource:
-            continue
-        kinds.append(
-            ClaimedKind(
-                address,
-                vendor_id,
-                device_id,
-                ResourceName(str(resource)),
-                dedicated=claim.spec.disable_resource_pooling,
-            )
+def document_from_wire(cr: JsonObject) -> PermittedDocument:
+    """The CR's permitted list and ownership record, as the domain sees them."""
+    return PermittedDocument(
+        version=str(cr["metadata"].get("resourceVersion", "")),
+        entries=tuple(entry_from_wire(item) for item in pci_host_devices(cr)),
+        managed=managed_from_wire(cr),
+    )
+
+
+def change_to_wire(cr: JsonObject, change: PermittedChange) -> JsonObject:
+    """The merge patch of ``cr`` that writes ``change`` (kept items exactly as found)."""
+    raw = pci_host_devices(cr)
+    items = [raw[position] for position in change.keep]
+    items.extend(entry_to_wire(key) for key in change.add)
+    return {
+        "metadata": {
+            "resourceVersion": change.version,
+            "annotations": {MANAGED_ANNOTATION: managed_to_wire(change.managed)},
+        },
+        "spec": {"configuration": {"permittedHostDevices": {"pciHostDevices": items}}},
+    }
+
+
+# --- The ports on the API server ------------------------------------------------------------
+
+
+@attrs.frozen
+class KubeVirtCaches:
+    """The informers the controller reads: claims, PCIDevices and KubeVirt CRs.
+
+    Attributes:
+        claims: Every PCIDeviceClaim in the cluster.
+        devices: Every PCIDevice in the cluster.
+        kubevirts: The KubeVirt CRs of the target's namespace (see `kubevirt_informer`).
+    """
+
+    claims: Informer
+    devices: Informer
+    kubevirts: Informer
+
+    def all(self) -> tuple[Informer, ...]:
+        """The three, in the order above."""
+        return (self.claims, self.devices, self.kubevirts)
+
+
+def claimed_from_wire(obj: JsonObject) -> ClaimedAddress | None:
+    """The device a claim object asks for (``None`` if the claim does not parse)."""
+    try:
+        claim = claim_from_object(obj)
+        address = PciAddress.parse(claim.spec.address)
+    except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
+        return None
+    return ClaimedAddress(
+        NodeName(claim.spec.node_name), address, dedicated=claim.spec.disable_resource_pooling
+    )
+
+
+def kind_from_wire(obj: JsonObject | None) -> DeviceKind | None:
+    """The kind a PCIDevice reports (``None`` without ids or a resourceName)."""
+    status = (obj or {}).get("status") or {}
+    try:
+        vendor_id = int(str(status["vendorId"]), 16)
+        device_id = int(str(status["deviceId"]), 16)
+    except (KeyError, ValueError):
+        return None
+    resource = status.get("resourceName")
+    if not resource:
+        return None
+    return DeviceKind(vendor_id, device_id, ResourceName(str(resource)))
+
+
+class _CachedKinds(Mapping[str, DeviceKind]):
+    """The kinds of the cached PCIDevices, each parsed only when looked up."""
+
+    def __init__(self, devices: Informer) -> None:
+        self._devices = devices
+
+    def __getitem__(self, name: str) -> DeviceKind:
+        kind = kind_from_wire(self._devices.get(name))
+        if kind is None:
+            raise KeyError(name)
+        return kind
+
+    def __iter__(self) -> Iterator[str]:
+        return (
+            str(obj["metadata"]["name"])
+            for obj in self._devices.objects()
+            if kind_from_wire(obj) is not None
         )
-    return kinds
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class KubeClaimedDeviceKinds:
+    """`pcicore.ports.ClaimedDeviceKinds` on the claim and PCIDevice informers."""
+
+    def __init__(self, caches: KubeVirtCaches) -> None:
+        """Read the claims and PCIDevices of ``caches``."""
+        self._claims = caches.claims
+        self._devices = caches.devices
+
+    def synced(self) -> bool:
+        """Whether both informers have listed once."""
+        return self._claims.synced.is_set() and self._devices.synced.is_set()
+
+    def claimed(self) -> list[ClaimedAddress]:
+        """The device of every cached claim that parses."""
+        found = (claimed_from_wire(obj) for obj in self._claims.objects())
+        return [claimed for claimed in found if claimed is not None]
+
+    def kinds(self) -> Mapping[str, DeviceKind]:
+        """The cached PCIDevices' kinds, looked up by name."""
+        return _CachedKinds(self._devices)
+
+
+class KubeVirtPermittedStore:
+    """`pcicore.ports.PermittedDevicesStore` on the KubeVirt CR's informer and a merge patch."""
+
+    def __init__(self, api: KubeApi, target: KubeVirtTarget, kubevirts: Informer) -> None:
+        """Read ``target`` from ``kubevirts``; write it with ``api``."""
+        self._api = api
+        self._target = target
+        self._kubevirts = kubevirts
+
+    def synced(self) -> bool:
+        """Whether the KubeVirt informer has listed once."""
+        return self._kubevirts.synced.is_set()
+
+    def read(self) -> PermittedDocument | None:
+        """The cached CR's list (``None`` when there is no CR)."""
+        cr = self._kubevirts.get(self._target.name)
+        return None if cr is None else document_from_wire(cr)
+
+    def write(self, change: PermittedChange) -> bool:
+        """One merge patch guarded by the ``resourceVersion`` the change was planned from."""
+        cr = self._kubevirts.get(self._target.name)
+        if cr is None or document_from_wire(cr).version != change.version:
+            return False  # gone, or moved on: the informer has queued a new reconcile
+        patch = change_to_wire(cr, change)
+        try:
+            self._api.patch(KUBEVIRTS, self._target.name, patch, namespace=self._target.namespace)
+        except NotFoundError:
+            return False  # deleted meanwhile: its informer brings us back if it returns
+        return True
+
+
+# --- The reconcile ---------------------------------------------------------------------------
 
 
 class PermittedDevicesSync:
@@ -182,20 +311,16 @@ class PermittedDevicesSync:
 
     def __init__(
         self,
-        api: KubeApi,
         target: KubeVirtTarget,
         *,
-        claims: Informer,
-        devices: Informer,
-        kubevirts: Informer,
+        claims: ClaimedDeviceKinds,
+        permitted: PermittedDevicesStore,
         may_write: Callable[[], bool] = lambda: True,
     ) -> None:
-        """Keep ``target`` in step with what ``claims`` and ``devices`` cache."""
-        self.api = api
+        """Keep ``permitted`` (the CR ``target``) in step with what ``claims`` ask for."""
         self.target = target
-        self.claims = claims
-        self.devices = devices
-        self.kubevirts = kubevirts
+        self._claims = claims
+        self._permitted = permitted
         self._may_write = may_write
         self._absent_logged = False
         self._written_from: str | None = None
@@ -203,10 +328,10 @@ class PermittedDevicesSync:
 
     def reconcile(self) -> float | None:
         """Bring the CR in step; return when to look again (``None``: on the next change)."""
-        if not all(i.synced.is_set() for i in (self.claims, self.devices, self.kubevirts)):
+        if not (self._claims.synced() and self._permitted.synced()):
             return _NOT_SYNCED_RETRY
-        cr = self.kubevirts.get(self.target.name)
-        if cr is None:
+        document = self._permitted.read()
+        if document is None:
             if not self._absent_logged:
                 log.info(
                     "KubeVirt CR %s/%s does not exist; nothing to permit until it does",
@@ -216,35 +341,15 @@ class PermittedDevicesSync:
                 self._absent_logged = True
             return None
         self._absent_logged = False
-        version = str(cr["metadata"].get("resourceVersion", ""))
-        if version == self._written_from:
+        if document.version == self._written_from:
             return _NOT_SYNCED_RETRY  # the cache has not seen our last write yet
-        raw = pci_host_devices(cr)
-        entries = [entry_from_wire(item) for item in raw]
-        plan = plan_permitted(
-            entries,
-            managed_from_wire(cr),
-            wanted_keys(claimed_kinds(self.claims.objects(), self.devices)),
-        )
+        plan = plan_document(document, claimed_kinds(self._claims.claimed(), self._claims.kinds()))
         self.last_plan = plan
         if not plan.changed or not self._may_write():
             return None
-        items = [
-            item for item, entry in zip(raw, entries, strict=True) if not plan.is_removed(entry)
-        ]
-        items.extend(entry_to_wire(key) for key in plan.add)
-        patch = {
-            "metadata": {
-                "resourceVersion": version,
-                "annotations": {MANAGED_ANNOTATION: managed_to_wire(plan.managed)},
-            },
-            "spec": {"configuration": {"permittedHostDevices": {"pciHostDevices": items}}},
-        }
-        try:
-            self.api.patch(KUBEVIRTS, self.target.name, patch, namespace=self.target.namespace)
-        except NotFoundError:
-            return None  # deleted meanwhile: its informer brings us back if it returns
-        self._written_from = version
+        if not self._permitted.write(permitted_change(document, plan)):
+            return None
+        self._written_from = document.version
         log.info(
             "KubeVirt CR %s/%s: permitted %s; removed %s",
             self.target.namespace,
@@ -261,12 +366,17 @@ class KubeVirtController:
     def __init__(
         self,
         sync: PermittedDevicesSync,
+        caches: KubeVirtCaches,
+        *,
+        api: KubeApi,
         queue: WorkQueue[str],
         elector: LeaderElector,
         observer: ReconcileObserver | None = None,
     ) -> None:
         """Assemble the controller (see `pcidevices.wiring.controller` for the wiring)."""
         self.sync = sync
+        self.caches = caches
+        self.api = api
         self.queue = queue
         self.elector = elector
         self._controller: Controller[str] = Controller(
@@ -277,7 +387,7 @@ class KubeVirtController:
 
     def ready(self) -> bool:
         """Whether the claim and device caches are filled (KubeVirt may be absent)."""
-        return self.sync.claims.synced.is_set() and self.sync.devices.synced.is_set()
+        return self.caches.claims.synced.is_set() and self.caches.devices.synced.is_set()
 
     def healthy(self) -> bool:
         """Whether every loop is alive."""
@@ -286,8 +396,8 @@ class KubeVirtController:
     def start(self) -> None:
         """Start the informers, the worker and the election in background threads."""
         loops: dict[str, Callable[[threading.Event], None]] = {
-            "claims-informer": self.sync.claims.run,
-            "pcidevices-informer": self.sync.devices.run,
+            "claims-informer": self.caches.claims.run,
+            "pcidevices-informer": self.caches.devices.run,
             "kubevirt-informer": self._run_kubevirt_informer,
             "worker": self._controller.run,
             "leader-election": self.elector.run,
@@ -301,7 +411,7 @@ class KubeVirtController:
         """Stop every loop; the election thread releases the Lease on its way out."""
         self.stopping.set()
         self.queue.shut_down()
-        for informer in (self.sync.claims, self.sync.devices, self.sync.kubevirts):
+        for informer in self.caches.all():
             informer.interrupt()
         for thread in self._threads:
             thread.join(timeout)
@@ -315,7 +425,7 @@ class KubeVirtController:
         told = False
         while not stop.is_set():
             try:
-                self.sync.api.list_objects(self.sync.kubevirts.resource)
+                self.api.list_objects(self.caches.kubevirts.resource)
                 break
             except ApiError as err:
                 if not told:
@@ -329,7 +439,7 @@ class KubeVirtController:
                 stop.wait(target.absent_retry)
         if not stop.is_set():
             log.info("KubeVirt API found; watching %s/%s", target.namespace, target.name)
-            self.sync.kubevirts.run(stop)
+            self.caches.kubevirts.run(stop)
 
 
 def kubevirt_informer(
@@ -354,7 +464,10 @@ def kubevirt_informer(
 __all__ = [
     "KUBEVIRTS",
     "MANAGED_ANNOTATION",
+    "KubeClaimedDeviceKinds",
+    "KubeVirtCaches",
     "KubeVirtController",
+    "KubeVirtPermittedStore",
     "KubeVirtTarget",
     "NamespacedCollection",
     "PermittedDevicesSync",

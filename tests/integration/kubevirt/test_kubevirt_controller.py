@@ -54,7 +54,7 @@ class TestPermittedDevices:
             claims.append(make_claim(api, node, "0000:03:00.0"))
         wait_for(lambda: permitted(api, namespace) == [USER_ENTRY, OURS], timeout=SLOW)
         delete_claim(api, claims[0])
-        wait_for(lambda: controller.sync.claims.get(claims[0]) is None, timeout=SLOW)
+        wait_for(lambda: controller.caches.claims.get(claims[0]) is None, timeout=SLOW)
         wait_for(lambda: settled(controller.sync), timeout=SLOW)
         assert permitted(api, namespace) == [USER_ENTRY, OURS]
         delete_claim(api, claims[1])
@@ -68,9 +68,9 @@ class TestPermittedDevices:
         make_claim(api, node, "0000:03:00.0")
         wait_for(lambda: permitted(api, namespace) == [USER_ENTRY, OURS], timeout=SLOW)
         wait_for(lambda: settled(controller.sync), timeout=SLOW)
-        before = controller.sync.api.requests.copy()
+        before = controller.api.requests.copy()
         assert controller.sync.reconcile() is None
-        after = controller.sync.api.requests
+        after = controller.api.requests
         assert {verb: after[verb] - before[verb] for verb in ("create", "update", "patch")} == {
             "create": 0,
             "update": 0,
@@ -95,7 +95,7 @@ class TestPermittedDevices:
         )
         assert permitted(api, namespace) == [USER_ENTRY, user_nic]
         delete_claim(api, claim)
-        wait_for(lambda: controller.sync.claims.get(claim) is None, timeout=SLOW)
+        wait_for(lambda: controller.caches.claims.get(claim) is None, timeout=SLOW)
         wait_for(lambda: settled(controller.sync), timeout=SLOW)
         assert permitted(api, namespace) == [USER_ENTRY, user_nic]
         assert annotation(api, namespace) is None
@@ -129,8 +129,8 @@ class TestPermittedDevices:
         node = unique_name("node")
         make_device(api, node, "0000:03:00.0")
         claim = make_claim(api, node, "0000:03:00.0")
-        wait_for(controller.sync.kubevirts.synced.is_set, timeout=SLOW)
-        wait_for(lambda: controller.sync.claims.get(claim) is not None, timeout=SLOW)
+        wait_for(controller.caches.kubevirts.synced.is_set, timeout=SLOW)
+        wait_for(lambda: controller.caches.claims.get(claim) is not None, timeout=SLOW)
         wait_for(lambda: len(controller.queue) == 0, timeout=SLOW)
         assert controller.queue.failures(PermittedDevicesSync.KEY) == 0
         api.create(KUBEVIRTS, kubevirt_body(namespace), namespace)
@@ -150,11 +150,11 @@ class TestWithoutKubeVirt:
             namespace = make_namespace()
             caplog.set_level(logging.INFO, logger="pcioperator.controllers.kubevirt")
             controller = start_controller(KubeVirtTarget(namespace=namespace, absent_retry=0.3))
-            lists = controller.sync.api.requests["list"]
-            wait_for(lambda: controller.sync.api.requests["list"] >= lists + 3, timeout=SLOW)
+            lists = controller.api.requests["list"]
+            wait_for(lambda: controller.api.requests["list"] >= lists + 3, timeout=SLOW)
             absent = [r for r in caplog.records if "KubeVirt API not available" in r.message]
             assert len(absent) == 1
-            assert not controller.sync.kubevirts.synced.is_set()
+            assert not controller.caches.kubevirts.synced.is_set()
             assert controller.queue.failures(PermittedDevicesSync.KEY) == 0
         finally:
             kube.install_crds([CRD])
