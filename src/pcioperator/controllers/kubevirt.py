@@ -3,10 +3,15 @@
 KubeVirt lets a VM ask for a host device only when ``spec.configuration.permittedHostDevices
 .pciHostDevices`` lists its resource (with ``externalResourceProvider: true`` when, as here, an
 outside device plugin advertises it). This controller watches claims, PCIDevices and the CR,
-and on any change runs one level-triggered reconcile: read the caches, plan with
+and on any change runs one level-triggered reconcile (`PermittedDevicesSync`): read through the
+ports `pcicore.ports.ClaimedDeviceKinds` and `pcicore.ports.PermittedDevicesStore`, plan with
 `pcicore.permitted` (pure), and merge-patch the CR only when the plan changes something, with
 the ``resourceVersion`` it read. What it owns is recorded in the annotation `MANAGED_ANNOTATION`,
 so a restart (or a new leader) knows which entries it may remove.
+
+The module also holds the ports' adapters on the informers (`KubeClaimedDeviceKinds`,
+`KubeVirtPermittedStore`), the wire form of the entries and the annotation, and the process
+(`KubeVirtController`: the threads of the informers, the worker and the election).
 
 Only the elected leader (`pcioperator.kube.leader`) writes; every replica keeps its caches warm.
 A cluster without KubeVirt is normal: the controller says so once and looks again slowly.
