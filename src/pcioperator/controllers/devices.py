@@ -13,6 +13,7 @@ the API server nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -138,14 +139,21 @@ class DeviceSync:
 
 def owner_from_wire(ref: JsonObject) -> OwnerRef:
     """An ``ownerReferences`` item as the domain sees it."""
-    return OwnerRef(
-        api_version=str(ref.get("apiVersion", "")),
-        kind=str(ref.get("kind", "")),
-        name=str(ref.get("name", "")),
-        uid=str(ref.get("uid", "")),
-        controller=ref.get("controller"),
-        block_owner_deletion=ref.get("blockOwnerDeletion"),
+    return _owner(
+        (
+            str(ref.get("apiVersion", "")),
+            str(ref.get("kind", "")),
+            str(ref.get("name", "")),
+            str(ref.get("uid", "")),
+        ),
+        (ref.get("controller"), ref.get("blockOwnerDeletion")),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _owner(names: tuple[str, str, str, str], flags: tuple[bool | None, bool | None]) -> OwnerRef:
+    # Every object of a node has the same owner: one value, not one per object per rescan.
+    return OwnerRef(*names, *flags)
 
 
 def owner_to_wire(owner: OwnerRef) -> JsonObject:
@@ -171,7 +179,7 @@ def observed_from_wire(obj: JsonObject) -> ObservedDevice:
         node_label=(metadata.get("labels") or {}).get(NODE_LABEL),
         original_driver=(metadata.get("annotations") or {}).get(ORIGINAL_DRIVER_ANNOTATION),
         owners=tuple(owner_from_wire(ref) for ref in metadata.get("ownerReferences") or []),
-        status=dict(obj.get("status") or {}),
+        status=obj.get("status") or {},
     )
 
 

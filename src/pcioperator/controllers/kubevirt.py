@@ -159,10 +159,15 @@ def pci_host_devices(cr: JsonObject) -> list[Any]:
     return list(items) if isinstance(items, list) else []
 
 
+def resource_version(cr: JsonObject) -> str:
+    """The CR's ``resourceVersion``."""
+    return str(cr["metadata"].get("resourceVersion", ""))
+
+
 def document_from_wire(cr: JsonObject) -> PermittedDocument:
     """The CR's permitted list and ownership record, as the domain sees them."""
     return PermittedDocument(
-        version=str(cr["metadata"].get("resourceVersion", "")),
+        version=resource_version(cr),
         entries=tuple(entry_from_wire(item) for item in pci_host_devices(cr)),
         managed=managed_from_wire(cr),
     )
@@ -296,7 +301,7 @@ class KubeVirtPermittedStore:
     def write(self, change: PermittedChange) -> bool:
         """One merge patch guarded by the ``resourceVersion`` the change was planned from."""
         cr = self._kubevirts.get(self._target.name)
-        if cr is None or document_from_wire(cr).version != change.version:
+        if cr is None or resource_version(cr) != change.version:
             return False  # gone, or moved on: the informer has queued a new reconcile
         patch = change_to_wire(cr, change)
         try:
