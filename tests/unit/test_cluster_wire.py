@@ -78,6 +78,7 @@ OURS_ENTRY = {
 
 
 def kubevirt_cr(items, annotation=None) -> dict:
+    """A KubeVirt CR at resourceVersion 42 with ``items`` and, if given, the ownership record."""
     annotations = {} if annotation is None else {MANAGED_ANNOTATION: annotation}
     return {
         "metadata": {"name": "kubevirt", "resourceVersion": "42", "annotations": annotations},
