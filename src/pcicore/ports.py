@@ -90,7 +90,7 @@ class Clock(Protocol):
         ...
 
 
-# The cluster: devices and KubeVirt ----------------------------------------------------------
+# The cluster: devices and KubeVirt
 
 
 class DeviceObjectStore(Protocol):
