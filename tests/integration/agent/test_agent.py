@@ -13,7 +13,7 @@ from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.policy import GroupPolicy
+from pcicore.policy import DenyList, GroupPolicy
 from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
 from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
@@ -257,6 +257,43 @@ class TestResilience:
         )
         assert [e["reason"] for e in mine] == ["DeviceBusy", "BoundToVfio"]
         assert "retry 1 of" in mine[0]["message"]
+
+    def test_deny_entry_added_and_agent_restarted_keeps_the_bound_device_and_says_so(
+        self, start_agent
+    ):
+        """The operator denies a bound NIC and restarts the agent: it stays, DenyListed shown.
+
+        Returning it would pull the device from under a VM that may be using it; the claim
+        keeps passthroughEnabled, Ready True with reason DenyListed, until it is deleted.
+        """
+        running = start_agent()
+        body = claim_body(running.node, FREE_NIC)
+        name = body["metadata"]["name"]
+        running.api.create(PCIDEVICECLAIMS, body)
+        wait_for(
+            lambda: (
+                running.api.get(PCIDEVICECLAIMS, name).get("status", {}).get("passthroughEnabled")
+            )
+        )
+        running.agent.stop()
+        writes = len(running.host.kernel.writes)
+        restarted = start_agent(
+            node=running.node,
+            host=running.host,
+            deny=DenyList(addresses=frozenset({PciAddress.parse(FREE_NIC)})),
+        )
+        claim = wait_for(
+            lambda: (
+                (c := restarted.api.get(PCIDEVICECLAIMS, name))
+                and ready_condition(c)["reason"] == "DenyListed"
+                and c
+            ),
+            timeout=60,
+        )
+        assert ready_condition(claim)["status"] == "True"
+        assert claim["status"]["passthroughEnabled"] is True
+        assert running.host.driver(FREE_NIC) == "vfio-pci"
+        assert running.host.kernel.writes[writes:] == []
 
     def test_api_server_restart_under_a_running_agent(self, kube, make_node, pci_ids, tmp_path):
         """After the API server restarts, the agent carries on without lost or duplicate objects.
