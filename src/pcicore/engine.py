@@ -230,7 +230,15 @@ class ClaimEngine:
         busy device has ``retry_after`` set: call `release` again after that long.
         """
         ledger = self._ledger.load()
-        if address not in ledger.claims and address not in ledger.originals:
+        # Returns of unclaimed devices still waiting for a busy device resume too (a group
+        # member of this claim whose return had to wait when the claim was first released).
+        pending = {
+            a
+            for a, (goal, _) in self._in_flight.items()
+            if goal is Goal.HOST and a in ledger.originals and a not in ledger.claims
+        }
+        known = address in ledger.claims or address in ledger.originals
+        if not known and not pending:
             return [
                 _settled(
                     address,
@@ -240,14 +248,7 @@ class ClaimEngine:
                     f"{address} is not claimed; nothing to release",
                 )
             ]
-        members = ledger.group_of(address)
-        # Returns of unclaimed devices still waiting for a busy device resume with it (a
-        # group member of this claim whose return waited when it was first released).
-        members |= {
-            a
-            for a, (goal, _) in self._in_flight.items()
-            if goal is Goal.HOST and a in ledger.originals and a not in ledger.claims
-        }
+        members = (ledger.group_of(address) if known else set()) | pending
         self._save(ledger.unclaim(members))
         return [self._return(member) for member in sorted(members)]
 
