@@ -7,7 +7,8 @@ a failed write goes to `ClaimMachine.failed`. Because every decision is made fro
 observed, not from what was done before, a process that crashed at any point converges to the
 same end state when it starts again from `ClaimMachine.start`.
 
-Passthrough follows the kernel's per-device path (BRIEF section 3): unbind from the current
+Passthrough follows the kernel's per-device path (the sysfs ABI of ``/sys/bus/pci``, see
+Documentation/ABI/testing/sysfs-bus-pci in the kernel tree): unbind from the current
 driver, set ``driver_override`` to ``vfio-pci``, write the address to ``drivers_probe``, and if
 the probe did not bind, write it to ``vfio-pci/bind`` so the kernel's errno says why. Return
 clears the override and binds the original driver through its ``bind`` file. A passthrough that

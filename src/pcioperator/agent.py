@@ -16,6 +16,7 @@ from typing import Protocol
 from pcihost.uevents import KernelPciEvents
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync
+from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.runner import Controller
 from pcioperator.kube.workqueue import WorkQueue
@@ -41,6 +42,7 @@ class Agent:
         *,
         devices: DeviceSync,
         claims: ClaimController,
+        claims_informer: Informer,
         metrics: AgentMetrics,
         queue: WorkQueue[str] | None = None,
         health: HealthServer | None = None,
@@ -50,6 +52,7 @@ class Agent:
         """Assemble the agent from its parts (see `pcidevices.wiring.agent` for the wiring)."""
         self.devices = devices
         self.claims = claims
+        self.claims_informer = claims_informer
         self.metrics = metrics
         self.health = health
         self.services = services
@@ -90,7 +93,7 @@ class Agent:
 
     def ready(self) -> bool:
         """Whether both caches have been filled once."""
-        return self.devices.informer.synced.is_set() and self.claims.informer.synced.is_set()
+        return self.devices.informer.synced.is_set() and self.claims_informer.synced.is_set()
 
     def start(self) -> None:
         """Start the services, the informers and the worker in background threads."""
@@ -100,7 +103,7 @@ class Agent:
             service.start()
         loops = {
             "pcidevices-informer": self.devices.informer.run,
-            "claims-informer": self.claims.informer.run,
+            "claims-informer": self.claims_informer.run,
             "worker": self._controller.run,
         }
         if self.kernel_events is not None and self.kernel_events.open():
@@ -117,7 +120,7 @@ class Agent:
         self.stopping.set()
         self.queue.shut_down()
         self.devices.informer.interrupt()
-        self.claims.informer.interrupt()
+        self.claims_informer.interrupt()
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():

@@ -41,6 +41,7 @@ from pcihost.sysfs import SysfsPciBus
 from pcihost.uevents import KernelPciEvents
 from pcihost.vfio import HostVfioNodes
 from pcioperator.agent import Agent, Service
+from pcioperator.controllers.claim_store import KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
@@ -229,6 +230,16 @@ class AgentModule(injector.Module):
 
     @injector.singleton
     @injector.provider
+    def claim_store(self, config: AgentConfig, api: KubeApi, queue: AgentQueue) -> KubeClaimStore:
+        """This node's claims: a cache of every claim, watched; a change queues the claims."""
+        return KubeClaimStore(
+            config.node,
+            api,
+            Informer(api, PCIDEVICECLAIMS, on_change=lambda _name: queue.add(ClaimController.KEY)),
+        )
+
+    @injector.singleton
+    @injector.provider
     def claims(
         self,
         config: AgentConfig,
@@ -238,6 +249,7 @@ class AgentModule(injector.Module):
         engine: ClaimEngine,
         state: ClaimStateFile,
         queue: AgentQueue,
+        store: KubeClaimStore,
     ) -> ClaimController:
         """The claim controller of this node."""
 
@@ -246,14 +258,10 @@ class AgentModule(injector.Module):
             return None if device is None else namer.resource_name(device)
 
         return ClaimController(
-            node=config.node,
-            api=api,
-            informer=Informer(
-                api, PCIDEVICECLAIMS, on_change=lambda _name: queue.add(ClaimController.KEY)
-            ),
+            store=store,
+            events=KubeClaimEvents(EventRecorder(api, config.node)),
             engine=engine,
             ledger=state,
-            events=EventRecorder(api, config.node),
             resource_name_of=resource_name_of,
             on_host_changed=lambda: queue.add(DeviceSync.KEY),
             policy=config.group_policy,
@@ -262,10 +270,10 @@ class AgentModule(injector.Module):
     @injector.singleton
     @injector.provider
     def claimed(
-        self, config: AgentConfig, claims: ClaimController, bus: PciBus, namer: DeviceNamer
+        self, config: AgentConfig, store: KubeClaimStore, bus: PciBus, namer: DeviceNamer
     ) -> ClaimedDevices:
         """What the device plugin advertises: the claims in the cluster."""
-        return ClusterClaimedDevices(config.node, claims.informer, bus, namer)
+        return ClusterClaimedDevices(config.node, store.informer, bus, namer)
 
     @injector.singleton
     @injector.provider
@@ -274,6 +282,7 @@ class AgentModule(injector.Module):
         config: AgentConfig,
         devices: DeviceSync,
         claims: ClaimController,
+        store: KubeClaimStore,
         metrics: AgentMetrics,
         queue: AgentQueue,
         inj: injector.Injector,
@@ -288,6 +297,7 @@ class AgentModule(injector.Module):
         agent = Agent(
             devices=devices,
             claims=claims,
+            claims_informer=store.informer,
             metrics=metrics,
             queue=queue,
             services=services,

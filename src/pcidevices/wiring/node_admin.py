@@ -14,7 +14,7 @@ from typing import TextIO
 from pcicore.address import PciAddress
 from pcicore.claim import Action, BindDriver, LoadModules, Probe, SetOverride, Unbind, Wait
 from pcicore.device import PciClass
-from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
+from pcicore.engine import ClaimEngine, ClaimRequest, Outcome, until_settled
 from pcicore.errors import ClaimFailedError, DeviceNotFoundError
 from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
 from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
@@ -66,15 +66,16 @@ def run(args: argparse.Namespace, *, stdout: TextIO) -> int:
     """Run the command named by ``args.command``; return the exit code."""
     address = PciAddress.parse(args.address) if getattr(args, "address", None) else None
     engine, bus, state = build_engine(args)
+    clock = SystemClock()  # the engine never waits; this one-shot command waits for busy devices
     if args.command == "bind" and address is not None:
         request = ClaimRequest(address, GroupPolicy(args.policy), args.resource_name)
         if args.dry_run:
             return _print_plan(engine, request, stdout)
-        return _report(engine.bind(request), stdout, "bind")
+        return _report(until_settled(lambda: engine.bind(request), clock), stdout, "bind")
     if args.command == "release" and address is not None:
-        return _report(engine.release(address), stdout, "release")
+        return _report(until_settled(lambda: engine.release(address), clock), stdout, "release")
     if args.command == "restore":
-        return _report(engine.reconcile(), stdout, "restore")
+        return _report(until_settled(engine.reconcile, clock), stdout, "restore")
     return _print_status(bus, state, address, stdout)
 
 
