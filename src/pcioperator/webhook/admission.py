@@ -1,4 +1,4 @@
-"""`ClaimAdmission`: reads what a request needs, asks `rules`, and answers.
+"""`ClaimAdmission`: reads what a request needs, asks `pcicore.admission`, and answers.
 
 The validating webhook answers every operation on claims; the mutating one only fills
 ``spec.userName`` on create. A read that fails is a denial that says to retry: with
@@ -13,18 +13,18 @@ from typing import Any
 
 import cattrs
 
-from pcioperator.kube.errors import ApiError
-from pcioperator.webhook.facts import ClusterFacts
-from pcioperator.webhook.review import AdmissionRequest
-from pcioperator.webhook.rules import (
+from pcicore.admission import (
+    ClaimSpecFacts,
     CreateRequest,
-    RuleSettings,
     Verdict,
     review_create,
     review_delete,
     review_update,
     user_name_to_set,
 )
+from pcioperator.kube.errors import ApiError
+from pcioperator.webhook.facts import ClusterFacts
+from pcioperator.webhook.review import AdmissionRequest
 from pcioperator.wire.claim import CONVERTER, ClaimSpec
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,9 @@ JsonPatch = list[Mapping[str, Any]]
 class ClaimAdmission:
     """Admission decisions for PCIDeviceClaims."""
 
-    def __init__(self, facts: ClusterFacts, settings: RuleSettings) -> None:
-        """Decide with what ``facts`` reads, under ``settings``."""
+    def __init__(self, facts: ClusterFacts) -> None:
+        """Decide with what ``facts`` reads."""
         self._facts = facts
-        self._settings = settings
 
     def validate(self, request: AdmissionRequest) -> Verdict:
         """The validating webhook's verdict on ``request``."""
@@ -82,7 +81,7 @@ class ClaimAdmission:
         device = self._facts.device(request.name)
         node_devices = (
             self._facts.node_devices(device.node_name)
-            if device is not None and device.iommu_group and device.node_name
+            if device is not None and device.iommu_group is not None and device.node_name
             else ()
         )
         return review_create(
@@ -93,8 +92,7 @@ class ClaimAdmission:
                 device=device,
                 node_devices=node_devices,
                 may_claim=self._facts.may_claim(request.user_info, request.name),
-            ),
-            self._settings,
+            )
         )
 
     def mutate(self, request: AdmissionRequest) -> JsonPatch:
@@ -110,13 +108,20 @@ class ClaimAdmission:
         return [{"op": "add", "path": "/spec/userName", "value": user_name}]
 
 
-def _spec(obj: Mapping[str, Any] | None) -> ClaimSpec | None:
+def _spec(obj: Mapping[str, Any] | None) -> ClaimSpecFacts | None:
+    """The spec of the claim object ``obj``, or ``None`` if it has none of the claim's shape."""
     if obj is None:
         return None
     try:
-        return CONVERTER.structure(obj.get("spec") or {}, ClaimSpec)
+        spec = CONVERTER.structure(obj.get("spec") or {}, ClaimSpec)
     except (cattrs.BaseValidationError, KeyError, TypeError, ValueError):
         return None
+    return ClaimSpecFacts(
+        address=spec.address,
+        node_name=spec.node_name,
+        user_name=spec.user_name,
+        disable_resource_pooling=spec.disable_resource_pooling,
+    )
 
 
 def _malformed() -> Verdict:
