@@ -131,6 +131,15 @@ class TestCreate:
             "claim it again"
         )
 
+    def test_bridge(self, kube, webhook, node):
+        """A PCI bridge (classId 0604) is refused in the words the node agent uses."""
+        device = create_device(webhook.admin, node, ADDRESS, class_id="0604")
+        body = webhook.claim_body(device, ADDRESS, node)
+        assert refusal(_admin_create(kube, body)) == denial(
+            f'PCIDevice "{device}" ({ADDRESS}) is a PCI bridge (class 0604); bridges are never '
+            "passed through, claim the devices behind it instead"
+        )
+
     def test_group_with_a_protected_member(self, kube, webhook, node):
         """A device whose IOMMU group holds a host-protected device can never be handed over."""
         device = create_device(webhook.admin, node, ADDRESS, iommu_group="12")
