@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pcicore.protection import NO_IOMMU_UNSUPPORTED
 from pcidevices.cli.scan import add_sysfs_option
 
 DEFAULT_STATE_FILE = Path("/var/lib/pcidevices/claims.json")
@@ -55,8 +56,6 @@ class RemovedOption(argparse.Action):
 
 def policy_options(parser: argparse.ArgumentParser) -> None:
     """``--deny`` (and the removed ``--no-iommu``), shared by bind, restore and the agent."""
-    from pcicore.protection import NO_IOMMU_UNSUPPORTED  # noqa: PLC0415 - pure, and cheap
-
     parser.add_argument("--no-iommu", action=RemovedOption, default=NO_IOMMU_UNSUPPORTED)
     parser.add_argument(
         "--deny",
