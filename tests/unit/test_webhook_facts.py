@@ -1,11 +1,15 @@
-"""The webhook's reading of a PCIDevice object into `pcicore.admission.DeviceFacts`."""
+"""The webhook's reading of PCIDevice and claim objects into the values of `pcicore.admission`."""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
+from pcicore.admission import ClaimSpecFacts
 from pcicore.device import IommuGroup, PciClass
+from pcioperator.webhook.admission import spec_facts
 from pcioperator.webhook.facts import device_facts
+from pcioperator.wire.claim import ClaimSpec
 
 
 def _device(**status):
@@ -39,3 +43,12 @@ class TestDeviceFacts:
         assert facts.iommu_group is None
         assert facts.pci_class is None
         assert not facts.is_bridge
+
+
+def test_every_wire_spec_field_reaches_the_rules():
+    """The rules see every field of the wire spec, so none can change unnoticed on update."""
+    wire = [field.name for field in attrs.fields(ClaimSpec)]
+    assert [field.name for field in attrs.fields(ClaimSpecFacts)] == wire
+    body = {"address": "a", "nodeName": "n", "userName": "u", "disableResourcePooling": True}
+    spec = spec_facts({"spec": body})
+    assert spec == ClaimSpecFacts("a", "n", "u", disable_resource_pooling=True)

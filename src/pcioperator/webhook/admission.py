@@ -61,12 +61,12 @@ class ClaimAdmission:
         if request.operation == "CREATE":
             return self._validate_create(request)
         if request.operation == "UPDATE":
-            old, new = _spec(request.old_object), _spec(request.object)
+            old, new = spec_facts(request.old_object), spec_facts(request.object)
             if old is None or new is None:
                 return _malformed()
             return review_update(old, new)
         if request.operation == "DELETE":
-            spec = _spec(request.old_object)
+            spec = spec_facts(request.old_object)
             if spec is None:
                 return Verdict.allow()
             return review_delete(
@@ -75,7 +75,7 @@ class ClaimAdmission:
         return Verdict.allow()
 
     def _validate_create(self, request: AdmissionRequest) -> Verdict:
-        spec = _spec(request.object)
+        spec = spec_facts(request.object)
         if spec is None:
             return _malformed()
         device = self._facts.device(request.name)
@@ -99,7 +99,7 @@ class ClaimAdmission:
         """The JSONPatch of the mutating webhook: ``spec.userName`` on create when empty."""
         if request.operation != "CREATE" or not isinstance(request.object, dict):
             return []
-        spec = _spec(request.object)
+        spec = spec_facts(request.object)
         if spec is None or not isinstance(request.object.get("spec"), dict):
             return []  # the schema refuses it, with its own message
         user_name = user_name_to_set(spec, request.user)
@@ -108,7 +108,7 @@ class ClaimAdmission:
         return [{"op": "add", "path": "/spec/userName", "value": user_name}]
 
 
-def _spec(obj: Mapping[str, Any] | None) -> ClaimSpecFacts | None:
+def spec_facts(obj: Mapping[str, Any] | None) -> ClaimSpecFacts | None:
     """The spec of the claim object ``obj``, or ``None`` if it has none of the claim's shape."""
     if obj is None:
         return None
