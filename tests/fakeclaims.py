@@ -36,7 +36,7 @@ from pcicore.errors import DriverWriteError
 from pcicore.hostfacts import HostFacts
 from pcicore.ledger import Ledger
 from pcicore.naming import object_name
-from pcicore.policy import HostProtection
+from pcicore.protection import HostProtection
 
 NODE = NodeName("titan")
 

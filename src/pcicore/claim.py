@@ -74,6 +74,7 @@ class Reason(enum.Enum):
     GROUP_INCOMPLETE = "IommuGroupIncomplete"
     NO_IOMMU = "NoIommu"
     HOST_DEPENDS_ON_DEVICE = "HostDependsOnDevice"
+    HOST_FACTS_UNREADABLE = "HostFactsUnreadable"
     DENY_LISTED = "DenyListed"
 
 

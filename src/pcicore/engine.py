@@ -39,8 +39,9 @@ from pcicore.errors import (
     ModuleLoadError,
 )
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.policy import GroupPlan, GroupPolicy, HostProtection, IommuMode, plan_group
+from pcicore.policy import GroupPlan, GroupPolicy, plan_group
 from pcicore.ports import Clock, DriverControl, HostFactsSource, LedgerStore, PciBus
+from pcicore.protection import HostProtection, condition_reason
 
 
 @attrs.frozen(order=True)
@@ -131,7 +132,6 @@ class ClaimEngine:
         clock: Clock,
         *,
         protection: HostProtection | None = None,
-        iommu: IommuMode = IommuMode.REQUIRED,
         machine: ClaimMachine | None = None,
         max_steps: int = 64,
     ) -> None:
@@ -142,7 +142,6 @@ class ClaimEngine:
         self._ledger = ledger
         self._clock = clock
         self._protection = protection or HostProtection()
-        self._iommu = iommu
         self._machine = machine or ClaimMachine()
         self._max_steps = max_steps
         # Devices whose backoff runs: the goal asked for and the state reached, resumed by the
@@ -293,7 +292,7 @@ class ClaimEngine:
         try:
             return self.bind(request, addresses)
         except ClaimRefusedError as err:
-            reason = err.reason if isinstance(err.reason, Reason) else Reason.DENY_LISTED
+            reason = condition_reason(err.reason)
             return self._kept_bound(request, reason, str(err)) or self._refused(
                 request, reason, str(err)
             )
@@ -375,7 +374,7 @@ class ClaimEngine:
         if target is None:
             raise DeviceNotFoundError(request.address)
         devices = self._bus.devices()
-        group = plan_group(target, devices, claimed, request.policy, self._iommu)
+        group = plan_group(target, devices, claimed, request.policy)
         facts = self._host.facts()
         self._protection.check_all(group.members, facts)
         return group

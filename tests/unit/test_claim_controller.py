@@ -28,7 +28,8 @@ from pcicore.conditions import find_condition
 from pcicore.device import DriverName
 from pcicore.hostfacts import HostFacts
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.policy import DenyList, GroupPolicy, HostProtection
+from pcicore.policy import GroupPolicy
+from pcicore.protection import DenyList, HostProtection
 from pcioperator.controllers.claims import ClaimController
 
 NIC = "0000:03:00.0"

@@ -79,7 +79,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pcicore.policy import GroupPolicy  # noqa: PLC0415 - imported only when it runs
-    from pcidevices.wiring import agent, node_admin, scan  # noqa: PLC0415
+    from pcicore.protection import DenyList  # noqa: PLC0415
+    from pcidevices.wiring import agent, scan  # noqa: PLC0415
     from pciplugin.host import PluginSettings  # noqa: PLC0415
 
     config = agent.AgentConfig(
@@ -91,8 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         rescan_interval=args.rescan_interval,
         metrics_address=args.metrics_address,
         group_policy=GroupPolicy(args.group_policy),
-        no_iommu=args.no_iommu,
-        deny=node_admin.parse_deny_list(args.deny),
+        deny=DenyList.parse(args.deny),
         device_plugin=not args.no_device_plugin,
         kernel_events=not args.no_kernel_events and args.sysfs == Path("/sys"),
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),

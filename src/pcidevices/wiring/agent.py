@@ -23,8 +23,9 @@ from pcicore.engine import ClaimEngine
 from pcicore.errors import ClaimRefusedError, InvalidPciAddressError
 from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
-from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
+from pcicore.policy import GroupPolicy
 from pcicore.ports import PciBus
+from pcicore.protection import DenyList, HostProtection
 from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
 from pcidevices.process import (
     CountedApiModule,
@@ -68,7 +69,6 @@ class AgentConfig:
         rescan_interval: Seconds between idle rescans of the bus.
         metrics_address: Host and port of /metrics, /healthz, /readyz (``None``: off).
         group_policy: How IOMMU groups are handled (``strict`` or ``group``).
-        no_iommu: Allow claims on a node without an IOMMU.
         deny: Addresses or class prefixes never to hand over.
         device_plugin: Whether to serve the kubelet device plugin in this process.
         kernel_events: Whether to follow the kernel's PCI hot-plug/bind events (netlink).
@@ -83,7 +83,6 @@ class AgentConfig:
     rescan_interval: float = 30.0
     metrics_address: tuple[str, int] | None = ("0.0.0.0", 9090)  # noqa: S104 - a pod's port
     group_policy: GroupPolicy = GroupPolicy.STRICT
-    no_iommu: bool = False
     deny: DenyList = attrs.field(factory=DenyList)
     device_plugin: bool = True
     kernel_events: bool = True
@@ -195,7 +194,6 @@ class AgentModule(injector.Module):
             state,
             SystemClock(),
             protection=HostProtection(config.deny),
-            iommu=IommuMode.NO_IOMMU if config.no_iommu else IommuMode.REQUIRED,
         )
 
     @injector.singleton

@@ -16,31 +16,12 @@ from pcicore.claim import Action, BindDriver, LoadModules, Probe, SetOverride, U
 from pcicore.device import PciClass
 from pcicore.engine import ClaimEngine, ClaimRequest, Outcome, until_settled
 from pcicore.errors import ClaimFailedError, DeviceNotFoundError
-from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
+from pcicore.policy import GroupPolicy
+from pcicore.protection import DenyList, HostProtection
 from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
 from pcihost.hostfacts import HostFactsReader
 from pcihost.statefile import ClaimStateFile
 from pcihost.sysfs import SysfsPciBus
-
-_HEX = frozenset("0123456789abcdefABCDEF")
-_CLASS_PREFIX_MAX = 6
-
-
-def parse_deny_list(entries: list[str]) -> DenyList:
-    """Addresses and class prefixes from ``--deny`` (each parsed; anything else is an error)."""
-    addresses = set()
-    classes = set()
-    for entry in entries:
-        if ":" in entry:
-            addresses.add(PciAddress.parse(entry))
-        elif entry and len(entry) <= _CLASS_PREFIX_MAX and set(entry) <= _HEX:
-            classes.add(entry.lower())
-        else:
-            raise ClaimFailedError(
-                f"--deny {entry!r} is neither a PCI address (0000:03:00.0) nor a class "
-                "prefix in hex (03, 0200, 010802)"
-            )
-    return DenyList(addresses=frozenset(addresses), classes=frozenset(classes))
 
 
 def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, SysfsPciBus, ClaimStateFile]:
@@ -56,8 +37,7 @@ def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, SysfsPciBus, Cl
         HostFactsReader(sysfs=sysfs, proc=proc),
         state,
         SystemClock(),
-        protection=HostProtection(parse_deny_list(getattr(args, "deny", []))),
-        iommu=IommuMode.NO_IOMMU if getattr(args, "no_iommu", False) else IommuMode.REQUIRED,
+        protection=HostProtection(DenyList.parse(getattr(args, "deny", []))),
     )
     return engine, bus, state
 
@@ -113,8 +93,7 @@ def _print_plan(engine: ClaimEngine, request: ClaimRequest, stdout: TextIO) -> i
     plan = engine.plan(request)
     group = plan.group
     stdout.write(
-        f"plan for {request.address} (policy {request.policy.value}, IOMMU group "
-        f"{'none' if group.group is None else group.group}):\n"
+        f"plan for {request.address} (policy {request.policy.value}, IOMMU group {group.group}):\n"
     )
     for address, actions in plan.actions:
         stdout.write(f"  {address}:\n")

@@ -18,7 +18,6 @@ from pcidevices.process import configure_logging, load_api_client, termination_s
 from pcioperator.kube.api import KubeApi
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
-from pcioperator.webhook.rules import RuleSettings
 from pcioperator.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -32,13 +31,11 @@ class WebhookConfig:
         cert: TLS certificate (PEM), e.g. ``tls.crt`` of a mounted Secret.
         key: Its private key (PEM).
         address: Host and port to listen on (port 0: any free one).
-        settings: The administrator's rule choices.
     """
 
     cert: Path
     key: Path
     address: tuple[str, int] = ("0.0.0.0", 8443)  # noqa: S104 - a pod's port
-    settings: RuleSettings = attrs.field(factory=RuleSettings)
 
 
 class WebhookModule(injector.Module):
@@ -55,9 +52,9 @@ class WebhookModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def admission(self, config: WebhookConfig) -> ClaimAdmission:
+    def admission(self) -> ClaimAdmission:
         """Decisions on claims, reading the cluster through the API."""
-        return ClaimAdmission(ClusterFacts(KubeApi(self._api_client)), config.settings)
+        return ClaimAdmission(ClusterFacts(KubeApi(self._api_client)))
 
     @injector.singleton
     @injector.provider

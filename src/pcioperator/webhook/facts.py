@@ -1,5 +1,7 @@
 """What the webhook reads from the cluster to decide: devices, VMIs, and who may claim what.
 
+The objects read are turned into the domain values of `pcicore.admission` here, at the edge.
+
 Reads go straight to the API server on every request (no cache): an admission decision must see
 the device as its node last reported it, and the webhook is called only when claims change.
 """
@@ -9,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from pcicore.admission import CLAIM_VERB, DeviceFacts, VmiFacts
+from pcicore.device import IommuGroup, PciClass
 from pcioperator.kube.api import PCIDEVICES, JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import NotFoundError
-from pcioperator.webhook.rules import CLAIM_VERB, DeviceFacts, VmiFacts
 from pcioperator.wire.pcidevice import API_GROUP, NODE_LABEL
 
 SUBJECT_ACCESS_REVIEWS: Final = Resource(
@@ -22,6 +25,25 @@ SUBJECT_ACCESS_REVIEWS: Final = Resource(
 ALL_VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances", "VirtualMachineInstance")
 
 
+_CLASS_ID_LENGTH: Final = 4
+
+
+def _iommu_group(value: object) -> IommuGroup | None:
+    """``status.iommuGroup`` ("12"); empty or not a number: the device has none."""
+    text = str(value or "")
+    return IommuGroup(int(text)) if text.isdigit() else None
+
+
+def _pci_class(value: object) -> PciClass | None:
+    """``status.classId`` (``0604``: class and subclass in hex), or ``None`` if not one."""
+    text = str(value or "")
+    try:
+        code = int(text, 16)
+    except ValueError:
+        return None
+    return PciClass.from_code(code << 8) if len(text) == _CLASS_ID_LENGTH else None
+
+
 def device_facts(obj: JsonObject) -> DeviceFacts:
     """The `DeviceFacts` of a PCIDevice object (missing status fields read as empty)."""
     status: Mapping[str, Any] = obj.get("status") or {}
@@ -30,8 +52,8 @@ def device_facts(obj: JsonObject) -> DeviceFacts:
         address=str(status.get("address") or ""),
         node_name=str(status.get("nodeName") or ""),
         resource_name=str(status.get("resourceName") or ""),
-        iommu_group=str(status.get("iommuGroup") or ""),
-        class_id=str(status.get("classId") or ""),
+        iommu_group=_iommu_group(status.get("iommuGroup")),
+        pci_class=_pci_class(status.get("classId")),
         host_protected=status.get("hostProtected") is True,
         protection_reason=str(status.get("protectionReason") or ""),
     )

@@ -13,7 +13,8 @@ from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.policy import DenyList, GroupPolicy
+from pcicore.policy import GroupPolicy
+from pcicore.protection import DenyList
 from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
 from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
