@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Protocol
 
 from pcicore.address import PciAddress
 from pcicore.claim import (
@@ -35,14 +34,10 @@ from pcicore.claim import (
     Unbind,
     Wait,
 )
-from pcicore.device import VFIO_DRIVER, DriverName
-from pcicore.errors import DriverWriteError, ModuleLoadError
-from pcihost.sysfs import DEFAULT_SYSFS_ROOT, SysfsPciBus
-
-DEFAULT_PROC_ROOT: Final = Path("/proc")
-
-# A kernel driver name: what `struct device_driver.name` holds in practice.
-_DRIVER_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+from pcicore.device import VFIO_DRIVER, DriverName, parse_driver_name
+from pcicore.errors import DriverWriteError, InvalidDriverNameError, ModuleLoadError
+from pcihost.paths import DEFAULT_PROC_ROOT, DEFAULT_SYSFS_ROOT
+from pcihost.sysfs import SysfsPciBus
 
 
 class ModuleLoader(Protocol):
@@ -99,13 +94,10 @@ class SystemClock:
 
 def _driver_name(name: str) -> str:
     """``name`` if it can be a driver's directory name; never a path."""
-    if not _DRIVER_NAME.fullmatch(name):
-        raise DriverWriteError(
-            name,
-            errno.EINVAL,
-            f"{name!r} is not a kernel driver name; check the recorded original driver",
-        )
-    return name
+    try:
+        return parse_driver_name(name)
+    except InvalidDriverNameError as err:
+        raise DriverWriteError(name, errno.EINVAL, str(err)) from err
 
 
 class SysfsDriverControl:

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pcidevices.cli.scan import add_sysfs_option
-
-DEFAULT_STATE_FILE = Path("/var/lib/pcidevices/claims.json")
-DEFAULT_PROC = Path("/proc")
+from pcihost.paths import DEFAULT_PROC_ROOT, DEFAULT_STATE_FILE
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +20,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--proc",
         type=Path,
-        default=DEFAULT_PROC,
+        default=DEFAULT_PROC_ROOT,
         metavar="ROOT",
-        help="procfs mount point to use (default: /proc)",
+        help=f"procfs mount point to use (default: {DEFAULT_PROC_ROOT})",
     )
     parser.add_argument(
         "--state-file",

@@ -1,24 +1,26 @@
 """The node-admin commands: bind, release, status and restore, without a cluster.
 
-This is the composition root of the claim engine for one node: it wires the sysfs, host-facts
-and state-file adapters into `pcicore.engine.ClaimEngine` and prints what happened. Every
+This is the composition root of the claim engine for one node: it takes the engine from the
+shared `pcidevices.wiring.host.HostModule` (the same wiring as the agent's) and prints what
+happened. Every
 address is parsed before anything else runs, so a hostile argument never reaches a path.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TextIO
+
+import injector
 
 from pcicore.address import PciAddress
 from pcicore.claim import Action, BindDriver, LoadModules, Probe, SetOverride, Unbind, Wait
 from pcicore.device import PciClass
 from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
 from pcicore.errors import ClaimFailedError, DeviceNotFoundError
-from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
-from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
-from pcihost.hostfacts import HostFactsReader
+from pcicore.policy import DenyList, GroupPolicy
+from pcicore.ports import PciBus
+from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
 from pcihost.statefile import ClaimStateFile
 from pcihost.sysfs import SysfsPciBus
 
@@ -43,23 +45,26 @@ def parse_deny_list(entries: list[str]) -> DenyList:
     return DenyList(addresses=frozenset(addresses), classes=frozenset(classes))
 
 
-def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, SysfsPciBus, ClaimStateFile]:
-    """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``."""
-    sysfs: Path = args.sysfs
-    proc: Path = args.proc
-    bus = SysfsPciBus(sysfs)
-    bus.check()
-    state = ClaimStateFile(args.state_file)
-    engine = ClaimEngine(
-        bus,
-        SysfsDriverControl(Modprobe(), sysfs=sysfs, proc=proc),
-        HostFactsReader(sysfs=sysfs, proc=proc),
-        state,
-        SystemClock(),
-        protection=HostProtection(parse_deny_list(getattr(args, "deny", []))),
-        iommu=IommuMode.NO_IOMMU if getattr(args, "no_iommu", False) else IommuMode.REQUIRED,
+def node_injector(args: argparse.Namespace) -> injector.Injector:
+    """The injector of a node-admin command: the host its ``--sysfs``/``--proc`` etc. name."""
+    host = HostConfig(sysfs=args.sysfs, proc=args.proc, state_file=args.state_file)
+    engine = EngineConfig(
+        deny=parse_deny_list(getattr(args, "deny", [])),
+        no_iommu=getattr(args, "no_iommu", False),
     )
-    return engine, bus, state
+    return injector.Injector([HostModule(host, engine)])
+
+
+def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, ClaimStateFile]:
+    """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``.
+
+    Raises:
+        pcicore.errors.SysfsError: ``--sysfs`` is not a sysfs tree.
+    """
+    inj = node_injector(args)
+    bus = inj.get(SysfsPciBus)
+    bus.check()
+    return inj.get(ClaimEngine), bus, inj.get(ClaimStateFile)
 
 
 def run(args: argparse.Namespace, *, stdout: TextIO) -> int:
@@ -127,7 +132,7 @@ def _print_plan(engine: ClaimEngine, request: ClaimRequest, stdout: TextIO) -> i
 
 
 def _print_status(
-    bus: SysfsPciBus, state: ClaimStateFile, address: PciAddress | None, stdout: TextIO
+    bus: PciBus, state: ClaimStateFile, address: PciAddress | None, stdout: TextIO
 ) -> int:
     ledger = state.load()
     if address is not None:
