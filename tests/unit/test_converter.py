@@ -236,9 +236,9 @@ class TestKubeVirtWire:
     def test_managed_annotation_round_trips(self, keys):
         """The recorded keys read back from the annotation are the keys written."""
         text = managed_to_wire(keys)
-        cr = {"metadata": {"annotations": {} if text is None else {"x": 1}}}
-        if text is not None:
-            cr["metadata"]["annotations"] = {MANAGED_ANNOTATION: text}
+        assert (text is None) == (not keys)
+        annotations = {} if text is None else {MANAGED_ANNOTATION: text}
+        cr = {"metadata": {"annotations": annotations}}
         assert managed_from_wire(cr) == keys
 
     def test_an_unreadable_annotation_means_nothing_is_managed(self):
