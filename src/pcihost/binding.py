@@ -1,13 +1,15 @@
 """Moves PCI functions between kernel drivers through sysfs: the `DriverControl` adapter.
 
-Only the per-device path is used (BRIEF section 3): ``driver/unbind``, ``driver_override``,
-``drivers_probe`` and ``drivers/<name>/bind``, never ``new_id`` (which would hand *every* device
+Only the kernel's per-device path is used (Documentation/ABI/testing/sysfs-bus-pci):
+``driver/unbind``, ``driver_override``, ``drivers_probe`` and ``drivers/<name>/bind``, never
+``new_id`` (which would hand *every* device
 with the same vendor:device pair to the driver). Each attribute is written with one unbuffered
 ``os.write`` on an ``os.open(path, O_WRONLY)`` descriptor, because sysfs returns the kernel's
 answer (``EBUSY``, ``ENODEV``, ``EINVAL``) from that write; buffered text I/O would report it, if
 at all, at close. The engine confirms every step by observing again (`observe`).
 
 The sysfs and proc roots are parameters, so the same code drives a real host and a fake kernel.
+A driver name is parsed (`pcicore.device.parse_driver_name`) before it becomes part of a path.
 """
 
 # Sysfs attributes are reached with os.open/os.write on str paths, like pcihost.sysfs: the
