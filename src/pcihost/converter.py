@@ -9,13 +9,15 @@ How it converts:
 
 - **attrs classes** get camelCase keys from a hook *factory*: when the converter first meets a
   class it generates that class's (un)structure function, renaming each field from its name
-  (`camel_case`). Nothing is registered per class, so the order classes are met in does not
-  matter. A field whose key is not the plain camelCase of its name says so with
-  `wire_name` (``totalVFs``); a field that Kubernetes omits when empty uses `OMIT_IF_DEFAULT`.
+  (`pcihost.wirefields.camel_case`). Nothing is registered per class, so the order classes are
+  met in does not matter. A field whose key is not the plain camelCase of its name says so with
+  `pcihost.wirefields.wire_name` (``totalVFs``); a field that Kubernetes omits when empty uses
+  `pcihost.wirefields.OMIT_IF_DEFAULT`. (Those rules live apart, without cattrs, so a module
+  can declare its wire classes without paying for importing cattrs until it converts.)
 - **domain values**: `PciAddress` is its canonical text (parsed with `PciAddress.parse`, so a
   bad address fails here, naming itself); a `DriverName` is checked with `parse_driver_name`;
   enums are their values; a `datetime` is an RFC 3339 UTC timestamp in seconds
-  (`format_timestamp`, the one formatter of such timestamps).
+  (`pcihost.wirefields.format_timestamp`, the one formatter of such timestamps).
 
 Errors: structuring raises `cattrs.BaseValidationError`; `describe_error` turns it into one line
 that names the bad field and value.
@@ -33,41 +35,13 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from pcicore.address import PciAddress
 from pcicore.device import DriverName, parse_driver_name
-
-_WIRE_NAME: Final = "pcidevices.wire_name"
-_OMIT_IF_DEFAULT: Final = "pcidevices.omit_if_default"
-_TIMESTAMP: Final = "%Y-%m-%dT%H:%M:%SZ"
-
-OMIT_IF_DEFAULT: Final[Mapping[str, Any]] = {_OMIT_IF_DEFAULT: True}
-"""Field metadata: leave the key out when the value equals the field's default (``None``)."""
-
-
-def wire_name(name: str, *, omit_if_default: bool = False) -> Mapping[str, Any]:
-    """Field metadata: the field's key is ``name`` (for keys that are not plain camelCase)."""
-    return {_WIRE_NAME: name, _OMIT_IF_DEFAULT: omit_if_default}
-
-
-def camel_case(name: str) -> str:
-    """``kernel_driver_to_unbind`` → ``kernelDriverToUnbind``: a field's key on the wire."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def format_timestamp(moment: dt.datetime) -> str:
-    """``moment`` as Kubernetes writes a ``metav1.Time``: RFC 3339, UTC, whole seconds."""
-    return moment.astimezone(dt.UTC).strftime(_TIMESTAMP)
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    """An RFC 3339 timestamp (``2026-01-31T12:00:00Z``) as an aware `datetime`.
-
-    Raises:
-        ValueError: ``text`` is not such a timestamp.
-    """
-    moment = dt.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no time zone; write it as {_TIMESTAMP}")
-    return moment
+from pcihost.wirefields import (
+    OMIT_IF_DEFAULT_KEY,
+    WIRE_NAME_KEY,
+    camel_case,
+    format_timestamp,
+    parse_timestamp,
+)
 
 
 def describe_error(err: Exception) -> str:
@@ -88,8 +62,8 @@ def _format_exception(err: BaseException, type_: type | None) -> str:
 def _overrides(cls: type, *, unstructuring: bool) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for field in attrs.fields(cls):
-        name = field.metadata.get(_WIRE_NAME) or camel_case(field.name)
-        if unstructuring and field.metadata.get(_OMIT_IF_DEFAULT):
+        name = field.metadata.get(WIRE_NAME_KEY) or camel_case(field.name)
+        if unstructuring and field.metadata.get(OMIT_IF_DEFAULT_KEY):
             overrides[field.name] = override(rename=name, omit_if_default=True)
         else:
             overrides[field.name] = override(rename=name)

@@ -142,9 +142,10 @@ class TestHostModule:
         assert inj.get(ClaimEngine) is engine
         assert engine._bus is inj.get(PciBus) is inj.get(SysfsPciBus)
         assert agent.devices._bus is inj.get(PciBus)
-        assert engine._ledger is inj.get(LedgerStore) is inj.get(ClaimStateFile)
+        assert engine._ledger is inj.get(LedgerStore)
+        assert isinstance(inj.get(LedgerStore), ClaimStateFile)
         assert engine._host is inj.get(HostFactsSource)
-        assert inj.get(ClaimStateFile).path == tmp_path / "claims.json"
+        assert inj.get(LedgerStore).path == tmp_path / "claims.json"
         plugin = agent.services[0]
         assert plugin._bus is inj.get(PciBus)
         assert plugin._vfio is inj.get(VfioNodes)
@@ -156,8 +157,8 @@ class TestHostModule:
         )
         inj = node_injector(args)
         engine = inj.get(ClaimEngine)
-        assert engine._ledger is inj.get(ClaimStateFile)
-        assert inj.get(ClaimStateFile).path == tmp_path / "s.json"
+        assert engine._ledger is inj.get(LedgerStore)
+        assert inj.get(LedgerStore).path == tmp_path / "s.json"
         assert inj.get(HostConfig).proc == tmp_path / "proc"
 
     def test_the_standalone_plugin_uses_the_host_module(self, tmp_path):

@@ -43,7 +43,6 @@ from pcihost.paths import (
     DEFAULT_SYSFS_ROOT,
 )
 from pcihost.pciids_file import load_pci_ids
-from pcihost.statefile import ClaimStateFile
 from pcihost.sysfs import SysfsPciBus
 from pcihost.uevents import KernelPciEvents
 from pcioperator.agent import Agent, Service
@@ -178,7 +177,7 @@ class AgentModule(injector.Module):
         api: KubeApi,
         bus: PciBus,
         namer: DeviceNamer,
-        state: ClaimStateFile,
+        ledger: LedgerStore,
         protection: HostProtection,
         facts: HostFactsSource,
         queue: AgentQueue,
@@ -195,7 +194,7 @@ class AgentModule(injector.Module):
                 label_selector=node_selector(config.node),
                 on_change=lambda _name: queue.add(DeviceSync.KEY),
             ),
-            original_drivers=lambda: state.load().originals,
+            original_drivers=lambda: ledger.load().originals,
             rescan_interval=config.rescan_interval,
             protection=protected_devices(protection, facts),
         )

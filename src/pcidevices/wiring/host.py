@@ -6,6 +6,10 @@
 device plugin, ``pcidevices scan`` and the node-admin commands all install it, each adding only
 what is its own. Providers build objects from what they receive; nothing here reads a file (the
 pci.ids file is read by the process's ``run`` and handed in).
+
+The adapters the one-shot ``pcidevices scan`` never uses (driver binding, host facts, the state
+file, VFIO nodes) are imported inside their providers, so its start-up does not pay for them;
+injector resolves a provider by its return type, which is always a port here.
 """
 
 from __future__ import annotations
@@ -21,17 +25,13 @@ from pcicore.pciids import PciIds
 from pcicore.policy import DenyList, HostProtection, IommuMode
 from pcicore.ports import Clock, DriverControl, HostFactsSource, LedgerStore, PciBus
 from pcicore.resources import VfioNodes
-from pcihost.binding import Modprobe, ModuleLoader, SysfsDriverControl, SystemClock
-from pcihost.hostfacts import HostFactsReader
 from pcihost.paths import (
     DEFAULT_DEV_ROOT,
     DEFAULT_PROC_ROOT,
     DEFAULT_STATE_FILE,
     DEFAULT_SYSFS_ROOT,
 )
-from pcihost.statefile import ClaimStateFile
 from pcihost.sysfs import SysfsPciBus
-from pcihost.vfio import HostVfioNodes
 
 
 @attrs.frozen
@@ -101,44 +101,42 @@ class HostModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def modules(self) -> ModuleLoader:
-        """The system's ``modprobe``."""
-        return Modprobe()
+    def driver_control(self, config: HostConfig) -> DriverControl:
+        """Driver binding through sysfs, loading modules with the system's ``modprobe``."""
+        from pcihost.binding import Modprobe, SysfsDriverControl  # noqa: PLC0415 - see the docstring
 
-    @injector.singleton
-    @injector.provider
-    def driver_control(self, config: HostConfig, modules: ModuleLoader) -> DriverControl:
-        """Driver binding through sysfs."""
-        return SysfsDriverControl(modules, sysfs=config.sysfs, proc=config.proc)
+        return SysfsDriverControl(Modprobe(), sysfs=config.sysfs, proc=config.proc)
 
     @injector.singleton
     @injector.provider
     def host_facts(self, config: HostConfig) -> HostFactsSource:
         """Routes, addresses, mounts and the boot GPU, from ``/proc`` and ``/sys``."""
+        from pcihost.hostfacts import HostFactsReader  # noqa: PLC0415 - see the docstring
+
         return HostFactsReader(sysfs=config.sysfs, proc=config.proc)
 
     @injector.singleton
     @injector.provider
-    def state_file(self, config: HostConfig) -> ClaimStateFile:
+    def ledger(self, config: HostConfig) -> LedgerStore:
         """The claim state file."""
-        return ClaimStateFile(config.state_file)
+        from pcihost.statefile import ClaimStateFile  # noqa: PLC0415 - see the docstring
 
-    @injector.singleton
-    @injector.provider
-    def ledger(self, state: ClaimStateFile) -> LedgerStore:
-        """The `LedgerStore` port: the claim state file."""
-        return state
+        return ClaimStateFile(config.state_file)
 
     @injector.singleton
     @injector.provider
     def clock(self) -> Clock:
         """The process's monotonic clock."""
+        from pcihost.binding import SystemClock  # noqa: PLC0415 - see the docstring
+
         return SystemClock()
 
     @injector.singleton
     @injector.provider
     def vfio(self, config: HostConfig) -> VfioNodes:
         """The host's VFIO device nodes."""
+        from pcihost.vfio import HostVfioNodes  # noqa: PLC0415 - see the docstring
+
         return HostVfioNodes(config.dev_root, config.sysfs)
 
     @injector.singleton

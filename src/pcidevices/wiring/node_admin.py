@@ -19,9 +19,8 @@ from pcicore.device import PciClass
 from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
 from pcicore.errors import ClaimFailedError, DeviceNotFoundError
 from pcicore.policy import DenyList, GroupPolicy
-from pcicore.ports import PciBus
+from pcicore.ports import LedgerStore, PciBus
 from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
-from pcihost.statefile import ClaimStateFile
 from pcihost.sysfs import SysfsPciBus
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -55,7 +54,7 @@ def node_injector(args: argparse.Namespace) -> injector.Injector:
     return injector.Injector([HostModule(host, engine)])
 
 
-def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, ClaimStateFile]:
+def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, LedgerStore]:
     """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``.
 
     Raises:
@@ -64,7 +63,7 @@ def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, ClaimSt
     inj = node_injector(args)
     bus = inj.get(SysfsPciBus)
     bus.check()
-    return inj.get(ClaimEngine), bus, inj.get(ClaimStateFile)
+    return inj.get(ClaimEngine), bus, inj.get(LedgerStore)  # type: ignore[type-abstract]
 
 
 def run(args: argparse.Namespace, *, stdout: TextIO) -> int:
@@ -132,7 +131,7 @@ def _print_plan(engine: ClaimEngine, request: ClaimRequest, stdout: TextIO) -> i
 
 
 def _print_status(
-    bus: PciBus, state: ClaimStateFile, address: PciAddress | None, stdout: TextIO
+    bus: PciBus, state: LedgerStore, address: PciAddress | None, stdout: TextIO
 ) -> int:
     ledger = state.load()
     if address is not None:
