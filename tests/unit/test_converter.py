@@ -18,14 +18,9 @@ from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.naming import ResourceName
 from pcicore.permitted import PermittedKey
 from pcicore.policy import GroupPolicy
-from pcihost.converter import (
-    CONVERTER,
-    camel_case,
-    describe_error,
-    format_timestamp,
-    parse_timestamp,
-)
+from pcihost.converter import CONVERTER, describe_error
 from pcihost.statefile import StateDocument
+from pcihost.wirefields import camel_case, format_timestamp, parse_timestamp
 from pcioperator.wire.claim import ClaimSpec, ClaimStatus, claim_from_object, status_to_wire
 from pcioperator.wire.kubevirt import (
     MANAGED_ANNOTATION,
