@@ -30,6 +30,33 @@ class InvalidPciAddressError(PciDevicesError, ValueError):
         self.text = text
 
 
+class InvalidDriverNameError(PciDevicesError, ValueError):
+    """A text that should name a kernel driver (``e1000e``, ``vfio-pci``) does not.
+
+    Raised before the text is used for anything: a driver name becomes a sysfs path.
+    """
+
+    def __init__(self, text: object, hint: str) -> None:
+        """Describe ``text``; ``hint`` says where it came from and what to do."""
+        super().__init__(
+            f"invalid kernel driver name {text!r}: expected letters, digits, '_', '.' or '-' "
+            f"(at most 64, as under /sys/bus/pci/drivers); {hint}"
+        )
+        self.text = text
+
+
+class InvalidNodeNameError(PciDevicesError, ValueError):
+    """A node name that Kubernetes would not accept (not an RFC 1123 DNS subdomain)."""
+
+    def __init__(self, text: str) -> None:
+        """Describe ``text``."""
+        super().__init__(
+            f"invalid node name {text!r}: a node name is lower-case letters, digits, '-' and "
+            "'.' (RFC 1123); pass the node's name with --node or NODE_NAME"
+        )
+        self.text = text
+
+
 class PciIdsError(PciDevicesError):
     """The ``pci.ids`` database could not be found, read or parsed."""
 

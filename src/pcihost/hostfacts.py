@@ -33,9 +33,8 @@ from typing import Final
 from pcicore.address import PciAddress
 from pcicore.errors import InvalidPciAddressError
 from pcicore.hostfacts import HostFacts
-from pcihost.sysfs import DEFAULT_SYSFS_ROOT
+from pcihost.paths import DEFAULT_PROC_ROOT, DEFAULT_SYSFS_ROOT
 
-DEFAULT_PROC_ROOT: Final = Path("/proc")
 _GLOBAL_SCOPE: Final = "00"
 _MAX_DEPTH: Final = 8
 # Errors that mean "not there": the answer "nothing depends on it" where absence is normal.

@@ -13,9 +13,7 @@ from typing import Any
 
 from pcicore.protection import NO_IOMMU_UNSUPPORTED
 from pcidevices.cli.scan import add_sysfs_option
-
-DEFAULT_STATE_FILE = Path("/var/lib/pcidevices/claims.json")
-DEFAULT_PROC = Path("/proc")
+from pcihost.paths import DEFAULT_PROC_ROOT, DEFAULT_STATE_FILE
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +21,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--proc",
         type=Path,
-        default=DEFAULT_PROC,
+        default=DEFAULT_PROC_ROOT,
         metavar="ROOT",
-        help="procfs mount point to use (default: /proc)",
+        help=f"procfs mount point to use (default: {DEFAULT_PROC_ROOT})",
     )
     parser.add_argument(
         "--state-file",

@@ -1,15 +1,17 @@
 """The node-admin commands: bind, release, status and restore, without a cluster.
 
-This is the composition root of the claim engine for one node: it wires the sysfs, host-facts
-and state-file adapters into `pcicore.engine.ClaimEngine` and prints what happened. Every
+This is the composition root of the claim engine for one node: it takes the engine from the
+shared `pcidevices.wiring.host.HostModule` (the same wiring as the agent's) and prints what
+happened. Every
 address is parsed before anything else runs, so a hostile argument never reaches a path.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TextIO
+
+import injector
 
 from pcicore.address import PciAddress
 from pcicore.claim import Action, BindDriver, LoadModules, Probe, SetOverride, Unbind, Wait
@@ -17,36 +19,37 @@ from pcicore.device import PciClass
 from pcicore.engine import ClaimEngine, ClaimRequest, Outcome, until_settled
 from pcicore.errors import ClaimFailedError, DeviceNotFoundError
 from pcicore.policy import GroupPolicy
-from pcicore.protection import DenyList, HostProtection
-from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
-from pcihost.hostfacts import HostFactsReader
-from pcihost.statefile import ClaimStateFile
+from pcicore.ports import Clock, LedgerStore, PciBus
+from pcicore.protection import DenyList
+from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
 from pcihost.sysfs import SysfsPciBus
 
 
-def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, SysfsPciBus, ClaimStateFile]:
-    """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``."""
-    sysfs: Path = args.sysfs
-    proc: Path = args.proc
-    bus = SysfsPciBus(sysfs)
+def node_injector(args: argparse.Namespace) -> injector.Injector:
+    """The injector of a node-admin command: the host its ``--sysfs``/``--proc`` etc. name."""
+    host = HostConfig(sysfs=args.sysfs, proc=args.proc, state_file=args.state_file)
+    engine = EngineConfig(deny=DenyList.parse(getattr(args, "deny", [])))
+    return injector.Injector([HostModule(host, engine)])
+
+
+def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, LedgerStore]:
+    """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``.
+
+    Raises:
+        pcicore.errors.SysfsError: ``--sysfs`` is not a sysfs tree.
+    """
+    inj = node_injector(args)
+    bus = inj.get(SysfsPciBus)
     bus.check()
-    state = ClaimStateFile(args.state_file)
-    engine = ClaimEngine(
-        bus,
-        SysfsDriverControl(Modprobe(), sysfs=sysfs, proc=proc),
-        HostFactsReader(sysfs=sysfs, proc=proc),
-        state,
-        SystemClock(),
-        protection=HostProtection(DenyList.parse(getattr(args, "deny", []))),
-    )
-    return engine, bus, state
+    return inj.get(ClaimEngine), bus, inj.get(LedgerStore)  # type: ignore[type-abstract]
 
 
 def run(args: argparse.Namespace, *, stdout: TextIO) -> int:
     """Run the command named by ``args.command``; return the exit code."""
     address = PciAddress.parse(args.address) if getattr(args, "address", None) else None
     engine, bus, state = build_engine(args)
-    clock = SystemClock()  # the engine never waits; this one-shot command waits for busy devices
+    # The engine never waits; this one-shot command does, on the host's clock, for busy devices.
+    clock = node_injector(args).get(Clock)  # type: ignore[type-abstract]
     if args.command == "bind" and address is not None:
         request = ClaimRequest(address, GroupPolicy(args.policy), args.resource_name)
         if args.dry_run:
@@ -107,7 +110,7 @@ def _print_plan(engine: ClaimEngine, request: ClaimRequest, stdout: TextIO) -> i
 
 
 def _print_status(
-    bus: SysfsPciBus, state: ClaimStateFile, address: PciAddress | None, stdout: TextIO
+    bus: PciBus, state: LedgerStore, address: PciAddress | None, stdout: TextIO
 ) -> int:
     ledger = state.load()
     if address is not None:

@@ -1,7 +1,8 @@
 """``pcidevices webhook``: the admission webhook's composition root.
 
 `run` loads the kubeconfig and installs signal handlers; `WebhookModule` only builds objects
-from what it is given, so tests run the same wiring in-process against a real API server.
+from what it is given, so tests run the same wiring in-process against a real API server. Its
+reads go through the counted `KubeApi` of `CountedApiModule`, like every other process's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import injector
 from kubernetes import client as k8s_client
 
 from pcicore.errors import PciDevicesError
-from pcidevices.process import configure_logging, load_api_client, termination_signal
+from pcidevices.process import (
+    CountedApiModule,
+    configure_logging,
+    load_api_client,
+    termination_signal,
+)
 from pcioperator.kube.api import KubeApi
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
@@ -41,10 +47,9 @@ class WebhookConfig:
 class WebhookModule(injector.Module):
     """The webhook's wiring. Builds objects only; the server opens its socket when built."""
 
-    def __init__(self, config: WebhookConfig, api_client: k8s_client.ApiClient) -> None:
-        """Wire a webhook for ``config`` reading through ``api_client``."""
+    def __init__(self, config: WebhookConfig) -> None:
+        """Wire a webhook for ``config`` (the API: `CountedApiModule`)."""
         self._config = config
-        self._api_client = api_client
 
     def configure(self, binder: injector.Binder) -> None:
         """Bind the values given at start-up."""
@@ -52,9 +57,15 @@ class WebhookModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def admission(self) -> ClaimAdmission:
-        """Decisions on claims, reading the cluster through the API."""
-        return ClaimAdmission(ClusterFacts(KubeApi(self._api_client)))
+    def facts(self, api: KubeApi) -> ClusterFacts:
+        """What the rules read from the cluster, through the counted API."""
+        return ClusterFacts(api)
+
+    @injector.singleton
+    @injector.provider
+    def admission(self, facts: ClusterFacts) -> ClaimAdmission:
+        """Decisions on claims."""
+        return ClaimAdmission(facts)
 
     @injector.singleton
     @injector.provider
@@ -65,7 +76,7 @@ class WebhookModule(injector.Module):
 
 def webhook_injector(config: WebhookConfig, api_client: k8s_client.ApiClient) -> injector.Injector:
     """The injector of one webhook process."""
-    return injector.Injector([WebhookModule(config, api_client)])
+    return injector.Injector([WebhookModule(config), CountedApiModule(api_client)])
 
 
 def run(config: WebhookConfig, kubeconfig: Path | None) -> int:
