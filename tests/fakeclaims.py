@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.backoff import Backoff
 from pcicore.claim import (
     Action,
-    Backoff,
     BindDriver,
     ClaimMachine,
     LoadModules,
@@ -94,7 +94,7 @@ class FakeHost:
             self,
             self,
             protection=protection,
-            machine=ClaimMachine(Backoff(max_attempts=max_attempts, first_delay=0.5)),
+            machine=ClaimMachine(Backoff(base=0.5, cap=8.0, max_attempts=max_attempts)),
         )
 
     # --- PciBus ----------------------------------------------------------------------------

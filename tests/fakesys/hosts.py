@@ -17,7 +17,8 @@ import attrs
 from fakesys.kernel import FakeDriver, FakeKernel, FakeModprobe
 from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
-from pcicore.claim import Backoff, ClaimMachine
+from pcicore.backoff import Backoff
+from pcicore.claim import ClaimMachine
 from pcicore.engine import ClaimEngine
 from pcicore.protection import HostProtection
 from pcihost.binding import SysfsDriverControl
@@ -95,7 +96,7 @@ class Host:
             self.state,
             self.clock,
             protection=protection,
-            machine=ClaimMachine(Backoff(max_attempts=max_attempts, first_delay=0.5)),
+            machine=ClaimMachine(Backoff(base=0.5, cap=8.0, max_attempts=max_attempts)),
         )
 
     def driver(self, address: str) -> str | None:

@@ -39,10 +39,11 @@ from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
 from pcicore.ledger import Ledger
 from pcicore.policy import GroupPolicy
 from pcicore.ports import ClaimEvents, ClaimStore, LedgerStore
+from pcihost.wirefields import format_timestamp
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_timestamp(dt.datetime.now(dt.UTC))
 
 
 class ClaimController:

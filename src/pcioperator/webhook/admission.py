@@ -22,10 +22,11 @@ from pcicore.admission import (
     review_update,
     user_name_to_set,
 )
+from pcihost.converter import CONVERTER
 from pcioperator.kube.errors import ApiError
 from pcioperator.webhook.facts import ClusterFacts
 from pcioperator.webhook.review import AdmissionRequest
-from pcioperator.wire.claim import CONVERTER, ClaimSpec
+from pcioperator.wire.claim import ClaimSpec
 
 log = logging.getLogger(__name__)
 

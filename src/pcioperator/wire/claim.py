@@ -15,7 +15,6 @@ from pcihost.converter import CONVERTER
 from pcioperator.kube.api import JsonObject
 
 __all__ = [
-    "CONVERTER",
     "Claim",
     "ClaimSpec",
     "ClaimStatus",
