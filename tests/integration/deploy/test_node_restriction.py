@@ -737,6 +737,7 @@ class TestTokenWithoutNode:
     def test_every_write_is_denied(self, two_nodes, objects, kube):
         """Device create and patch, claim status and an Event are all refused."""
         admin, mine, _theirs = objects
+        event = event_body(mine.device, mine.node)
         writes: tuple[tuple[Callable[[KubeApi], object], str], ...] = (
             (
                 lambda api: api.create(
@@ -760,10 +761,8 @@ class TestTokenWithoutNode:
                 f'the pcidevices agent may not write the status of PCIDeviceClaim "{mine.device}"',
             ),
             (
-                lambda api: api.create(
-                    EVENTS, event_body(mine.device, mine.node), namespace=EVENT_NAMESPACE
-                ),
-                "the pcidevices agent may not write Event",
+                lambda api: api.create(EVENTS, event, namespace=EVENT_NAMESPACE),
+                f'the pcidevices agent may not write Event "{event["metadata"]["name"]}"',
             ),
         )
         before = {
@@ -777,6 +776,7 @@ class TestTokenWithoutNode:
                 assert refused.value.status == 403
                 assert f"{message}: {NO_NODE}" in str(refused.value)
         assert snapshot(admin, PCIDEVICES, device_name(mine.node, SPARE), None) is None
+        assert snapshot(admin, EVENTS, event["metadata"]["name"], EVENT_NAMESPACE) is None
         assert {
             resource: snapshot(admin, resource, mine.device, None)
             for resource in (PCIDEVICES, PCIDEVICECLAIMS)
