@@ -649,10 +649,25 @@ CROSS_NODE = (
 )  # fmt: skip
 
 
-MISLABELLED = Write(
-    "relabel-a-device-named-for-this-node-labelled-for-the-other",
-    "patch", PCIDEVICES, MINE, SPARE,
-    {"metadata": {"labels": {"nodename": "{mine}"}}}, BELONGS_ELSEWHERE,
+# Devices named for node A whose label or status says node B (made so by an administrator).
+INCONSISTENT = (
+    (
+        "{theirs}",
+        None,
+        Write(
+            "relabel-a-device-labelled-for-the-other-node", "patch", PCIDEVICES, MINE, SPARE,
+            {"metadata": {"labels": {"nodename": "{mine}"}}}, BELONGS_ELSEWHERE,
+        ),
+    ),
+    (
+        "{mine}",
+        "{theirs}",
+        Write(
+            "annotate-a-device-whose-status-names-the-other-node",
+            "patch", PCIDEVICES, MINE, SPARE, ANNOTATE,
+            'it belongs to another node (nodename label "{mine}", status.nodeName "{theirs}")',
+        ),
+    ),
 )  # fmt: skip
 
 
@@ -671,18 +686,26 @@ class TestCrossNodeWritesDenied:
         assert write.refusal(mine, theirs) in str(refused.value)
         assert snapshot(admin, write.resource, name, None) == before
 
-    def test_a_device_named_for_this_node_but_labelled_for_the_other_is_not_this_nodes(
-        self, two_nodes, objects, kube
+    @pytest.mark.parametrize(
+        ("label", "status_node", "write"), INCONSISTENT, ids=[case[2].id for case in INCONSISTENT]
+    )
+    def test_a_device_named_for_this_node_that_says_the_other_is_not_this_nodes(  # noqa: PLR0917 - fixtures and parameters
+        self, two_nodes, objects, kube, label, status_node, write
     ):
-        """Name, label and status must agree: a device labelled for node B is not A's to fix."""
+        """Name, label and status must agree: a device that names node B is not A's to fix."""
         admin, mine, theirs = objects
-        name = MISLABELLED.target(mine, theirs)
-        admin.create(PCIDEVICES, device_body(name, theirs.node))
+        name = write.target(mine, theirs)
+        body = fill(new_device(label), mine=mine.node, theirs=theirs.node, target=name)
+        assert isinstance(body, dict)
+        admin.create(PCIDEVICES, body)
+        if status_node is not None:
+            status = device_status(status_node.format(theirs=theirs.node), SPARE)
+            admin.patch(PCIDEVICES, name, {"status": status}, subresource="status")
         before = snapshot(admin, PCIDEVICES, name, None)
         with agent_api(kube, two_nodes[0]) as api, pytest.raises(ApiError) as refused:
-            MISLABELLED.perform(api, mine, theirs)
+            write.perform(api, mine, theirs)
         assert refused.value.status == 403
-        assert MISLABELLED.refusal(mine, theirs) in str(refused.value)
+        assert write.refusal(mine, theirs) in str(refused.value)
         assert snapshot(admin, PCIDEVICES, name, None) == before
 
     def test_an_event_in_the_other_nodes_name_is_denied(self, two_nodes, objects, kube):
