@@ -323,10 +323,9 @@ class TestPodBoundToken:
             for mount in container.volume_mounts
             if mount.mount_path == SERVICE_ACCOUNT_MOUNT
         }
-        assert pod.spec.automount_service_account_token is True
-        assert projected
-        assert mounted <= projected
         assert mounted
+        assert mounted <= projected
+        assert pod.spec.automount_service_account_token is True
 
     def test_token_bound_to_the_pod_names_its_node(self, two_nodes, kube):
         """A token bound to each agent pod authenticates as the agent, on that pod's node."""
