@@ -29,6 +29,18 @@ def devices_of(api, node):
     return {item["metadata"]["name"]: item for item in items}
 
 
+def published(api, node, count):
+    """This node's devices once there are ``count`` and each has its status (else ``None``).
+
+    The agent creates objects first and writes their status next (the API ignores a status
+    sent with a create), so a reader can see an object without status in between.
+    """
+    devices = devices_of(api, node)
+    if len(devices) != count or not all("status" in obj for obj in devices.values()):
+        return None
+    return devices
+
+
 def compact(address):
     return address.replace(":", "").replace(".", "")
 
@@ -63,12 +75,7 @@ class TestDeviceSync:
     def test_devices_appear_with_owner_label_and_status(self, start_agent):
         """Every device on the bus gets an object owned by the Node, labelled and with status."""
         running = start_agent()
-        devices = wait_for(
-            lambda: (
-                len(devices_of(running.api, running.node)) == 8
-                and devices_of(running.api, running.node)
-            )
-        )
+        devices = wait_for(lambda: published(running.api, running.node, 8))
         nic = devices[f"{running.node}-{compact(MGMT_NIC)}"]
         assert nic["metadata"]["labels"] == {"nodename": running.node}
         assert nic["metadata"]["annotations"] == {"harvesterhci.io/pcideviceDriver": "e1000e"}
