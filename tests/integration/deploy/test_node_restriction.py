@@ -21,6 +21,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
+from pcidevices.agent_main import AgentConfig, agent_injector
 
 from fakesys.background import stop_agent, stop_before_report
 from fakesys.hosts import FREE_NIC, STATE, workstation
@@ -28,7 +29,6 @@ from fakesys.kernel import FakeKernel
 from fakesys.tree import FakeDevice, SysfsTree
 from harness.identity import applied, kubectl_ok, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
-from pcidevices.agent_main import AgentConfig, agent_injector
 from pcioperator.agent import Agent
 from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, NotFoundError
