@@ -21,7 +21,6 @@ import pytest
 import yaml
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
-from pcidevices.agent_main import AgentConfig, agent_injector
 
 from fakesys.background import stop_agent, stop_before_report
 from fakesys.hosts import FREE_NIC, STATE, workstation
@@ -29,6 +28,7 @@ from fakesys.kernel import FakeKernel
 from fakesys.tree import FakeDevice, SysfsTree
 from harness.identity import applied, kubectl_ok, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
+from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
 from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, NotFoundError
@@ -89,7 +89,7 @@ def device_status(node: str, address: str) -> dict[str, object]:
 
 
 def event_body(about: str, host: str) -> dict[str, object]:
-    """An Event as pcioperator.events writes it: about claim ``about``, from node ``host``."""
+    """An Event as pcioperator.kube.events writes it: about claim ``about``, from node ``host``."""
     now = "2026-01-01T00:00:00Z"
     return {
         "apiVersion": "v1",
