@@ -186,7 +186,8 @@ def test_agent_from_the_image_writes_this_machines_devices(bundle, kube: KubeClu
         def written() -> bool:
             assert process.poll() is None, process.communicate()[1][-3000:]
             items, _ = api.list_objects(PCIDEVICES, label_selector=f"nodename={node}")
-            return {item["status"]["address"] for item in items} == addresses
+            # An object is created first, its status written next: count it once both are in.
+            return {(item.get("status") or {}).get("address") for item in items} == addresses
 
         wait_for(written, timeout=120, interval=0.5)
     finally:
