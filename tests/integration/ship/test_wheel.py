@@ -145,16 +145,27 @@ def base_venv(tmp_path_factory, wheel, wheelhouse) -> Path:
         text=True,
         check=False,
         timeout=300,
+        env=_without_checkout(),
     )
     assert result.returncode == 0, result.stderr
     return root
 
 
+def _without_checkout() -> dict[str, str]:
+    """This environment without PYTHONPATH (pip would count a checkout on it as installed)."""
+    return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+
+
 def run_in(venv_root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     # The venv's own interpreter, with no PYTHONPATH pointing back at this checkout.
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
     return subprocess.run(
-        argv, capture_output=True, text=True, check=False, cwd=venv_root, env=env, timeout=60
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=venv_root,
+        env=_without_checkout(),
+        timeout=60,
     )
 
 
