@@ -29,24 +29,6 @@ from pcioperator.wire import claim as wire
 log = logging.getLogger(__name__)
 
 
-def _to_domain(status: wire.ClaimStatus) -> ClaimStatus:
-    return ClaimStatus(
-        kernel_driver_to_unbind=status.kernel_driver_to_unbind,
-        passthrough_enabled=status.passthrough_enabled,
-        conditions=status.conditions,
-        group_members=status.group_members,
-    )
-
-
-def _to_wire(status: ClaimStatus) -> wire.ClaimStatus:
-    return wire.ClaimStatus(
-        kernel_driver_to_unbind=status.kernel_driver_to_unbind,
-        passthrough_enabled=status.passthrough_enabled,
-        conditions=status.conditions,
-        group_members=status.group_members,
-    )
-
-
 class KubeClaimStore:
     """The claims of one node, read from an informer's cache and written through the API."""
 
@@ -87,7 +69,7 @@ class KubeClaimStore:
             finalizers=claim.finalizers,
             address=claim.spec.address,
             node=NodeName(claim.spec.node_name),
-            status=_to_domain(claim.status),
+            status=claim.status,
         )
 
     def write_status(self, claim: ClusterClaim, status: ClaimStatus) -> None:
@@ -96,7 +78,7 @@ class KubeClaimStore:
             self._api.patch(
                 PCIDEVICECLAIMS,
                 claim.name,
-                {"status": wire.status_to_wire(_to_wire(status))},
+                {"status": wire.status_to_wire(status)},
                 subresource="status",
             )
 
