@@ -198,3 +198,19 @@ class PermittedDevicesStore(Protocol):
         read then plans again).
         """
         ...
+
+
+class SriovControl(Protocol):
+    """A node's SR-IOV physical functions: their interfaces, and their VF counts."""
+
+    def interfaces(self, addresses: Sequence[PciAddress]) -> Mapping[PciAddress, str]:
+        """The network interface of each of ``addresses`` that has one."""
+        ...
+
+    def write_num_vfs(self, address: PciAddress, count: int) -> None:
+        """Write ``count`` to the PF's ``sriov_numvfs`` (one write, as the kernel takes it).
+
+        Raises:
+            SriovWriteError: the kernel refused it; ``errno`` is its answer.
+        """
+        ...
