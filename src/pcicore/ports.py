@@ -17,6 +17,7 @@ from pcicore.hostfacts import HostFacts
 from pcicore.ledger import Ledger
 
 if TYPE_CHECKING:  # `pcicore.permitted` imports `pcicore.resources`, which imports this module
+    from pcicore.conditions import Condition
     from pcicore.inventory import (
         DesiredDevice,
         MetadataPatch,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # `pcicore.permitted` imports `pcicore.resources`, which impo
         StatusFields,
     )
     from pcicore.permitted import ClaimedAddress, DeviceKind, PermittedChange, PermittedDocument
+    from pcicore.sriov import ObservedSriovDevice, SriovPf, SriovStatus
 
 
 class PciBus(Protocol):
@@ -213,4 +215,24 @@ class SriovControl(Protocol):
         Raises:
             SriovWriteError: the kernel refused it; ``errno`` is its answer.
         """
+        ...
+
+
+class SriovObjectStore(Protocol):
+    """This node's SRIOVNetworkDevice objects."""
+
+    def observed(self) -> Sequence[ObservedSriovDevice]:
+        """Every object of this node, as last seen."""
+        ...
+
+    def create(self, pf: SriovPf, num_vfs: int) -> None:
+        """Create the object of ``pf`` with ``spec.numVFs`` = ``num_vfs`` (exists: done)."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete an object (gone: done)."""
+        ...
+
+    def write_status(self, name: str, status: SriovStatus, conditions: Sequence[Condition]) -> None:
+        """Replace the object's status and conditions."""
         ...

@@ -26,6 +26,7 @@ from typing import Final
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.conditions import Condition, ConditionStatus
 from pcicore.device import NodeName, PciDevice
 from pcicore.naming import object_name
 from pcicore.protection import Refusal
@@ -276,17 +277,96 @@ def _change_refusal(
     return None
 
 
+CONFIGURED: Final = "VFsConfigured"
+"""The condition type saying whether ``spec.numVFs`` is what the PF has."""
+
+
+@attrs.frozen
+class ObservedSriovDevice:
+    """One SRIOVNetworkDevice of this node as the cluster holds it.
+
+    Attributes:
+        name: The object's name.
+        num_vfs: ``spec.numVFs`` (what the user asks for).
+        generation: ``metadata.generation`` (conditions record the one they answer).
+        status: Its status as last written (``None``: never written).
+        conditions: Its ``status.conditions``.
+    """
+
+    name: str
+    num_vfs: int = 0
+    generation: int = 0
+    status: SriovStatus | None = None
+    conditions: tuple[Condition, ...] = ()
+
+
+@attrs.frozen
+class SriovObjectPlan:
+    """Which SRIOVNetworkDevices to create and delete so that each PF has exactly one.
+
+    Attributes:
+        create: PFs with no object yet, by address.
+        delete: Names of objects whose PF is gone, sorted.
+    """
+
+    create: tuple[SriovPf, ...] = ()
+    delete: tuple[str, ...] = ()
+
+
+def plan_sriov_objects(
+    pfs: Sequence[SriovPf], observed: Iterable[ObservedSriovDevice]
+) -> SriovObjectPlan:
+    """Create an object for each PF without one; delete the objects of PFs gone from the bus."""
+    names = {o.name for o in observed}
+    wanted = {pf.name for pf in pfs}
+    return SriovObjectPlan(
+        create=tuple(pf for pf in pfs if pf.name not in names),
+        delete=tuple(sorted(names - wanted)),
+    )
+
+
+def configured_condition(
+    pf: PciDevice | None,
+    plan: NumVfsPlan,
+    *,
+    failure: str | None,
+    generation: int,
+    now: str,
+) -> Condition:
+    """The `CONFIGURED` condition after carrying out ``plan`` (``failure``: a write failed)."""
+    if plan.refusal is not None:
+        reason, message = plan.refusal.reason.value, plan.refusal.message
+    elif failure is not None:
+        reason, message = "WriteFailed", failure
+    else:
+        count = 0 if pf is None else pf.sriov.num_vfs or 0
+        return Condition(
+            CONFIGURED,
+            ConditionStatus.TRUE,
+            "Configured",
+            f"{count} VFs enabled, as spec.numVFs asks",
+            now,
+            generation,
+        )
+    return Condition(CONFIGURED, ConditionStatus.FALSE, reason, message, now, generation)
+
+
 __all__ = [
+    "CONFIGURED",
     "NETWORK_CLASS",
     "NumVfsPlan",
+    "ObservedSriovDevice",
+    "SriovObjectPlan",
     "SriovPf",
     "SriovRefusal",
     "SriovRefusalReason",
     "SriovState",
     "SriovStatus",
+    "configured_condition",
     "is_sriov_network_pf",
     "is_sriov_pf",
     "plan_num_vfs",
+    "plan_sriov_objects",
     "sriov_device_name",
     "sriov_pfs",
     "sriov_status",
