@@ -150,3 +150,28 @@ class TestPlanOnTheHost:
         assert host.driver("0000:06:10.1") == "vfio-pci"
         assert host.driver("0000:06:10.0") == "ixgbevf"
         assert 8 in host.kernel.vfio_groups()
+
+
+class TestFakeKernelSriov:
+    """The fake kernel's sriov_numvfs answers as Linux's does (other tests rely on it)."""
+
+    def test_text_that_is_not_a_count_is_invalid(self, host):
+        """Writing "two" fails with EINVAL and the PF still reads 0."""
+        path = host.tree.device_dir(PF) / "sriov_numvfs"
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            with pytest.raises(OSError, match="Invalid argument") as caught:
+                os.write(fd, b"two\n")
+        finally:
+            os.close(fd)
+        assert caught.value.errno == errno.EINVAL
+        assert path.read_text() == "0\n"
+
+    def test_writing_the_current_count_changes_nothing(self, host):
+        """2 over 2 is accepted without removing or re-creating the VFs."""
+        control = SysfsSriovControl(SYS)
+        control.write_num_vfs(_a(PF), 2)
+        before = os.stat(host.tree.device_dir("0000:06:10.0")).st_ino
+        control.write_num_vfs(_a(PF), 2)
+        assert os.stat(host.tree.device_dir("0000:06:10.0")).st_ino == before
+        assert host.kernel.vfs_of(PF) == ["0000:06:10.0", "0000:06:10.1"]
