@@ -137,7 +137,7 @@ class FakeKernel:
         times: int | None = None,
         driver: str | None = None,
     ) -> None:
-        """Make ``operation`` (``unbind``, ``bind``, ``override``) on ``address`` fail.
+        """Make ``operation`` (``unbind``, ``bind``, ``override``, ``sriov``) on ``address`` fail.
 
         ``times`` limits how often (default: always); ``driver`` limits a bind fault to one
         driver's probe (default: any driver).
