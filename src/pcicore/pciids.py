@@ -105,6 +105,9 @@ class PciIds:
         self._index: _TopLevel | None = None
         self._devices: dict[bytes, dict[bytes, bytes]] = {}
         self._subclasses: dict[bytes, dict[bytes, bytes]] = {}
+        # Names already answered (a scan asks for each vendor and device more than once).
+        self._vendor_names: dict[int, str | None] = {}
+        self._device_names: dict[tuple[int, int], str | None] = {}
 
     @classmethod
     def empty(cls) -> PciIds:
@@ -179,17 +182,29 @@ class PciIds:
 
     def vendor(self, vendor_id: int) -> str | None:
         """The vendor's name (``Intel Corporation``)."""
+        try:
+            return self._vendor_names[vendor_id]
+        except KeyError:
+            pass
         block = self._vendor_block(vendor_id)
-        return None if block is None else self._name(block.name_start, block.name_end)
+        name = None if block is None else self._name(block.name_start, block.name_end)
+        self._vendor_names[vendor_id] = name
+        return name
 
     def device(self, vendor_id: int, device_id: int) -> str | None:
         """The device's name under its vendor."""
+        try:
+            return self._device_names[vendor_id, device_id]
+        except KeyError:
+            pass
         key = b"%04x" % vendor_id
         block = self._top_level().vendors.get(key)
-        if block is None:
-            return None
-        name = self._children(self._devices, _DEVICE_LINE, key, block).get(b"%04x" % device_id)
-        return None if name is None else _decode(name)
+        name = None
+        if block is not None:
+            found = self._children(self._devices, _DEVICE_LINE, key, block).get(b"%04x" % device_id)
+            name = None if found is None else _decode(found)
+        self._device_names[vendor_id, device_id] = name
+        return name
 
     def subsystem(
         self, vendor_id: int, device_id: int, subvendor_id: int, subdevice_id: int
