@@ -20,6 +20,7 @@ the per-round ratios. Target: CPU ratio <= 0.7 on both trees at 4096 devices (1.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import random
@@ -184,6 +185,11 @@ def main() -> int:
     pci_ids = args.pci_ids or next((Path(p) for p in PCI_IDS_LOCATIONS if Path(p).is_file()), None)
     if pci_ids is None:
         sys.exit("no pci.ids found: apt-get install pci.ids, or pass --pci-ids")
+    # As scripts/setup does: where writing .pyc at run time is off (PYTHONDONTWRITEBYTECODE), a
+    # source changed since the last set-up would be compiled again in every timed run.
+    import pcicore  # noqa: PLC0415 - only to find the installed sources
+
+    compileall.compile_dir(Path(pcicore.__file__).parent.parent, quiet=1)
     trees = {
         "kinds": repeated_kinds,
         "distinct": distinct_kinds(read_pci_ids(pci_ids), args.devices, args.seed),
