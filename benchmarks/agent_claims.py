@@ -19,7 +19,7 @@ It starts the test harness's etcd + kube-apiserver (`tests/harness/kube.py`) and
    fail and are retried: the agent holds 100 claims in its caches and ledger as it would on a
    busy node. ``/proc/modules`` of the tree lists the VFIO modules, so nothing runs
    ``modprobe`` on this host. ``--tracemalloc`` runs the child under ``tracemalloc`` instead and
-   prints the ten biggest allocation sites (by file and by line) held after the idle rescans;
+   prints the ten biggest allocation sites (by file and by line) held after the first sync;
    its RSS then includes tracemalloc's own memory, so take the RSS from a run without it.
 """
 
@@ -329,10 +329,12 @@ def child_rss(root: Path, node: str, devices: int, kubeconfig: Path, *, trace: b
     try:
         wait_for(lambda: len(agent.devices.informer.objects()) == devices, 600, "the sync")
         synced = time.monotonic() - started
-        done = counter.count + IDLE_RESCANS
-        wait_for(lambda: counter.count >= done, 900, "idle rescans")
         if trace:
+            # Traced, every rescan is several times slower: take the picture after the sync.
             print_top_allocations(tracemalloc.take_snapshot())
+        else:
+            done = counter.count + IDLE_RESCANS
+            wait_for(lambda: counter.count >= done, 900, "idle rescans")
     finally:
         agent.stop()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
