@@ -70,17 +70,17 @@ echo "build.sh: compiling up to $total packages; a cold build takes minutes" >&2
 
 # `go build -v` names each package as it compiles it (cached ones are not named): count them.
 progress() {
-    local done=0 line
+    local count=0 line
     while IFS= read -r line; do
         case "$line" in
             "#"* | *": "* | go:*) echo "$line" >&2; continue ;;  # compiler and go messages
         esac
-        done=$((done + 1))
-        if ((done % 100 == 0)); then
-            echo "build.sh: $done of at most $total packages compiled ($((SECONDS - start))s)" >&2
+        count=$((count + 1))
+        if ((count % 100 == 0)); then
+            echo "build.sh: $count of at most $total packages compiled ($((SECONDS - start))s)" >&2
         fi
     done
-    echo "build.sh: $done packages compiled, linking done ($((SECONDS - start))s)" >&2
+    echo "build.sh: $count packages compiled, linking done ($((SECONDS - start))s)" >&2
 }
 set +e
 CGO_ENABLED=0 go build -v -tags "$tags" -trimpath -ldflags "$ldflags" -o "$binary.tmp" . 2>&1 |
