@@ -1,19 +1,26 @@
 """Names of vendors, devices, subsystems and classes from the ``pci.ids`` database.
 
-The database is about 1.3 MB of text and every scan needs a handful of names from it, so it is
-not parsed into dictionaries up front: lookups search the raw bytes (C-speed ``bytes.find``)
-inside the right block and cache what they found. Loading is one read of the file plus one
-regular-expression pass that rejects a file that is not ``pci.ids``.
+The database is about 1.3 MB of text and a scan needs a few (or a few thousand) names from it.
+It is never parsed line by line in Python. Loading is one read of the file plus one
+regular-expression pass that rejects a file that is not ``pci.ids``. The first name lookup
+indexes the top-level lines (vendors and classes: where each name is and where its block ends)
+in one more regular-expression pass; the first device lookup under a vendor indexes that
+vendor's block in one ``findall``. Every later lookup is a dictionary lookup, so the total cost
+is bounded by one pass over the file, however many distinct ids a host has.
 
 Format (from the file's own header): ``vendor  name``; ``<TAB>device  name``;
 ``<TAB><TAB>subvendor subdevice  name``; ``C class  name``; ``<TAB>subclass  name``;
 ``<TAB><TAB>prog-if  name``; ``#`` comments; ids in lower-case hex; two spaces before a name.
+A block (a vendor's devices, a device's subsystems) ends at the next line that is indented
+less; comments and empty lines do not end it. Where an id is listed twice, the first one counts.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Final
+
+import attrs
 
 from pcicore.errors import PciIdsError
 
@@ -33,14 +40,42 @@ _BAD_LINE: Final = re.compile(
     rb"|[0-9a-f]{4}  |#|C [0-9a-f]{2}  |[ \t\r]*(?:\n|$))[^\n]*"
 )
 _VENDOR_LINE: Final = re.compile(rb"^[0-9a-f]{4}  ", re.MULTILINE)
-# Where a top-level block (vendor or class) ends: the next line that is not indented.
-_TOP_LEVEL_LINE: Final = re.compile(rb"\n[^\t#\n]")
+# Every top-level line (not indented, not a comment, not empty), with the id of a vendor line
+# (group 1) or of a class line (group 2); the match ends at the end of the line.
+_TOP_LEVEL_LINE: Final = re.compile(rb"\n(?:([0-9a-f]{4})  |C ([0-9a-f]{2})  |[^\t#\n])[^\n]*")
+# The devices of a vendor block, as (id, name) pairs.
+_DEVICE_LINE: Final = re.compile(rb"\n\t([0-9a-f]{4})  ([^\n]*)")
+# The subclasses of a class block, as (id, name) pairs.
+_SUBCLASS_LINE: Final = re.compile(rb"\n\t([0-9a-f]{2})  ([^\n]*)")
 # Where a second-level block (device or subclass) ends: the next line indented once or less.
 _SECOND_LEVEL_LINE: Final = re.compile(rb"\n(?:\t[^\t#\n]|[^\t#\n])")
 
 
+@attrs.frozen
+class _Block:
+    """A top-level line (vendor or class) and the block of lines under it.
+
+    Attributes:
+        name_start: offset of the line's name in the data.
+        name_end: offset of the end of the line (the block's first byte).
+        end: offset where the block ends (the next top-level line, or the end of the data).
+    """
+
+    name_start: int
+    name_end: int
+    end: int
+
+
+@attrs.frozen
+class _TopLevel:
+    """The index of the top-level lines: vendors and classes by their lower-case hex id."""
+
+    vendors: dict[bytes, _Block]
+    classes: dict[bytes, _Block]
+
+
 class PciIds:
-    """A parsed-on-demand ``pci.ids`` database.
+    """A ``pci.ids`` database, indexed on demand.
 
     Construct it from the file's bytes (an adapter reads the file); names are ``None`` where the
     database does not know the id.
@@ -67,98 +102,142 @@ class PciIds:
                 f"{origin} lists no vendors; pass a valid file with --pci-ids "
                 "or reinstall the pci.ids package"
             )
-        self._vendors: dict[int, tuple[int, int] | None] = {}
-        self._devices: dict[tuple[int, int], tuple[int, int] | None] = {}
-        self._classes: dict[int, tuple[int, int] | None] = {}
-        self._subclasses: dict[tuple[int, int], tuple[int, int] | None] = {}
+        self._index: _TopLevel | None = None
+        self._devices: dict[bytes, dict[bytes, bytes]] = {}
+        self._subclasses: dict[bytes, dict[bytes, bytes]] = {}
+        # Names already answered (a scan asks for each vendor and device more than once).
+        self._vendor_names: dict[int, str | None] = {}
+        self._device_names: dict[tuple[int, int], str | None] = {}
 
     @classmethod
     def empty(cls) -> PciIds:
         """A database that knows no names (every lookup answers ``None``)."""
         return cls(b"ffff  Illegal Vendor ID\n", origin="empty database")
 
-    def _line(self, key: bytes, start: int, end: int) -> tuple[int, int] | None:
-        """Find ``key`` at a line start within [start, end); return (name start, line end)."""
-        at = self._data.find(key, start, end)
+    def _top_level(self) -> _TopLevel:
+        """Index every vendor and class line, once: one regular-expression pass over the data."""
+        if self._index is None:
+            data = self._data
+            vendors: dict[bytes, _Block] = {}
+            classes: dict[bytes, _Block] = {}
+            # The block of a vendor or class line ends where the next top-level line starts.
+            opened: tuple[dict[bytes, _Block], bytes, int, int] | None = None
+            for line in _TOP_LEVEL_LINE.finditer(data):
+                if opened is not None:
+                    table, key, name_start, name_end = opened
+                    table.setdefault(key, _Block(name_start, name_end, line.start()))
+                    opened = None
+                vendor, klass = line.group(1, 2)
+                if vendor is not None:
+                    opened = (vendors, vendor, line.end(1) + 2, line.end())
+                elif klass is not None:
+                    opened = (classes, klass, line.end(2) + 2, line.end())
+            if opened is not None:
+                table, key, name_start, name_end = opened
+                table.setdefault(key, _Block(name_start, name_end, len(data)))
+            self._index = _TopLevel(vendors, classes)
+        return self._index
+
+    def _children(
+        self,
+        tables: dict[bytes, dict[bytes, bytes]],
+        pattern: re.Pattern[bytes],
+        key: bytes,
+        block: _Block,
+    ) -> dict[bytes, bytes]:
+        """The (id → name) lines directly under ``block``, indexed on first use in one pass."""
+        children = tables.get(key)
+        if children is None:
+            # reversed(): the first of two lines with the same id is the one kept.
+            found = pattern.findall(self._data, block.name_end, block.end)
+            children = tables[key] = dict(reversed(found))
+        return children
+
+    def _vendor_block(self, vendor_id: int) -> _Block | None:
+        return self._top_level().vendors.get(b"%04x" % vendor_id)
+
+    def _class_block(self, base: int) -> _Block | None:
+        return self._top_level().classes.get(b"%02x" % base)
+
+    def _name(self, start: int, end: int) -> str:
+        return _decode(self._data[start:end])
+
+    def _grandchild(self, parent_line: bytes, block: _Block, child_line: bytes) -> str | None:
+        """The name of ``child_line`` in the block under ``parent_line`` within ``block``."""
+        data = self._data
+        parent = data.find(parent_line, block.name_end, block.end)
+        if parent < 0:
+            return None
+        parent_end = data.find(b"\n", parent + 1, block.end)
+        if parent_end < 0:
+            return None
+        match = _SECOND_LEVEL_LINE.search(data, parent_end, block.end)
+        end = block.end if match is None else match.start()
+        at = data.find(child_line, parent_end, end)
         if at < 0:
             return None
-        name_start = at + len(key)
-        line_end = self._data.find(b"\n", name_start)
-        return (name_start, len(self._data) if line_end < 0 else line_end)
-
-    def _name(self, span: tuple[int, int] | None) -> str | None:
-        if span is None:
-            return None
-        return self._data[span[0] : span[1]].decode("utf-8", "replace").rstrip("\r")
-
-    def _block_end(self, pattern: re.Pattern[bytes], start: int) -> int:
-        match = pattern.search(self._data, start)
-        return len(self._data) if match is None else match.start()
-
-    def _vendor_span(self, vendor_id: int) -> tuple[int, int] | None:
-        if vendor_id not in self._vendors:
-            self._vendors[vendor_id] = self._line(b"\n%04x  " % vendor_id, 0, len(self._data))
-        return self._vendors[vendor_id]
-
-    def _device_span(self, vendor_id: int, device_id: int) -> tuple[int, int] | None:
-        key = (vendor_id, device_id)
-        if key not in self._devices:
-            vendor = self._vendor_span(vendor_id)
-            span = None
-            if vendor is not None:
-                end = self._block_end(_TOP_LEVEL_LINE, vendor[1])
-                span = self._line(b"\n\t%04x  " % device_id, vendor[1], end)
-            self._devices[key] = span
-        return self._devices[key]
-
-    def _class_span(self, base: int) -> tuple[int, int] | None:
-        if base not in self._classes:
-            self._classes[base] = self._line(b"\nC %02x  " % base, 0, len(self._data))
-        return self._classes[base]
-
-    def _subclass_span(self, base: int, sub: int) -> tuple[int, int] | None:
-        key = (base, sub)
-        if key not in self._subclasses:
-            klass = self._class_span(base)
-            span = None
-            if klass is not None:
-                end = self._block_end(_TOP_LEVEL_LINE, klass[1])
-                span = self._line(b"\n\t%02x  " % sub, klass[1], end)
-            self._subclasses[key] = span
-        return self._subclasses[key]
+        name_start = at + len(child_line)
+        name_end = data.find(b"\n", name_start, end)
+        return self._name(name_start, end if name_end < 0 else name_end)
 
     def vendor(self, vendor_id: int) -> str | None:
         """The vendor's name (``Intel Corporation``)."""
-        return self._name(self._vendor_span(vendor_id))
+        try:
+            return self._vendor_names[vendor_id]
+        except KeyError:
+            pass
+        block = self._vendor_block(vendor_id)
+        name = None if block is None else self._name(block.name_start, block.name_end)
+        self._vendor_names[vendor_id] = name
+        return name
 
     def device(self, vendor_id: int, device_id: int) -> str | None:
         """The device's name under its vendor."""
-        return self._name(self._device_span(vendor_id, device_id))
+        try:
+            return self._device_names[vendor_id, device_id]
+        except KeyError:
+            pass
+        key = b"%04x" % vendor_id
+        block = self._top_level().vendors.get(key)
+        name = None
+        if block is not None:
+            found = self._children(self._devices, _DEVICE_LINE, key, block).get(b"%04x" % device_id)
+            name = None if found is None else _decode(found)
+        self._device_names[vendor_id, device_id] = name
+        return name
 
     def subsystem(
         self, vendor_id: int, device_id: int, subvendor_id: int, subdevice_id: int
     ) -> str | None:
         """The name of a subsystem (a board built around the device)."""
-        device = self._device_span(vendor_id, device_id)
-        if device is None:
+        block = self._vendor_block(vendor_id)
+        if block is None:
             return None
-        end = self._block_end(_SECOND_LEVEL_LINE, device[1])
-        return self._name(
-            self._line(b"\n\t\t%04x %04x  " % (subvendor_id, subdevice_id), device[1], end)
+        return self._grandchild(
+            b"\n\t%04x  " % device_id, block, b"\n\t\t%04x %04x  " % (subvendor_id, subdevice_id)
         )
 
     def class_name(self, base: int) -> str | None:
         """The name of a base class (``Network controller``)."""
-        return self._name(self._class_span(base))
+        block = self._class_block(base)
+        return None if block is None else self._name(block.name_start, block.name_end)
 
     def subclass_name(self, base: int, sub: int) -> str | None:
         """The name of a subclass (``Ethernet controller``)."""
-        return self._name(self._subclass_span(base, sub))
+        key = b"%02x" % base
+        block = self._top_level().classes.get(key)
+        if block is None:
+            return None
+        name = self._children(self._subclasses, _SUBCLASS_LINE, key, block).get(b"%02x" % sub)
+        return None if name is None else _decode(name)
 
     def prog_if_name(self, base: int, sub: int, prog_if: int) -> str | None:
         """The name of a programming interface (``NVM Express``)."""
-        subclass = self._subclass_span(base, sub)
-        if subclass is None:
+        block = self._class_block(base)
+        if block is None:
             return None
-        end = self._block_end(_SECOND_LEVEL_LINE, subclass[1])
-        return self._name(self._line(b"\n\t\t%02x  " % prog_if, subclass[1], end))
+        return self._grandchild(b"\n\t%02x  " % sub, block, b"\n\t\t%02x  " % prog_if)
+
+
+def _decode(name: bytes) -> str:
+    return name.decode("utf-8", "replace").rstrip("\r")

@@ -103,26 +103,36 @@ def cache_root() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "pcidevices"
 
 
-def binary_path() -> Path:
-    """Where the binary for the current pins lives; keyed exactly as ``build.sh`` keys it."""
+# What ``build.sh [VARIANT]`` builds, by variant: the file name of the binary in the cache.
+# "full" has every sub-command; "demo" only etcd, apiserver and pki (no controller manager, no
+# kubectl), for `scripts/demo`.
+VARIANTS = {"full": "harness", "demo": "harness-demo"}
+
+
+def binary_path(variant: str = "full") -> Path:
+    """Where the binary for the current pins lives; keyed exactly as ``build.sh`` keys it.
+
+    The key hashes go.mod, go.sum and every ``*.go`` file in byte order of their names.
+    """
     digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
+    sources = sorted(path.name for path in GO_DIR.glob("*.go"))
+    for name in ("go.mod", "go.sum", *sources):
         digest.update((GO_DIR / name).read_bytes())
-    return cache_root() / f"harness-{digest.hexdigest()[:16]}" / "harness"
+    return cache_root() / f"harness-{digest.hexdigest()[:16]}" / VARIANTS[variant]
 
 
-def ensure_binary() -> Path:
+def ensure_binary(variant: str = "full") -> Path:
     """Return the harness binary, building it with ``build.sh`` first when it is missing.
 
     Raises:
         HarnessError: the build failed; the message holds the build's own output.
     """
-    binary = binary_path()
+    binary = binary_path(variant)
     if os.access(binary, os.X_OK):
         return binary
     try:
         result = subprocess.run(
-            ["bash", str(BUILD_SCRIPT)],
+            ["bash", str(BUILD_SCRIPT), variant],
             capture_output=True,
             text=True,
             check=False,
@@ -132,7 +142,7 @@ def ensure_binary() -> Path:
     if result.returncode != 0:
         raise HarnessError(
             f"building the test cluster failed (exit {result.returncode}); "
-            f"run {BUILD_SCRIPT} to reproduce.\n{result.stdout}{result.stderr}"
+            f"run {BUILD_SCRIPT} {variant} to reproduce.\n{result.stdout}{result.stderr}"
         )
     built = Path(result.stdout.strip().splitlines()[-1])
     if not os.access(built, os.X_OK):
@@ -256,13 +266,18 @@ class KubeCluster:
     # -- life cycle -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: Path | None = None, profile: Profile = DEFAULT) -> KubeCluster:
+    def start(
+        cls, workdir: Path | None = None, profile: Profile = DEFAULT, variant: str = "full"
+    ) -> KubeCluster:
         """Build if needed, then start etcd, the API server and (by default) the controller manager.
+
+        ``variant="demo"`` uses the smaller binary (no controller manager, no kubectl): pass a
+        profile without the controller manager, and reach the cluster through `api_client`.
 
         Raises:
             HarnessError: a build or start-up failure, with the process's log.
         """
-        binary = ensure_binary()
+        binary = ensure_binary(variant)
         if workdir is None:
             workdir = Path(tempfile.mkdtemp(prefix="pcidevices-kube-"))
         cluster = cls(workdir, binary, profile)

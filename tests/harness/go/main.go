@@ -3,10 +3,13 @@
 // small PKI helper. One multi-call binary links the shared Kubernetes code once instead of four
 // times, which roughly quarters the cold build on a small machine.
 //
+// Built with the tag "demo" it holds etcd, kube-apiserver and the PKI helper only (full.go adds
+// the controller manager and kubectl): what `scripts/demo` needs, in less build time.
+//
 //	harness etcd --data-dir DIR --client-port N --peer-port N
 //	harness apiserver  <kube-apiserver flags>
-//	harness controller-manager <kube-controller-manager flags>
-//	harness kubectl <kubectl args>
+//	harness controller-manager <kube-controller-manager flags>   (not in the demo build)
+//	harness kubectl <kubectl args>                               (not in the demo build)
 //	harness pki init DIR
 //	harness pki client DIR NAME OUT_PREFIX [GROUP...]
 //	harness pki serving DIR OUT_PREFIX HOST...
@@ -34,18 +37,21 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/component-base/cli"
-	"k8s.io/component-base/logs"
 	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
-	kubectlcmd "k8s.io/kubectl/pkg/cmd"
-	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
-	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
+
+// commands are the upstream programs linked into this binary, by sub-command; each returns its
+// exit code. full.go adds the ones that only the tests need.
+var commands = map[string]func() int{
+	"apiserver": func() int { return cli.Run(apiserver.NewAPIServerCommand()) },
+}
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: harness etcd|apiserver|controller-manager|kubectl|pki ...")
+	fmt.Fprintln(os.Stderr, "(a binary built with the tag \"demo\" has no controller-manager or kubectl)")
 	os.Exit(2)
 }
 
@@ -57,18 +63,12 @@ func main() {
 	// Each upstream command reads os.Args itself (cobra, kubectl plugins): present it the
 	// arguments as if it were its own binary.
 	os.Args = append([]string{"harness-" + sub}, os.Args[2:]...)
+	if run, ok := commands[sub]; ok {
+		os.Exit(run())
+	}
 	switch sub {
 	case "etcd":
 		runEtcd()
-	case "apiserver":
-		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
-	case "controller-manager":
-		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
-	case "kubectl":
-		logs.GlogSetter(kubectlcmd.GetLogVerbosity(os.Args)) //nolint:errcheck
-		if err := cli.RunNoErrOutput(kubectlcmd.NewDefaultKubectlCommand()); err != nil {
-			kubectlutil.CheckErr(err)
-		}
 	case "pki":
 		runPKI(os.Args[1:])
 	case "version":
