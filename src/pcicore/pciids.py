@@ -24,15 +24,6 @@ import attrs
 
 from pcicore.errors import PciIdsError
 
-STANDARD_LOCATIONS: Final = (
-    "/usr/share/misc/pci.ids",
-    "/usr/share/hwdata/pci.ids",
-    "/usr/share/pci.ids",
-    "/usr/local/share/pci.ids",
-    "/usr/local/share/hwdata/pci.ids",
-)
-"""Where distributions install ``pci.ids``, in the order they are tried."""
-
 # A line that none of the file's line kinds describes (blank and whitespace-only lines occur).
 # Anchored on b"\n" rather than ^ with MULTILINE: about three times faster on the real file.
 _BAD_LINE: Final = re.compile(
