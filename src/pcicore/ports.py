@@ -6,18 +6,20 @@ tests implement them with fakes that keep state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from pcicore.address import PciAddress
-from pcicore.claim import Action, Observation
-from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
-from pcicore.device import PciDevice
-from pcicore.hostfacts import HostFacts
-from pcicore.ledger import Ledger
+# Only the type checker reads these: a Protocol's signatures are never evaluated at run time, so
+# importing the ports costs next to nothing (``pcidevices scan`` is start-up bound), and
+# `pcicore.permitted` can import `pcicore.resources`, which imports this module.
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
-if TYPE_CHECKING:  # `pcicore.permitted` imports `pcicore.resources`, which imports this module
+    from pcicore.address import PciAddress
+    from pcicore.claim import Action, Observation
+    from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
     from pcicore.conditions import Condition
+    from pcicore.device import PciDevice
+    from pcicore.hostfacts import HostFacts
     from pcicore.inventory import (
         DesiredDevice,
         MetadataPatch,
@@ -25,6 +27,7 @@ if TYPE_CHECKING:  # `pcicore.permitted` imports `pcicore.resources`, which impo
         OwnerRef,
         StatusFields,
     )
+    from pcicore.ledger import Ledger
     from pcicore.permitted import ClaimedAddress, DeviceKind, PermittedChange, PermittedDocument
     from pcicore.sriov import ObservedSriovDevice, SriovPf, SriovStatus
 

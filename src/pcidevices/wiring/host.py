@@ -1,26 +1,25 @@
 """The host's adapters, bound once for every process: the shared part of each composition root.
 
 `HostModule` binds every host port to its adapter — `PciBus`, `DriverControl`,
-`HostFactsSource`, `LedgerStore`, `Clock`, `VfioNodes` — plus the `PciIds` database, the
-`DeviceNamer`, the `HostProtection` policy and the one `ClaimEngine`. The agent, the standalone
-device plugin, ``pcidevices scan`` and the node-admin commands all install it, each adding only
-what is its own. Providers build objects from what they receive; nothing here reads a file (the
+`HostFactsSource`, `LedgerStore`, `Clock`, `VfioNodes`, `SriovControl` — plus the `PciIds`
+database, the `DeviceNamer`, the `HostProtection` policy and the one `ClaimEngine`. The bus, the
+database and the namer come from its part `pcidevices.wiring.bus.BusModule`, which is all that
+``pcidevices scan`` installs (it claims nothing, so it does not import the claim machinery). The
+agent, the standalone device plugin and the node-admin commands install `HostModule`, each adding
+only what is its own. Providers build objects from what they receive; nothing here reads a file (the
 pci.ids file is read by the process's ``run`` and handed in).
 
-The adapters the one-shot ``pcidevices scan`` never uses (driver binding, host facts, the state
-file, VFIO nodes) are imported inside their providers, so its start-up does not pay for them;
-injector resolves a provider by its return type, which is always a port here.
+The adapters a process may not use (driver binding, host facts, the state file, VFIO nodes) are
+imported inside their providers; injector resolves a provider by its return type, which is
+always a port here.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import attrs
 import injector
 
 from pcicore.engine import ClaimEngine
-from pcicore.naming import DeviceNamer
 from pcicore.pciids import PciIds
 from pcicore.ports import (
     Clock,
@@ -32,32 +31,9 @@ from pcicore.ports import (
 )
 from pcicore.protection import DenyList, HostProtection
 from pcicore.resources import VfioNodes
-from pcihost.paths import (
-    DEFAULT_DEV_ROOT,
-    DEFAULT_PROC_ROOT,
-    DEFAULT_STATE_FILE,
-    DEFAULT_SYSFS_ROOT,
-)
-from pcihost.sysfs import SysfsPciBus
+from pcidevices.wiring.bus import BusModule, HostConfig
 
-
-@attrs.frozen
-class HostConfig:
-    """Where this process finds the host.
-
-    Attributes:
-        sysfs: The sysfs mount point.
-        proc: The proc mount point (host facts, loaded modules).
-        dev_root: The ``/dev`` where VFIO nodes appear.
-        state_file: Where claimed devices and original drivers are recorded.
-        topology: Whether the bus reader resolves each device's bridges (``scan`` needs not).
-    """
-
-    sysfs: Path = DEFAULT_SYSFS_ROOT
-    proc: Path = DEFAULT_PROC_ROOT
-    dev_root: Path = DEFAULT_DEV_ROOT
-    state_file: Path = DEFAULT_STATE_FILE
-    topology: bool = True
+__all__ = ["EngineConfig", "HostConfig", "HostModule"]
 
 
 @attrs.frozen
@@ -86,23 +62,9 @@ class HostModule(injector.Module):
         self._ids = ids
 
     def configure(self, binder: injector.Binder) -> None:
-        """Bind the values given at start-up."""
-        binder.bind(HostConfig, to=self._config)
+        """Bind the values given at start-up, and the bus (`BusModule`)."""
+        binder.install(BusModule(self._config, self._ids))
         binder.bind(EngineConfig, to=self._engine)
-        if self._ids is not None:
-            binder.bind(PciIds, to=self._ids)
-
-    @injector.singleton
-    @injector.provider
-    def sysfs_bus(self, config: HostConfig) -> SysfsPciBus:
-        """The bus reader below the sysfs root."""
-        return SysfsPciBus(config.sysfs, topology=config.topology)
-
-    @injector.singleton
-    @injector.provider
-    def bus(self, bus: SysfsPciBus) -> PciBus:
-        """The `PciBus` port: the sysfs bus reader."""
-        return bus
 
     @injector.singleton
     @injector.provider
@@ -151,12 +113,6 @@ class HostModule(injector.Module):
         from pcihost.vfio import HostVfioNodes  # noqa: PLC0415 - see the docstring
 
         return HostVfioNodes(config.dev_root, config.sysfs)
-
-    @injector.singleton
-    @injector.provider
-    def namer(self, ids: PciIds) -> DeviceNamer:
-        """Object names, resourceNames and descriptions from ``pci.ids``."""
-        return DeviceNamer(ids)
 
     @injector.singleton
     @injector.provider

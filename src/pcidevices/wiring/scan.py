@@ -1,11 +1,12 @@
 """``pcidevices scan``: this node's PCI bus as the PCIDevice objects the cluster will hold.
 
-Its composition root is the shared `pcidevices.wiring.host.HostModule` (without the topology).
+Its composition root is the bus part of the shared host wiring,
+`pcidevices.wiring.bus.BusModule` (without the topology): scan reads and names, it claims nothing.
 """
 
 from __future__ import annotations
 
-import socket
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -16,7 +17,7 @@ from pcicore.catalog import DeviceCatalog
 from pcicore.device import NodeName, parse_node_name
 from pcicore.naming import DeviceNamer
 from pcidevices import render
-from pcidevices.wiring.host import HostConfig, HostModule
+from pcidevices.wiring.bus import BusModule, HostConfig
 from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
 
@@ -27,7 +28,7 @@ def node_name(given: str | None, environ: Mapping[str, str]) -> NodeName:
     Raises:
         pcicore.errors.InvalidNodeNameError: the name is not a valid Kubernetes node name.
     """
-    return parse_node_name(given or environ.get("NODE_NAME") or socket.gethostname().lower())
+    return parse_node_name(given or environ.get("NODE_NAME") or os.uname().nodename.lower())
 
 
 def run(
@@ -43,7 +44,7 @@ def run(
     SysfsPciBus(sysfs).check()
     name = node_name(node, environ)
     # A PCIDevice does not show the topology, so the bus need not resolve it.
-    host = HostModule(HostConfig(sysfs=sysfs, topology=False), ids=load_pci_ids(pci_ids))
+    host = BusModule(HostConfig(sysfs=sysfs, topology=False), ids=load_pci_ids(pci_ids))
     inj = injector.Injector([host])
     bus = inj.get(SysfsPciBus)
     catalog = DeviceCatalog(name, inj.get(DeviceNamer))
