@@ -1,0 +1,147 @@
+"""Which kernel answers the claim machine retries, and how many tries each goal gets.
+
+Each test is named after the failure it prevents: a device handed back to the host (or left
+half-moved) because a passing race was taken for a permanent refusal, or a return that fails
+at once because the passthrough used up its attempts.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import attrs
+import pytest
+
+from pcicore.address import PciAddress
+from pcicore.claim import (
+    Backoff,
+    BindDriver,
+    ClaimMachine,
+    ClaimPhase,
+    ClaimState,
+    Goal,
+    Observation,
+    Reason,
+    Unbind,
+    Wait,
+)
+from pcicore.device import DriverName, PciClass, PciDevice
+
+ADDRESS = PciAddress.parse("0000:03:00.0")
+IGB = DriverName("igb")
+NOW = 100.0
+
+
+def _seen(driver: str | None, override: str | None = None) -> Observation:
+    device = PciDevice(
+        address=ADDRESS,
+        vendor_id=0x8086,
+        device_id=0x1533,
+        pci_class=PciClass(0x02, 0x00),
+        driver=DriverName(driver) if driver else None,
+    )
+    return Observation(device=device, override=DriverName(override) if override else None)
+
+
+def _state(goal: Goal = Goal.PASSTHROUGH, **kw) -> ClaimState:
+    return attrs.evolve(ClaimMachine.start(ADDRESS, goal, IGB), **kw)
+
+
+class TestRacingWritesAreRetried:
+    """Answers that mean "the device changed under the write" are retried, not final."""
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            pytest.param(errno.ENODEV, id="ENODEV"),
+            pytest.param(errno.ENXIO, id="ENXIO"),
+            pytest.param(errno.EBUSY, id="EBUSY"),
+            pytest.param(errno.EAGAIN, id="EAGAIN"),
+        ],
+    )
+    @pytest.mark.parametrize("goal", list(Goal), ids=lambda g: g.value)
+    def test_write_racing_another_change_is_retried_not_rolled_back(self, error, goal):
+        """A write that raced (ENODEV: the driver had let go already) backs off, keeping its goal.
+
+        The next observation decides; rolling back at once would undo a claim for nothing.
+        """
+        step = ClaimMachine(Backoff(max_attempts=5)).failed(_state(goal), error, "raced", NOW)
+        assert step.state.goal is goal
+        assert step.state.phase is ClaimPhase.WAITING
+        assert step.state.reason is Reason.DEVICE_BUSY
+        assert step.state.attempts == 1
+        assert step.action == Wait(NOW + 0.5)
+
+    @pytest.mark.parametrize(
+        "error", [errno.EINVAL, errno.EIO, errno.EPERM, errno.ENOENT], ids=errno.errorcode.get
+    )
+    def test_refusal_that_will_not_change_is_not_retried(self, error):
+        """EINVAL, EIO, EPERM, ENOENT roll a passthrough back on the first answer."""
+        step = ClaimMachine(Backoff(max_attempts=5)).failed(_state(), error, "refused", NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.rolled_back
+
+
+class TestStillBoundAfterUnbind:
+    """A driver that is still there after its unbind was written is a busy device."""
+
+    @pytest.mark.parametrize("goal", list(Goal), ids=lambda g: g.value)
+    def test_driver_still_bound_after_unbind_is_retried_as_busy(self, goal):
+        """A driver that holds on for a moment (a slow remove) is waited for.
+
+        Taking it for a permanent refusal would end the claim at once.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(goal, phase=ClaimPhase.UNBINDING)
+        step = machine.step(state, _seen("e1000e"), NOW)
+        assert step.state.goal is goal
+        assert step.state.phase is ClaimPhase.WAITING
+        assert step.state.reason is Reason.DEVICE_BUSY
+        assert "still bound to e1000e after unbind" in step.state.message
+
+    def test_driver_still_bound_after_every_retry_rolls_back(self):
+        """The retries are bounded: the last one rolls the passthrough back."""
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        state = _state(phase=ClaimPhase.UNBINDING, attempts=2)
+        step = machine.step(state, _seen("igb"), NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.reason is Reason.BIND_FAILED
+
+
+class TestRollbackGetsItsOwnAttempts:
+    """Turning a failed passthrough into a return starts the attempt count again."""
+
+    def test_rollback_resets_the_attempt_count(self):
+        """The rolled-back state starts at zero attempts."""
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        step = machine.failed(_state(attempts=2), errno.EBUSY, "busy", NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.attempts == 0
+
+    def test_return_after_a_busy_rollback_still_retries_a_busy_bind(self):
+        """A passthrough that used up its tries on EBUSY leaves the return all of its own.
+
+        Otherwise one EBUSY on the original driver's bind fails the return and leaves the
+        device on no driver at all.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        rolled = machine.failed(_state(attempts=2), errno.EBUSY, "busy", NOW).state
+        binding = machine.step(rolled, _seen(None), NOW)
+        assert binding.action == BindDriver(ADDRESS, IGB)
+        step = machine.failed(binding.state, errno.EBUSY, "busy", NOW)
+        assert step.state.phase is ClaimPhase.WAITING
+        assert step.state.goal is Goal.HOST
+
+    def test_settling_resets_the_attempt_count(self):
+        """Bound after two busy answers: the next change of goal starts with every try."""
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        step = machine.step(_state(attempts=2), _seen("vfio-pci"), NOW)
+        assert step.state.phase is ClaimPhase.BOUND
+        assert step.state.attempts == 0
+
+    def test_unbind_after_rollback_names_the_driver_it_leaves(self):
+        """The rolled-back return unbinds vfio-pci first (the device is never left there)."""
+        machine = ClaimMachine(Backoff(max_attempts=2))
+        rolled = machine.failed(_state(attempts=1), errno.EBUSY, "busy", NOW).state
+        step = machine.step(rolled, _seen("vfio-pci", "vfio-pci"), NOW)
+        assert step.action == Unbind(ADDRESS, DriverName("vfio-pci"))
