@@ -14,10 +14,11 @@ pytest_plugins = ["harness.fixtures", "fakesys.background"]
 # tests never assert on time). Mutation runs (scripts/mutation) call each test many times in one
 # process, which hypothesis reports as "differing executors", and want the same examples for
 # every mutant so that a verdict does not depend on luck.
-settings.register_profile("pcidevices", deadline=None)
+settings.register_profile("pcidevices", deadline=None, max_examples=300)
 settings.register_profile(
     "mutation",
     deadline=None,
+    max_examples=40,  # every mutant reruns the property tests that cover it
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.differing_executors, HealthCheck.too_slow],

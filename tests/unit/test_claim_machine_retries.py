@@ -145,3 +145,35 @@ class TestRollbackGetsItsOwnAttempts:
         rolled = machine.failed(_state(attempts=1), errno.EBUSY, "busy", NOW).state
         step = machine.step(rolled, _seen("vfio-pci", "vfio-pci"), NOW)
         assert step.action == Unbind(ADDRESS, DriverName("vfio-pci"))
+
+
+class TestWhatTheStatusSays:
+    """The messages a claim's condition shows while it retries or rolls back."""
+
+    def test_busy_message_counts_retries_and_the_wait(self):
+        """'retry 2 of 4 in 1.0s': the user sees how many tries are left and when the next is."""
+        machine = ClaimMachine(Backoff(max_attempts=5, first_delay=0.5, factor=2.0))
+        step = machine.failed(_state(attempts=1), errno.EBUSY, "EBUSY from bind", NOW)
+        assert step.state.message == (
+            "0000:03:00.0 is busy (EBUSY from bind); retry 2 of 4 in 1.0s"
+        )
+
+    def test_rollback_of_a_device_that_had_no_driver_says_so(self):
+        """A device with no original driver goes back to 'no driver', and the message says it."""
+        machine = ClaimMachine(Backoff(max_attempts=1))
+        state = attrs.evolve(ClaimMachine.start(ADDRESS, Goal.PASSTHROUGH, None))
+        step = machine.failed(state, errno.EINVAL, "invalid", NOW)
+        assert "returning it to no driver." in step.state.message
+
+    def test_rollback_from_the_bind_step_starts_the_return_from_the_beginning(self):
+        """The rolled-back claim is Pending, so its first step binds the original driver.
+
+        Keeping the Binding phase would read as "the original driver's bind did nothing" and
+        fail the return before it was tried.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(phase=ClaimPhase.BINDING)
+        rolled = machine.failed(state, errno.EINVAL, "invalid", NOW).state
+        assert rolled.phase is ClaimPhase.PENDING
+        step = machine.step(rolled, _seen(None), NOW)
+        assert step.action == BindDriver(ADDRESS, IGB)
