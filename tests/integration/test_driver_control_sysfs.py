@@ -7,6 +7,8 @@ Linux's driver core does, and the tests assert on the host's state and the adapt
 from __future__ import annotations
 
 import errno
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +17,7 @@ from pcicore.address import PciAddress
 from pcicore.claim import BindDriver, LoadModules, SetOverride, Unbind
 from pcicore.device import DriverName
 from pcicore.errors import DriverWriteError
-from pcihost.binding import SysfsDriverControl
+from pcihost.binding import Modprobe, SysfsDriverControl
 
 NIC = PciAddress.parse(FREE_NIC)
 
@@ -144,3 +146,52 @@ class TestVfioReadiness:
         driver_control.apply(LoadModules())
         assert {"vfio_pci", "vfio_iommu_type1"} <= host.kernel.modules
         assert driver_control.observe(NIC).modules_loaded
+
+
+def fake_modprobe(folder: Path, script: str) -> str:
+    path = folder / "modprobe"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+class TestModprobe:
+    """`Modprobe` runs the system's modprobe and turns every failure into an OSError."""
+
+    def test_module_is_loaded_by_running_modprobe_with_its_name(self, tmp_path):
+        """``modprobe vfio_pci`` is run with exactly the module's name."""
+        log = tmp_path / "args"
+        Modprobe(fake_modprobe(tmp_path, f'echo "$@" > {log}')).load("vfio_pci")
+        assert log.read_text() == "vfio_pci\n"
+
+    def test_failing_modprobe_raises_with_its_stderr(self, tmp_path):
+        """A non-zero exit raises an OSError carrying modprobe's own words."""
+        command = fake_modprobe(tmp_path, 'echo "FATAL: Module $1 not found" >&2; exit 1')
+        with pytest.raises(OSError, match="FATAL: Module vfio_pci not found"):
+            Modprobe(command).load("vfio_pci")
+
+    def test_silent_failing_modprobe_names_the_command(self, tmp_path):
+        """No stderr: the message names the command and module that failed."""
+        command = fake_modprobe(tmp_path, "exit 1")
+        with pytest.raises(OSError, match=r"modprobe vfio_pci failed"):
+            Modprobe(command).load("vfio_pci")
+
+    def test_missing_modprobe_raises_enoent_naming_it(self, tmp_path):
+        """No modprobe on the host: ENOENT, naming the command."""
+        missing = str(tmp_path / "no-such-modprobe")
+        with pytest.raises(OSError, match="no-such-modprobe vfio_pci") as caught:
+            Modprobe(missing).load("vfio_pci")
+        assert caught.value.errno == errno.ENOENT
+
+    def test_hanging_modprobe_is_cut_off(self, tmp_path, monkeypatch):
+        """A modprobe that never returns is abandoned after the timeout, as an OSError."""
+        seen: dict = {}
+
+        def run(argv, **kw):
+            seen.update(kw)
+            raise subprocess.TimeoutExpired(argv, kw["timeout"])
+
+        monkeypatch.setattr("pcihost.binding.subprocess.run", run)
+        with pytest.raises(OSError, match="timed out"):
+            Modprobe("modprobe", timeout=7.0).load("vfio_pci")
+        assert seen["timeout"] == 7.0

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import select
 import socket
 import threading
 from pathlib import Path
 
 import pytest
 
-from pcihost.uevents import KernelPciEvents, parse_uevent
+from pcihost.uevents import NETLINK_KOBJECT_UEVENT, KernelPciEvents, parse_uevent
 from polling import wait_for
 
 
@@ -42,6 +44,20 @@ def _why_no_synthetic_event(device: Path | None) -> str | None:
     if os.statvfs(device).f_flag & os.ST_RDONLY:
         return "/sys is mounted read-only here (a container without a writable sysfs)"
     return f"{device / 'uevent'} is not writable by uid {os.geteuid()} (run as root)"
+
+
+def _why_no_netlink() -> str | None:
+    """Why no kernel uevent socket can be bound here, or ``None`` when one can."""
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_KOBJECT_UEVENT)
+    except OSError as err:
+        return str(err)
+    with sock:
+        try:
+            sock.bind((0, 1))
+        except OSError as err:
+            return str(err)
+    return None
 
 
 def _first_device() -> Path | None:
@@ -90,6 +106,68 @@ class TestDelivery:
         ]
         assert events._socket is None  # closed when the loop ends
 
+    def test_events_after_an_idle_wait_are_still_reported(self, monkeypatch):
+        """A quiet spell (the wait times out with nothing to read) does not end the loop."""
+        seen: list[tuple[str, str]] = []
+        events = KernelPciEvents(lambda action, slot: seen.append((action, slot)))
+        ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        events._socket = ours
+        waits: list[int] = []
+        real_select = select.select
+
+        def quiet_once(read, write, error, timeout):
+            waits.append(1)
+            if len(waits) == 1:
+                return ([], [], [])  # the first wait ends on its timeout, with nothing read
+            return real_select(read, write, error, timeout)
+
+        monkeypatch.setattr("pcihost.uevents.select.select", quiet_once)
+        stop = threading.Event()
+        thread = threading.Thread(target=events.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            kernel.send(_kernel_message("bind", "pci", "0000:00:03.0"))
+            wait_for(lambda: seen, timeout=5)
+        finally:
+            stop.set()
+            thread.join(5)
+            kernel.close()
+        assert seen == [("bind", "0000:00:03.0")]
+
+
+class TestOpen:
+    """`KernelPciEvents.open` subscribes, or says why not and lets the agent rely on rescans."""
+
+    def test_unavailable_netlink_is_logged_and_reported_as_false(self, monkeypatch, caplog):
+        """No netlink (another network namespace, no permission): False and one info line."""
+
+        def refuse(*_args):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr("pcihost.uevents.socket.socket", refuse)
+        caplog.set_level(logging.INFO, logger="pcihost.uevents")
+        events = KernelPciEvents(lambda _action, _slot: None)
+        assert events.open() is False
+        expected = (
+            "kernel device events unavailable ([Errno 1] Operation not permitted); "
+            "relying on rescans"
+        )
+        assert [r.getMessage() for r in caplog.records] == [expected]
+
+    def test_open_subscribes_where_this_machine_allows_a_uevent_socket(self):
+        """Where a netlink uevent socket can be bound here, `open` succeeds.
+
+        The check is made independently of the adapter, so an adapter that asks for the
+        wrong socket fails here instead of skipping the real-kernel test below.
+        """
+        reason = _why_no_netlink()
+        if reason is not None:
+            pytest.skip(f"no netlink uevent socket on this machine: {reason}")
+        events = KernelPciEvents(lambda _action, _slot: None)
+        assert events.open() is True
+        assert events._socket is not None
+        events._socket.close()
+
 
 def test_synthetic_uevent_from_the_real_kernel_is_reported():
     """Writing 'change' to a device's uevent makes the kernel send an event we receive.
@@ -104,8 +182,10 @@ def test_synthetic_uevent_from_the_real_kernel_is_reported():
     assert device is not None
     seen: list[tuple[str, str]] = []
     events = KernelPciEvents(lambda action, slot: seen.append((action, slot)))
-    if not events.open():
-        pytest.skip("netlink uevents are not available here (no permission or no netlink)")
+    netlink = _why_no_netlink()
+    if netlink is not None:
+        pytest.skip(f"no netlink uevent socket on this machine: {netlink}")
+    assert events.open()
     stop = threading.Event()
     thread = threading.Thread(target=events.run, args=(stop,), daemon=True)
     thread.start()

@@ -130,8 +130,10 @@ class TestVanishedDevice:
         assert step.action is None
         assert step.state.phase is ClaimPhase.RETURNED
         assert step.state.reason is Reason.DEVICE_VANISHED
-        assert "0000:03:00.0 is gone" in step.state.message
-        assert "check the hardware" in step.state.message
+        assert step.state.message == (
+            "PCI device 0000:03:00.0 is gone (hot-unplugged or reads vendor 0xffff); "
+            "check the hardware, then claim it again"
+        )
 
     def test_device_gone_on_its_way_to_vfio_fails_the_claim_and_says_why(self):
         """The claim cannot be met: Failed, reason DeviceVanished, with the fix."""
