@@ -34,6 +34,19 @@ class TestParse:
         """A message without the action@devpath header is not the kernel's."""
         assert parse_uevent(b"libudev\0\xfe\xed\xca\xfe") is None
 
+    def test_value_containing_an_equals_sign_is_kept_whole(self):
+        """Only the first ``=`` separates key and value (``MODALIAS`` and paths may hold more)."""
+        message = b"change@/devices/x\0DEVLINKS=/dev/a=b\0"
+        assert parse_uevent(message) == {"DEVLINKS": "/dev/a=b"}
+
+    def test_bytes_that_are_not_text_never_raise(self):
+        """A key that is not ASCII or a value that is not UTF-8 is decoded with replacements.
+
+        The reader thread must not die on one odd message from some driver.
+        """
+        message = b"change@/devices/x\0K\xffEY=v\xfe\xffalue\0"
+        assert parse_uevent(message) == {"K\ufffdEY": "v\ufffd\ufffdalue"}
+
 
 def _why_no_synthetic_event(device: Path | None) -> str | None:
     """Why this machine cannot make the kernel send a uevent, or ``None`` when it can."""
@@ -133,6 +146,30 @@ class TestDelivery:
             thread.join(5)
             kernel.close()
         assert seen == [("bind", "0000:00:03.0")]
+
+    def test_pci_event_without_a_slot_name_is_reported_with_an_empty_slot(self):
+        """No ``PCI_SLOT_NAME``: still reported (the agent rescans), with the slot empty."""
+        seen: list[tuple[str, str]] = []
+        events = KernelPciEvents(lambda action, slot: seen.append((action, slot)))
+        ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        events._socket = ours
+        stop = threading.Event()
+        thread = threading.Thread(target=events.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            kernel.send(b"remove@/devices/pci0000:00/0000:00:03.0\0ACTION=remove\0SUBSYSTEM=pci\0")
+            wait_for(lambda: seen, timeout=5)
+        finally:
+            stop.set()
+            thread.join(5)
+            kernel.close()
+        assert seen == [("remove", "")]
+
+    def test_run_before_open_returns_at_once(self):
+        """Without a subscription there is nothing to read: `run` returns, it does not fail."""
+        events = KernelPciEvents(lambda _action, _slot: None)
+        events.run(threading.Event())
+        assert events._socket is None
 
 
 class TestOpen:
