@@ -17,7 +17,7 @@ from pcicore.address import PciAddress
 from pcicore.claim import BindDriver, LoadModules, SetOverride, Unbind
 from pcicore.device import DriverName
 from pcicore.errors import DriverWriteError
-from pcihost.binding import Modprobe, SysfsDriverControl
+from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
 
 NIC = PciAddress.parse(FREE_NIC)
 
@@ -195,3 +195,14 @@ class TestModprobe:
         with pytest.raises(OSError, match="timed out"):
             Modprobe("modprobe", timeout=7.0).load("vfio_pci")
         assert seen["timeout"] == 7.0
+
+
+class TestSystemClock:
+    """The clock a real engine waits with."""
+
+    def test_sleep_waits_and_now_never_goes_back(self):
+        """A zero-second sleep returns, and monotonic time does not decrease across it."""
+        clock = SystemClock()
+        before = clock.now()
+        clock.sleep(0.0)
+        assert clock.now() >= before
