@@ -14,7 +14,9 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from pcicore.address import PciAddress
 from pcicore.naming import resource_name, vendor_domain
+from pcicore.resources import dedicated_resource_name
 
 # k8s.io/apimachinery/pkg/util/validation: qualifiedNameFmt and dns1123SubdomainFmt.
 _QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
@@ -67,3 +69,22 @@ class TestResourceNameIsTotal:
         """A pure function of its inputs: every node derives the same name for one kind."""
         first = resource_name("Intel Corporation", device, device_id)
         assert resource_name("Intel Corporation", device, device_id) == first
+
+    @given(
+        names | realistic,
+        names | realistic,
+        st.integers(0, 0xFFFF),
+        st.builds(
+            PciAddress,
+            domain=st.integers(0, 0xFFFF),
+            bus=st.integers(0, 0xFF),
+            device=st.integers(0, 0x1F),
+            function=st.integers(0, 7),
+        ),
+    )
+    def test_dedicated_resource_of_any_device_is_a_valid_resource_name(
+        self, vendor, device, device_id, address
+    ):
+        """``<pool>-<address>`` (a claim that disables pooling) is cut to fit, never invalid."""
+        pool = resource_name(vendor, device, device_id)
+        assert_kubelet_accepts(dedicated_resource_name(pool, address))
