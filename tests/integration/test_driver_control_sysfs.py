@@ -16,7 +16,7 @@ from fakesys.hosts import FREE_NIC, PROC, SYS, workstation
 from pcicore.address import PciAddress
 from pcicore.claim import BindDriver, LoadModules, SetOverride, Unbind
 from pcicore.device import DriverName
-from pcicore.errors import DriverWriteError
+from pcicore.errors import DriverWriteError, ModuleLoadError
 from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
 
 NIC = PciAddress.parse(FREE_NIC)
@@ -206,3 +206,43 @@ class TestSystemClock:
         before = clock.now()
         clock.sleep(0.0)
         assert clock.now() >= before
+
+
+class TestModuleLoadErrors:
+    """A module that cannot be loaded is reported with its name, modprobe's words and the fix."""
+
+    def test_missing_module_error_names_it_and_the_fix(self, fs):
+        """The message a claim's condition shows when vfio_pci is not installed."""
+        host = workstation(fs, loaded_modules=("vfio",))
+        host.modprobe.missing = {"vfio_pci"}
+        with pytest.raises(ModuleLoadError) as caught:
+            control(host).apply(LoadModules())
+        assert str(caught.value) == (
+            "could not load kernel module vfio_pci: modprobe: FATAL: Module vfio_pci not found; "
+            "install the kernel's vfio modules (linux-modules-extra on Ubuntu) and enable the IOMMU"
+        )
+
+
+class TestModprobeDefaults:
+    """Without arguments, `Modprobe` runs ``modprobe`` from PATH with a 60 s limit."""
+
+    def test_default_command_is_modprobe_from_path(self, tmp_path, monkeypatch):
+        """The first ``modprobe`` on PATH is the one run."""
+        log = tmp_path / "args"
+        fake_modprobe(tmp_path, f'echo "$@" > {log}')
+        monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+        Modprobe().load("vfio_iommu_type1")
+        assert log.read_text() == "vfio_iommu_type1\n"
+
+    def test_default_limit_is_a_minute(self, monkeypatch):
+        """A module load may take long (firmware), but not for ever: 60 s."""
+        seen: dict = {}
+
+        def run(argv, **kw):
+            seen.update(kw)
+            raise subprocess.TimeoutExpired(argv, kw["timeout"])
+
+        monkeypatch.setattr("pcihost.binding.subprocess.run", run)
+        with pytest.raises(OSError, match="timed out"):
+            Modprobe().load("vfio_pci")
+        assert seen["timeout"] == 60.0
