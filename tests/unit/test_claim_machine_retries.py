@@ -177,3 +177,13 @@ class TestWhatTheStatusSays:
         assert rolled.phase is ClaimPhase.PENDING
         step = machine.step(rolled, _seen(None), NOW)
         assert step.action == BindDriver(ADDRESS, IGB)
+
+    def test_rollback_message_says_what_failed_where_it_goes_and_what_to_do(self):
+        """The whole message of a rolled-back claim, as its condition shows it."""
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        step = machine.failed(_state(), errno.EINVAL, "EINVAL from bind", NOW)
+        assert step.state.message == (
+            "could not bind 0000:03:00.0 to vfio-pci after 1 attempt(s): EINVAL from bind; "
+            "returning it to igb. Stop whatever uses the device (or check dmesg), then claim "
+            "it again"
+        )
