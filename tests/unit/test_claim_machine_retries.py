@@ -187,3 +187,31 @@ class TestWhatTheStatusSays:
             "returning it to igb. Stop whatever uses the device (or check dmesg), then claim "
             "it again"
         )
+
+    def test_failed_return_message_names_the_driver_and_the_manual_fix(self):
+        """The whole message of a return that cannot finish."""
+        step = ClaimMachine().failed(_state(Goal.HOST), errno.EINVAL, "EINVAL from bind", NOW)
+        assert step.state.message == (
+            "could not return 0000:03:00.0 to igb: EINVAL from bind; bind it by hand (echo "
+            "0000:03:00.0 > /sys/bus/pci/drivers/igb/bind) or reboot"
+        )
+
+    def test_failed_return_of_a_driverless_device_says_no_driver(self):
+        """A device that had no driver: 'to no driver', not 'to None'."""
+        state = ClaimMachine.start(ADDRESS, Goal.HOST, None)
+        step = ClaimMachine().failed(state, errno.EINVAL, "EINVAL", NOW)
+        assert step.state.message.startswith("could not return 0000:03:00.0 to no driver: ")
+
+    @pytest.mark.parametrize(
+        ("original", "message"),
+        [
+            pytest.param(IGB, "0000:03:00.0 is back on igb", id="igb"),
+            pytest.param(None, "0000:03:00.0 is back on no driver", id="no-driver"),
+        ],
+    )
+    def test_returned_message_names_where_the_device_is(self, original, message):
+        """Returned says on which driver the device is now."""
+        state = ClaimMachine.start(ADDRESS, Goal.HOST, original)
+        step = ClaimMachine().step(state, _seen(original), NOW)
+        assert step.state.phase is ClaimPhase.RETURNED
+        assert step.state.message == message
