@@ -215,3 +215,28 @@ class TestWhatTheStatusSays:
         step = ClaimMachine().step(state, _seen(original), NOW)
         assert step.state.phase is ClaimPhase.RETURNED
         assert step.state.message == message
+
+
+class TestReturnSteps:
+    """Steps of a return that the happy path does not reach."""
+
+    def test_override_that_will_not_clear_fails_the_return_at_once(self):
+        """``driver_override`` still set after clearing it: a refusal, not a busy device.
+
+        The return fails with the manual fix instead of retrying a write that took no effect.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(Goal.HOST, phase=ClaimPhase.OVERRIDING)
+        step = machine.step(state, _seen(None, "vfio-pci"), NOW)
+        assert step.state.phase is ClaimPhase.FAILED
+        assert step.state.reason is Reason.RETURN_FAILED
+        assert step.state.message.startswith(
+            "could not return 0000:03:00.0 to igb: driver_override could not be cleared; "
+        )
+
+    def test_returned_claim_starts_with_every_attempt_again(self):
+        """Back on its driver after two busy answers: the count is reset for the next claim."""
+        state = _state(Goal.HOST, phase=ClaimPhase.BINDING, attempts=2)
+        step = ClaimMachine().step(state, _seen("igb"), NOW)
+        assert step.state.phase is ClaimPhase.RETURNED
+        assert step.state.attempts == 0
