@@ -1,8 +1,9 @@
 """Summarise ``mutmut results --all true`` (read on stdin) as a Markdown table per module.
 
 Each input line is ``    <module>.<mangled function>__mutmut_<n>: <status>``. The table has
-one row per module and the total: mutants, killed, survived, other (no tests, timeout,
-suspicious, not checked), and the share of tested mutants killed.
+one row per module and the total: mutants, killed (a test failed or timed out), survived, no
+tests (no fast test runs the function), not checked (the run stopped first), and the share of
+tested mutants killed.
 """
 
 import re
@@ -29,8 +30,8 @@ def main() -> None:
         counts[module_of(match["name"])][status] += 1
         if status == "survived":
             survivors.append(line.strip().rsplit(":", 1)[0])
-    print("| module | mutants | killed | survived | other | killed / tested |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| module | mutants | killed | survived | no tests | not checked | killed / tested |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     total: Counter[str] = Counter()
     for module in sorted(counts):
         total.update(counts[module])
@@ -46,10 +47,11 @@ def row(label: str, counts: Counter[str]) -> str:
     killed = counts["killed"] + counts["timeout"]
     survived = counts["survived"]
     mutants = sum(counts.values())
-    other = mutants - killed - survived
+    untested = counts["no tests"]
+    unchecked = mutants - killed - survived - untested
     tested = killed + survived
     share = f"{100 * killed / tested:.1f} %" if tested else "-"
-    return f"| {label} | {mutants} | {killed} | {survived} | {other} | {share} |"
+    return f"| {label} | {mutants} | {killed} | {survived} | {untested} | {unchecked} | {share} |"
 
 
 if __name__ == "__main__":

@@ -240,3 +240,34 @@ class TestReturnSteps:
         step = ClaimMachine().step(state, _seen("igb"), NOW)
         assert step.state.phase is ClaimPhase.RETURNED
         assert step.state.attempts == 0
+
+    def test_original_driver_that_accepts_the_bind_but_does_not_drive_fails_the_return(self):
+        """The bind was written, no errno, and the device is still unbound: a refusal."""
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(Goal.HOST, phase=ClaimPhase.BINDING)
+        step = machine.step(state, _seen(None), NOW)
+        assert step.state.phase is ClaimPhase.FAILED
+        assert step.state.message.startswith(
+            "could not return 0000:03:00.0 to igb: igb accepted the bind but does not drive it; "
+        )
+
+
+class TestSettledMessages:
+    """What Bound and a missing module say."""
+
+    def test_bound_claim_says_so_whatever_it_said_before(self):
+        """After a busy spell, Bound replaces both the reason and the message."""
+        state = _state(phase=ClaimPhase.PROBING, reason=Reason.DEVICE_BUSY, message="busy")
+        step = ClaimMachine().step(state, _seen("vfio-pci", "vfio-pci"), NOW)
+        assert step.state.reason is Reason.BOUND
+        assert step.state.message == "0000:03:00.0 is bound to vfio-pci"
+
+    def test_modules_still_missing_after_loading_names_the_fix(self):
+        """The whole message when vfio-pci does not appear after the modules were loaded."""
+        state = _state(phase=ClaimPhase.LOADING_MODULES)
+        seen = attrs.evolve(_seen("igb"), modules_loaded=False)
+        step = ClaimMachine().step(state, seen, NOW)
+        assert step.state.message == (
+            "vfio-pci is not available after loading vfio_pci and vfio_iommu_type1; install the "
+            "kernel's vfio modules or enable the IOMMU (intel_iommu=on / amd_iommu=on)"
+        )
