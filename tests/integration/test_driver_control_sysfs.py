@@ -167,8 +167,10 @@ class TestModprobe:
     def test_failing_modprobe_raises_with_its_stderr(self, tmp_path):
         """A non-zero exit raises an OSError carrying modprobe's own words."""
         command = fake_modprobe(tmp_path, 'echo "FATAL: Module $1 not found" >&2; exit 1')
-        with pytest.raises(OSError, match="FATAL: Module vfio_pci not found"):
+        with pytest.raises(OSError, match="FATAL") as caught:
             Modprobe(command).load("vfio_pci")
+        assert caught.value.strerror == "FATAL: Module vfio_pci not found"  # text, trimmed
+        assert caught.value.errno == errno.ENOENT
 
     def test_silent_failing_modprobe_names_the_command(self, tmp_path):
         """No stderr: the message names the command and module that failed."""
