@@ -24,6 +24,8 @@ _SOCKET_PREFIX: Final = "/var/lib/kubelet/device-plugins/kubevirt-"
 _NOT_ALPHANUMERIC: Final = re.compile(r"[^A-Za-z0-9]")
 _WHITESPACE_RUN: Final = re.compile(r"\s+")
 _NOT_RESOURCE_CHAR: Final = re.compile(r"[^A-Za-z0-9_.]")
+# A DNS label (each part of the vendor domain) holds at most 63 characters (RFC 1123).
+_DNS_LABEL_MAX: Final = 63
 
 
 def object_name(node: NodeName, address: PciAddress) -> str:
@@ -40,14 +42,18 @@ def vendor_domain(vendor_name: str | None) -> str:
         word = inside.split("/", 1)[0]
     else:
         word = vendor_name.split(" ", 1)[0]
-    return _NOT_ALPHANUMERIC.sub("", word).lower() + ".com"
+    label = _NOT_ALPHANUMERIC.sub("", word).lower()[:_DNS_LABEL_MAX]
+    # A name with no letter or digit in that word (``[]``, ``:``) would give ``.com``, which
+    # the kubelet refuses: such a vendor is as good as unknown.
+    return f"{label}.com" if label else "unknown.com"
 
 
 def _product(device_name: str) -> str:
     text = device_name.strip().upper().replace("/", "_").replace(".", "_")
     text = _WHITESPACE_RUN.sub("_", text)
     text = _NOT_RESOURCE_CHAR.sub("", text)
-    return text.rstrip("_.-")
+    # Both ends: the kubelet takes a name that starts and ends with a letter or digit only.
+    return text.strip("_.-")
 
 
 def _fits_socket_path(vendor: str, product: str) -> bool:

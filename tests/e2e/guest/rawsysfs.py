@@ -27,9 +27,16 @@ def write_attribute(path: Path, value: str) -> None:
 
 
 def driver(address: str) -> str | None:
-    """The name of the driver bound to the device, None when unbound."""
-    link = device_dir(address) / "driver"
-    return link.readlink().name if link.is_symlink() else None
+    """The name of the driver bound to the device, None when unbound.
+
+    The link is read once: the kernel removes it the moment the driver lets go, so a link seen
+    by one call can be gone at the next (asking ``is_symlink()`` first and then ``readlink()``
+    raced with the kernel and failed with ``FileNotFoundError``).
+    """
+    try:
+        return (device_dir(address) / "driver").readlink().name
+    except FileNotFoundError:
+        return None
 
 
 def iommu_group(address: str) -> int:
@@ -43,9 +50,15 @@ def group_members(group: int) -> set[str]:
 
 
 def unbind(address: str) -> None:
-    """Unbind the device from its driver, if it has one."""
-    if driver(address) is not None:
+    """Unbind the device from its driver, if it has one.
+
+    No check first: a driver seen a moment ago may have let go since, and then the ``unbind``
+    file is gone with the ``driver`` link; either way the device ends up unbound.
+    """
+    try:
         write_attribute(device_dir(address) / "driver" / "unbind", address)
+    except FileNotFoundError:
+        return
 
 
 def bind_to(address: str, driver_name: str) -> None:
@@ -69,5 +82,7 @@ def release(address: str) -> None:
 
 def net_interfaces(address: str) -> list[str]:
     """The network interfaces the device's driver created (empty when none)."""
-    net = device_dir(address) / "net"
-    return sorted(entry.name for entry in net.iterdir()) if net.is_dir() else []
+    try:
+        return sorted(entry.name for entry in (device_dir(address) / "net").iterdir())
+    except FileNotFoundError:  # no driver, or it let go of the device meanwhile
+        return []

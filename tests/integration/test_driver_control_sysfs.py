@@ -1,0 +1,250 @@
+"""The sysfs `DriverControl` adapter on a fake kernel: what it reports, and what it refuses.
+
+Each test is named after the failure it prevents; the fake kernel (pyfakefs) answers writes as
+Linux's driver core does, and the tests assert on the host's state and the adapter's answer.
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fakesys.hosts import FREE_NIC, PROC, SYS, workstation
+from pcicore.address import PciAddress
+from pcicore.claim import BindDriver, LoadModules, SetOverride, Unbind
+from pcicore.device import DriverName
+from pcicore.errors import DriverWriteError, ModuleLoadError
+from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
+
+NIC = PciAddress.parse(FREE_NIC)
+
+
+def control(host) -> SysfsDriverControl:
+    return SysfsDriverControl(host.modprobe, sysfs=SYS, proc=PROC)
+
+
+class TestWriteErrors:
+    """A refused write comes back as a `DriverWriteError` with the errno the machine decides on."""
+
+    def test_unbind_of_a_device_whose_driver_already_left_reports_enodev(self, fs):
+        """A vanished ``driver/unbind`` (ENOENT on open) is reported as ENODEV: a race, retried.
+
+        ENOENT would be a permanent refusal, and the claim would roll back.
+        """
+        host = workstation(fs)
+        host.kernel._detach(FREE_NIC)  # another agent unbound it a moment ago
+        with pytest.raises(DriverWriteError) as caught:
+            control(host).apply(Unbind(NIC, DriverName("igb")))
+        assert caught.value.errno == errno.ENODEV
+        assert host.driver(FREE_NIC) is None
+
+    def test_kernel_errno_of_the_write_reaches_the_caller(self, fs):
+        """EBUSY from the write itself is kept as EBUSY (the machine backs off on it)."""
+        host = workstation(fs)
+        host.kernel.fail(FREE_NIC, "unbind", errno.EBUSY)
+        with pytest.raises(DriverWriteError) as caught:
+            control(host).apply(Unbind(NIC, DriverName("igb")))
+        assert caught.value.errno == errno.EBUSY
+        assert "writing 0000:03:00.0" in str(caught.value)
+        assert host.driver(FREE_NIC) == "igb"
+
+    def test_write_refused_without_an_errno_reports_eio(self, fs, monkeypatch):
+        """An OSError without an errno reaches the machine as EIO, never as 0 (no rule knows 0)."""
+        host = workstation(fs)
+
+        def refuse(_fd, _data):
+            raise OSError("refused")
+
+        monkeypatch.setattr("pcihost.binding.os.write", refuse)
+        with pytest.raises(DriverWriteError) as caught:
+            control(host).apply(SetOverride(NIC, DriverName("vfio-pci")))
+        assert caught.value.errno == errno.EIO
+
+
+class TestDriverNamesAreNeverPaths:
+    """A driver name from the state file or a claim never becomes a path outside sysfs."""
+
+    @pytest.mark.parametrize(
+        "name",
+        ["../../../etc", "igb/../../x", "", "-rf", "a" * 65, "igb\nvfio-pci"],
+        ids=["traversal", "embedded-slash", "empty", "leading-dash", "too-long", "newline"],
+    )
+    def test_bind_to_a_driver_name_that_is_a_path_is_refused_before_any_write(self, fs, name):
+        """The adapter's own check: nothing is written and the error names the bad value."""
+        host = workstation(fs)
+        host.kernel._detach(FREE_NIC)
+        with pytest.raises(DriverWriteError) as caught:
+            control(host).apply(BindDriver(NIC, DriverName(name)))
+        assert caught.value.errno == errno.EINVAL
+        assert "is not a kernel driver name" in str(caught.value)
+        assert host.kernel.writes == []
+
+    def test_override_to_a_driver_name_that_is_a_path_is_refused_before_any_write(self, fs):
+        """``driver_override`` takes the same check (a newline would write a second command)."""
+        host = workstation(fs)
+        with pytest.raises(DriverWriteError):
+            control(host).apply(SetOverride(NIC, DriverName("vfio-pci\nigb")))
+        assert host.kernel.writes == []
+        assert host.kernel.override_of(FREE_NIC) is None
+
+    def test_ordinary_driver_names_bind(self, fs):
+        """Names with ``_``, ``-`` and ``.`` (``snd_hda_intel``, ``vfio-pci``) are accepted."""
+        host = workstation(fs)
+        host.kernel._detach(FREE_NIC)
+        control(host).apply(BindDriver(NIC, DriverName("igb")))
+        assert host.driver(FREE_NIC) == "igb"
+
+
+class TestVfioReadiness:
+    """Whether vfio-pci can take a device, from the driver's directory and the modules."""
+
+    def test_vfio_not_ready_while_the_vfio_pci_driver_is_not_registered(self, fs):
+        """``vfio_iommu_type1`` loaded but no ``drivers/vfio-pci``: not ready.
+
+        A probe then would bind nothing; the machine loads vfio_pci first.
+        """
+        host = workstation(fs, loaded_modules=("vfio", "vfio_iommu_type1"))
+        assert not (SYS / "bus" / "pci" / "drivers" / "vfio-pci").exists()
+        assert not control(host).observe(NIC).modules_loaded
+
+    def test_vfio_not_ready_without_the_iommu_backend(self, fs):
+        """``drivers/vfio-pci`` present but ``vfio_iommu_type1`` neither loaded nor built in."""
+        host = workstation(fs, loaded_modules=("vfio", "vfio_pci"))
+        assert (SYS / "bus" / "pci" / "drivers" / "vfio-pci").is_dir()
+        assert not control(host).observe(NIC).modules_loaded
+
+    def test_vfio_ready_with_the_driver_and_the_backend(self, fs):
+        """Both there: ready."""
+        host = workstation(fs)
+        assert control(host).observe(NIC).modules_loaded
+
+    def test_built_in_module_is_not_loaded_again(self, fs):
+        """A built-in module (in ``/sys/module``, not ``/proc/modules``) counts as present.
+
+        No modprobe runs for it, which would fail: there is no module file to load.
+        """
+        host = workstation(fs, loaded_modules=("vfio", "vfio_pci"))
+        (SYS / "module" / "vfio_iommu_type1").mkdir(parents=True)
+        host.modprobe.missing = {"vfio_iommu_type1"}
+        driver_control = control(host)
+        assert driver_control.missing_modules(("vfio_pci", "vfio_iommu_type1")) == ()
+        assert driver_control.observe(NIC).modules_loaded
+        driver_control.apply(LoadModules())
+        assert "vfio_iommu_type1" not in host.kernel.modules
+
+    def test_module_neither_loaded_nor_built_in_is_missing(self, fs):
+        """No ``/proc/modules`` line, no ``/sys/module`` folder: missing; LoadModules loads it."""
+        host = workstation(fs, loaded_modules=("vfio",))
+        driver_control = control(host)
+        assert driver_control.missing_modules(("vfio_pci", "vfio_iommu_type1")) == (
+            "vfio_pci",
+            "vfio_iommu_type1",
+        )
+        driver_control.apply(LoadModules())
+        assert {"vfio_pci", "vfio_iommu_type1"} <= host.kernel.modules
+        assert driver_control.observe(NIC).modules_loaded
+
+
+def fake_modprobe(folder: Path, script: str) -> str:
+    path = folder / "modprobe"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+class TestModprobe:
+    """`Modprobe` runs the system's modprobe and turns every failure into an OSError."""
+
+    def test_module_is_loaded_by_running_modprobe_with_its_name(self, tmp_path):
+        """``modprobe vfio_pci`` is run with exactly the module's name."""
+        log = tmp_path / "args"
+        Modprobe(fake_modprobe(tmp_path, f'echo "$@" > {log}')).load("vfio_pci")
+        assert log.read_text() == "vfio_pci\n"
+
+    def test_failing_modprobe_raises_with_its_stderr(self, tmp_path):
+        """A non-zero exit raises an OSError carrying modprobe's own words."""
+        command = fake_modprobe(tmp_path, 'echo "FATAL: Module $1 not found" >&2; exit 1')
+        with pytest.raises(OSError, match="FATAL") as caught:
+            Modprobe(command).load("vfio_pci")
+        assert caught.value.strerror == "FATAL: Module vfio_pci not found"  # text, trimmed
+        assert caught.value.errno == errno.ENOENT
+
+    def test_silent_failing_modprobe_names_the_command(self, tmp_path):
+        """No stderr: the message names the command and module that failed."""
+        command = fake_modprobe(tmp_path, "exit 1")
+        with pytest.raises(OSError, match=r"modprobe vfio_pci failed"):
+            Modprobe(command).load("vfio_pci")
+
+    def test_missing_modprobe_raises_enoent_naming_it(self, tmp_path):
+        """No modprobe on the host: ENOENT, naming the command."""
+        missing = str(tmp_path / "no-such-modprobe")
+        with pytest.raises(OSError, match="no-such-modprobe vfio_pci") as caught:
+            Modprobe(missing).load("vfio_pci")
+        assert caught.value.errno == errno.ENOENT
+
+    def test_hanging_modprobe_is_cut_off(self, tmp_path, monkeypatch):
+        """A modprobe that never returns is abandoned after the timeout, as an OSError."""
+        seen: dict = {}
+
+        def run(argv, **kw):
+            seen.update(kw)
+            raise subprocess.TimeoutExpired(argv, kw["timeout"])
+
+        monkeypatch.setattr("pcihost.binding.subprocess.run", run)
+        with pytest.raises(OSError, match="timed out"):
+            Modprobe("modprobe", timeout=7.0).load("vfio_pci")
+        assert seen["timeout"] == 7.0
+
+
+class TestSystemClock:
+    """The clock a real engine waits with."""
+
+    def test_sleep_waits_and_now_never_goes_back(self):
+        """A zero-second sleep returns, and monotonic time does not decrease across it."""
+        clock = SystemClock()
+        before = clock.now()
+        clock.sleep(0.0)
+        assert clock.now() >= before
+
+
+class TestModuleLoadErrors:
+    """A module that cannot be loaded is reported with its name, modprobe's words and the fix."""
+
+    def test_missing_module_error_names_it_and_the_fix(self, fs):
+        """The message a claim's condition shows when vfio_pci is not installed."""
+        host = workstation(fs, loaded_modules=("vfio",))
+        host.modprobe.missing = {"vfio_pci"}
+        with pytest.raises(ModuleLoadError) as caught:
+            control(host).apply(LoadModules())
+        assert str(caught.value) == (
+            "could not load kernel module vfio_pci: modprobe: FATAL: Module vfio_pci not found; "
+            "install the kernel's vfio modules (linux-modules-extra on Ubuntu) and enable the IOMMU"
+        )
+
+
+class TestModprobeDefaults:
+    """Without arguments, `Modprobe` runs ``modprobe`` from PATH with a 60 s limit."""
+
+    def test_default_command_is_modprobe_from_path(self, tmp_path, monkeypatch):
+        """The first ``modprobe`` on PATH is the one run."""
+        log = tmp_path / "args"
+        fake_modprobe(tmp_path, f'echo "$@" > {log}')
+        monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+        Modprobe().load("vfio_iommu_type1")
+        assert log.read_text() == "vfio_iommu_type1\n"
+
+    def test_default_limit_is_a_minute(self, monkeypatch):
+        """A module load may take long (firmware), but not for ever: 60 s."""
+        seen: dict = {}
+
+        def run(argv, **kw):
+            seen.update(kw)
+            raise subprocess.TimeoutExpired(argv, kw["timeout"])
+
+        monkeypatch.setattr("pcihost.binding.subprocess.run", run)
+        with pytest.raises(OSError, match="timed out"):
+            Modprobe().load("vfio_pci")
+        assert seen["timeout"] == 60.0

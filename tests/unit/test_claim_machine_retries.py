@@ -1,0 +1,273 @@
+"""Which kernel answers the claim machine retries, and how many tries each goal gets.
+
+Each test is named after the failure it prevents: a device handed back to the host (or left
+half-moved) because a passing race was taken for a permanent refusal, or a return that fails
+at once because the passthrough used up its attempts.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import attrs
+import pytest
+
+from pcicore.address import PciAddress
+from pcicore.claim import (
+    Backoff,
+    BindDriver,
+    ClaimMachine,
+    ClaimPhase,
+    ClaimState,
+    Goal,
+    Observation,
+    Reason,
+    Unbind,
+    Wait,
+)
+from pcicore.device import DriverName, PciClass, PciDevice
+
+ADDRESS = PciAddress.parse("0000:03:00.0")
+IGB = DriverName("igb")
+NOW = 100.0
+
+
+def _seen(driver: str | None, override: str | None = None) -> Observation:
+    device = PciDevice(
+        address=ADDRESS,
+        vendor_id=0x8086,
+        device_id=0x1533,
+        pci_class=PciClass(0x02, 0x00),
+        driver=DriverName(driver) if driver else None,
+    )
+    return Observation(device=device, override=DriverName(override) if override else None)
+
+
+def _state(goal: Goal = Goal.PASSTHROUGH, **kw) -> ClaimState:
+    return attrs.evolve(ClaimMachine.start(ADDRESS, goal, IGB), **kw)
+
+
+class TestRacingWritesAreRetried:
+    """Answers that mean "the device changed under the write" are retried, not final."""
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            pytest.param(errno.ENODEV, id="ENODEV"),
+            pytest.param(errno.ENXIO, id="ENXIO"),
+            pytest.param(errno.EBUSY, id="EBUSY"),
+            pytest.param(errno.EAGAIN, id="EAGAIN"),
+        ],
+    )
+    @pytest.mark.parametrize("goal", list(Goal), ids=lambda g: g.value)
+    def test_write_racing_another_change_is_retried_not_rolled_back(self, error, goal):
+        """A write that raced (ENODEV: the driver had let go already) backs off, keeping its goal.
+
+        The next observation decides; rolling back at once would undo a claim for nothing.
+        """
+        step = ClaimMachine(Backoff(max_attempts=5)).failed(_state(goal), error, "raced", NOW)
+        assert step.state.goal is goal
+        assert step.state.phase is ClaimPhase.WAITING
+        assert step.state.reason is Reason.DEVICE_BUSY
+        assert step.state.attempts == 1
+        assert step.action == Wait(NOW + 0.5)
+
+    @pytest.mark.parametrize(
+        "error", [errno.EINVAL, errno.EIO, errno.EPERM, errno.ENOENT], ids=errno.errorcode.get
+    )
+    def test_refusal_that_will_not_change_is_not_retried(self, error):
+        """EINVAL, EIO, EPERM, ENOENT roll a passthrough back on the first answer."""
+        step = ClaimMachine(Backoff(max_attempts=5)).failed(_state(), error, "refused", NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.rolled_back
+
+
+class TestStillBoundAfterUnbind:
+    """A driver that is still there after its unbind was written is a busy device."""
+
+    @pytest.mark.parametrize("goal", list(Goal), ids=lambda g: g.value)
+    def test_driver_still_bound_after_unbind_is_retried_as_busy(self, goal):
+        """A driver that holds on for a moment (a slow remove) is waited for.
+
+        Taking it for a permanent refusal would end the claim at once.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(goal, phase=ClaimPhase.UNBINDING)
+        step = machine.step(state, _seen("e1000e"), NOW)
+        assert step.state.goal is goal
+        assert step.state.phase is ClaimPhase.WAITING
+        assert step.state.reason is Reason.DEVICE_BUSY
+        assert "still bound to e1000e after unbind" in step.state.message
+
+    def test_driver_still_bound_after_every_retry_rolls_back(self):
+        """The retries are bounded: the last one rolls the passthrough back."""
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        state = _state(phase=ClaimPhase.UNBINDING, attempts=2)
+        step = machine.step(state, _seen("igb"), NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.reason is Reason.BIND_FAILED
+
+
+class TestRollbackGetsItsOwnAttempts:
+    """Turning a failed passthrough into a return starts the attempt count again."""
+
+    def test_rollback_resets_the_attempt_count(self):
+        """The rolled-back state starts at zero attempts."""
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        step = machine.failed(_state(attempts=2), errno.EBUSY, "busy", NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.attempts == 0
+
+    def test_return_after_a_busy_rollback_still_retries_a_busy_bind(self):
+        """A passthrough that used up its tries on EBUSY leaves the return all of its own.
+
+        Otherwise one EBUSY on the original driver's bind fails the return and leaves the
+        device on no driver at all.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        rolled = machine.failed(_state(attempts=2), errno.EBUSY, "busy", NOW).state
+        binding = machine.step(rolled, _seen(None), NOW)
+        assert binding.action == BindDriver(ADDRESS, IGB)
+        step = machine.failed(binding.state, errno.EBUSY, "busy", NOW)
+        assert step.state.phase is ClaimPhase.WAITING
+        assert step.state.goal is Goal.HOST
+
+    def test_settling_resets_the_attempt_count(self):
+        """Bound after two busy answers: the next change of goal starts with every try."""
+        machine = ClaimMachine(Backoff(max_attempts=3))
+        step = machine.step(_state(attempts=2), _seen("vfio-pci"), NOW)
+        assert step.state.phase is ClaimPhase.BOUND
+        assert step.state.attempts == 0
+
+    def test_unbind_after_rollback_names_the_driver_it_leaves(self):
+        """The rolled-back return unbinds vfio-pci first (the device is never left there)."""
+        machine = ClaimMachine(Backoff(max_attempts=2))
+        rolled = machine.failed(_state(attempts=1), errno.EBUSY, "busy", NOW).state
+        step = machine.step(rolled, _seen("vfio-pci", "vfio-pci"), NOW)
+        assert step.action == Unbind(ADDRESS, DriverName("vfio-pci"))
+
+
+class TestWhatTheStatusSays:
+    """The messages a claim's condition shows while it retries or rolls back."""
+
+    def test_busy_message_counts_retries_and_the_wait(self):
+        """'retry 2 of 4 in 1.0s': the user sees how many tries are left and when the next is."""
+        machine = ClaimMachine(Backoff(max_attempts=5, first_delay=0.5, factor=2.0))
+        step = machine.failed(_state(attempts=1), errno.EBUSY, "EBUSY from bind", NOW)
+        assert step.state.message == (
+            "0000:03:00.0 is busy (EBUSY from bind); retry 2 of 4 in 1.0s"
+        )
+
+    def test_rollback_of_a_device_that_had_no_driver_says_so(self):
+        """A device with no original driver goes back to 'no driver', and the message says it."""
+        machine = ClaimMachine(Backoff(max_attempts=1))
+        state = attrs.evolve(ClaimMachine.start(ADDRESS, Goal.PASSTHROUGH, None))
+        step = machine.failed(state, errno.EINVAL, "invalid", NOW)
+        assert "returning it to no driver." in step.state.message
+
+    def test_rollback_from_the_bind_step_starts_the_return_from_the_beginning(self):
+        """The rolled-back claim is Pending, so its first step binds the original driver.
+
+        Keeping the Binding phase would read as "the original driver's bind did nothing" and
+        fail the return before it was tried.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(phase=ClaimPhase.BINDING)
+        rolled = machine.failed(state, errno.EINVAL, "invalid", NOW).state
+        assert rolled.phase is ClaimPhase.PENDING
+        step = machine.step(rolled, _seen(None), NOW)
+        assert step.action == BindDriver(ADDRESS, IGB)
+
+    def test_rollback_message_says_what_failed_where_it_goes_and_what_to_do(self):
+        """The whole message of a rolled-back claim, as its condition shows it."""
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        step = machine.failed(_state(), errno.EINVAL, "EINVAL from bind", NOW)
+        assert step.state.message == (
+            "could not bind 0000:03:00.0 to vfio-pci after 1 attempt(s): EINVAL from bind; "
+            "returning it to igb. Stop whatever uses the device (or check dmesg), then claim "
+            "it again"
+        )
+
+    def test_failed_return_message_names_the_driver_and_the_manual_fix(self):
+        """The whole message of a return that cannot finish."""
+        step = ClaimMachine().failed(_state(Goal.HOST), errno.EINVAL, "EINVAL from bind", NOW)
+        assert step.state.message == (
+            "could not return 0000:03:00.0 to igb: EINVAL from bind; bind it by hand (echo "
+            "0000:03:00.0 > /sys/bus/pci/drivers/igb/bind) or reboot"
+        )
+
+    def test_failed_return_of_a_driverless_device_says_no_driver(self):
+        """A device that had no driver: 'to no driver', not 'to None'."""
+        state = ClaimMachine.start(ADDRESS, Goal.HOST, None)
+        step = ClaimMachine().failed(state, errno.EINVAL, "EINVAL", NOW)
+        assert step.state.message.startswith("could not return 0000:03:00.0 to no driver: ")
+
+    @pytest.mark.parametrize(
+        ("original", "message"),
+        [
+            pytest.param(IGB, "0000:03:00.0 is back on igb", id="igb"),
+            pytest.param(None, "0000:03:00.0 is back on no driver", id="no-driver"),
+        ],
+    )
+    def test_returned_message_names_where_the_device_is(self, original, message):
+        """Returned says on which driver the device is now."""
+        state = ClaimMachine.start(ADDRESS, Goal.HOST, original)
+        step = ClaimMachine().step(state, _seen(original), NOW)
+        assert step.state.phase is ClaimPhase.RETURNED
+        assert step.state.message == message
+
+
+class TestReturnSteps:
+    """Steps of a return that the happy path does not reach."""
+
+    def test_override_that_will_not_clear_fails_the_return_at_once(self):
+        """``driver_override`` still set after clearing it: a refusal, not a busy device.
+
+        The return fails with the manual fix instead of retrying a write that took no effect.
+        """
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(Goal.HOST, phase=ClaimPhase.OVERRIDING)
+        step = machine.step(state, _seen(None, "vfio-pci"), NOW)
+        assert step.state.phase is ClaimPhase.FAILED
+        assert step.state.reason is Reason.RETURN_FAILED
+        assert step.state.message.startswith(
+            "could not return 0000:03:00.0 to igb: driver_override could not be cleared; "
+        )
+
+    def test_returned_claim_starts_with_every_attempt_again(self):
+        """Back on its driver after two busy answers: the count is reset for the next claim."""
+        state = _state(Goal.HOST, phase=ClaimPhase.BINDING, attempts=2)
+        step = ClaimMachine().step(state, _seen("igb"), NOW)
+        assert step.state.phase is ClaimPhase.RETURNED
+        assert step.state.attempts == 0
+
+    def test_original_driver_that_accepts_the_bind_but_does_not_drive_fails_the_return(self):
+        """The bind was written, no errno, and the device is still unbound: a refusal."""
+        machine = ClaimMachine(Backoff(max_attempts=5))
+        state = _state(Goal.HOST, phase=ClaimPhase.BINDING)
+        step = machine.step(state, _seen(None), NOW)
+        assert step.state.phase is ClaimPhase.FAILED
+        assert step.state.message.startswith(
+            "could not return 0000:03:00.0 to igb: igb accepted the bind but does not drive it; "
+        )
+
+
+class TestSettledMessages:
+    """What Bound and a missing module say."""
+
+    def test_bound_claim_says_so_whatever_it_said_before(self):
+        """After a busy spell, Bound replaces both the reason and the message."""
+        state = _state(phase=ClaimPhase.PROBING, reason=Reason.DEVICE_BUSY, message="busy")
+        step = ClaimMachine().step(state, _seen("vfio-pci", "vfio-pci"), NOW)
+        assert step.state.reason is Reason.BOUND
+        assert step.state.message == "0000:03:00.0 is bound to vfio-pci"
+
+    def test_modules_still_missing_after_loading_names_the_fix(self):
+        """The whole message when vfio-pci does not appear after the modules were loaded."""
+        state = _state(phase=ClaimPhase.LOADING_MODULES)
+        seen = attrs.evolve(_seen("igb"), modules_loaded=False)
+        step = ClaimMachine().step(state, seen, NOW)
+        assert step.state.message == (
+            "vfio-pci is not available after loading vfio_pci and vfio_iommu_type1; install the "
+            "kernel's vfio modules or enable the IOMMU (intel_iommu=on / amd_iommu=on)"
+        )
