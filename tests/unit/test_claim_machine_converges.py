@@ -19,9 +19,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pcicore.address import PciAddress
+from pcicore.backoff import Backoff
 from pcicore.claim import (
+    BUSY_DEVICE_BACKOFF,
     Action,
-    Backoff,
     BindDriver,
     ClaimMachine,
     ClaimPhase,
@@ -147,6 +148,7 @@ def bound(backoff: Backoff) -> int:
     bind) and one wait; a return at most three writes (unbind, override, bind) and one wait.
     Each goal gets ``max_attempts`` attempts, and a settled step ends the run.
     """
+    assert backoff.max_attempts is not None
     return backoff.max_attempts * (6 + 4) + 2
 
 
@@ -168,6 +170,11 @@ hosts = st.builds(
     modules_loaded=st.booleans(),
     native=st.sampled_from([DriverName("igb"), DriverName("e1000e")]),
 )
+
+
+def busy_backoff(max_attempts: int) -> Backoff:
+    """The busy-device backoff (0.5 s, doubling, at most 8 s) with ``max_attempts`` tries."""
+    return attrs.evolve(BUSY_DEVICE_BACKOFF, max_attempts=max_attempts)
 
 
 FRESH_PASSTHROUGH = ClaimMachine.start(ADDRESS, Goal.PASSTHROUGH, DriverName("igb"))
@@ -195,7 +202,7 @@ class TestClaimMachineConverges:
         Not even a kernel that gives the same answer for ever after.
         """
         host = attrs.evolve(host)  # a copy: explicit examples are shared between runs
-        backoff = Backoff(max_attempts=max_attempts, first_delay=0.5)
+        backoff = busy_backoff(max_attempts)
         state = attrs.evolve(state, attempts=min(state.attempts, max_attempts - 1))
         run = drive(ClaimMachine(backoff), state, host, answers, bound(backoff), then)
         assert run.settled, f"not settled after {run.steps} steps: {run.state}"
@@ -204,7 +211,7 @@ class TestClaimMachineConverges:
     @given(starting_states, hosts, st.lists(outcomes, max_size=60), outcomes)
     def test_settled_phase_agrees_with_the_host(self, state, host, answers, then):
         """Bound means on vfio-pci; Returned means back on the original driver (or gone)."""
-        backoff = Backoff(max_attempts=3)
+        backoff = busy_backoff(3)
         state = attrs.evolve(state, attempts=min(state.attempts, 2))
         run = drive(ClaimMachine(backoff), state, host, answers, bound(backoff), then)
         seen = host.observe()

@@ -13,8 +13,9 @@ import attrs
 import pytest
 
 from pcicore.address import PciAddress
+from pcicore.backoff import Backoff
 from pcicore.claim import (
-    Backoff,
+    BUSY_DEVICE_BACKOFF,
     BindDriver,
     ClaimMachine,
     ClaimPhase,
@@ -26,6 +27,12 @@ from pcicore.claim import (
     Wait,
 )
 from pcicore.device import DriverName, PciClass, PciDevice
+
+
+def busy_backoff(max_attempts: int) -> Backoff:
+    """The busy-device backoff (0.5 s, doubling, at most 8 s) with ``max_attempts`` tries."""
+    return attrs.evolve(BUSY_DEVICE_BACKOFF, max_attempts=max_attempts)
+
 
 ADDRESS = PciAddress.parse("0000:03:00.0")
 IGB = DriverName("igb")
@@ -65,7 +72,7 @@ class TestRacingWritesAreRetried:
 
         The next observation decides; rolling back at once would undo a claim for nothing.
         """
-        step = ClaimMachine(Backoff(max_attempts=5)).failed(_state(goal), error, "raced", NOW)
+        step = ClaimMachine(busy_backoff(5)).failed(_state(goal), error, "raced", NOW)
         assert step.state.goal is goal
         assert step.state.phase is ClaimPhase.WAITING
         assert step.state.reason is Reason.DEVICE_BUSY
@@ -77,7 +84,7 @@ class TestRacingWritesAreRetried:
     )
     def test_refusal_that_will_not_change_is_not_retried(self, error):
         """EINVAL, EIO, EPERM, ENOENT roll a passthrough back on the first answer."""
-        step = ClaimMachine(Backoff(max_attempts=5)).failed(_state(), error, "refused", NOW)
+        step = ClaimMachine(busy_backoff(5)).failed(_state(), error, "refused", NOW)
         assert step.state.goal is Goal.HOST
         assert step.state.rolled_back
 
@@ -91,7 +98,7 @@ class TestStillBoundAfterUnbind:
 
         Taking it for a permanent refusal would end the claim at once.
         """
-        machine = ClaimMachine(Backoff(max_attempts=5))
+        machine = ClaimMachine(busy_backoff(5))
         state = _state(goal, phase=ClaimPhase.UNBINDING)
         step = machine.step(state, _seen("e1000e"), NOW)
         assert step.state.goal is goal
@@ -101,7 +108,7 @@ class TestStillBoundAfterUnbind:
 
     def test_driver_still_bound_after_every_retry_rolls_back(self):
         """The retries are bounded: the last one rolls the passthrough back."""
-        machine = ClaimMachine(Backoff(max_attempts=3))
+        machine = ClaimMachine(busy_backoff(3))
         state = _state(phase=ClaimPhase.UNBINDING, attempts=2)
         step = machine.step(state, _seen("igb"), NOW)
         assert step.state.goal is Goal.HOST
@@ -113,7 +120,7 @@ class TestRollbackGetsItsOwnAttempts:
 
     def test_rollback_resets_the_attempt_count(self):
         """The rolled-back state starts at zero attempts."""
-        machine = ClaimMachine(Backoff(max_attempts=3))
+        machine = ClaimMachine(busy_backoff(3))
         step = machine.failed(_state(attempts=2), errno.EBUSY, "busy", NOW)
         assert step.state.goal is Goal.HOST
         assert step.state.attempts == 0
@@ -124,7 +131,7 @@ class TestRollbackGetsItsOwnAttempts:
         Otherwise one EBUSY on the original driver's bind fails the return and leaves the
         device on no driver at all.
         """
-        machine = ClaimMachine(Backoff(max_attempts=3))
+        machine = ClaimMachine(busy_backoff(3))
         rolled = machine.failed(_state(attempts=2), errno.EBUSY, "busy", NOW).state
         binding = machine.step(rolled, _seen(None), NOW)
         assert binding.action == BindDriver(ADDRESS, IGB)
@@ -134,14 +141,14 @@ class TestRollbackGetsItsOwnAttempts:
 
     def test_settling_resets_the_attempt_count(self):
         """Bound after two busy answers: the next change of goal starts with every try."""
-        machine = ClaimMachine(Backoff(max_attempts=3))
+        machine = ClaimMachine(busy_backoff(3))
         step = machine.step(_state(attempts=2), _seen("vfio-pci"), NOW)
         assert step.state.phase is ClaimPhase.BOUND
         assert step.state.attempts == 0
 
     def test_unbind_after_rollback_names_the_driver_it_leaves(self):
         """The rolled-back return unbinds vfio-pci first (the device is never left there)."""
-        machine = ClaimMachine(Backoff(max_attempts=2))
+        machine = ClaimMachine(busy_backoff(2))
         rolled = machine.failed(_state(attempts=1), errno.EBUSY, "busy", NOW).state
         step = machine.step(rolled, _seen("vfio-pci", "vfio-pci"), NOW)
         assert step.action == Unbind(ADDRESS, DriverName("vfio-pci"))
@@ -152,7 +159,7 @@ class TestWhatTheStatusSays:
 
     def test_busy_message_counts_retries_and_the_wait(self):
         """'retry 2 of 4 in 1.0s': the user sees how many tries are left and when the next is."""
-        machine = ClaimMachine(Backoff(max_attempts=5, first_delay=0.5, factor=2.0))
+        machine = ClaimMachine(busy_backoff(5))
         step = machine.failed(_state(attempts=1), errno.EBUSY, "EBUSY from bind", NOW)
         assert step.state.message == (
             "0000:03:00.0 is busy (EBUSY from bind); retry 2 of 4 in 1.0s"
@@ -160,7 +167,7 @@ class TestWhatTheStatusSays:
 
     def test_rollback_of_a_device_that_had_no_driver_says_so(self):
         """A device with no original driver goes back to 'no driver', and the message says it."""
-        machine = ClaimMachine(Backoff(max_attempts=1))
+        machine = ClaimMachine(busy_backoff(1))
         state = attrs.evolve(ClaimMachine.start(ADDRESS, Goal.PASSTHROUGH, None))
         step = machine.failed(state, errno.EINVAL, "invalid", NOW)
         assert "returning it to no driver." in step.state.message
@@ -171,7 +178,7 @@ class TestWhatTheStatusSays:
         Keeping the Binding phase would read as "the original driver's bind did nothing" and
         fail the return before it was tried.
         """
-        machine = ClaimMachine(Backoff(max_attempts=5))
+        machine = ClaimMachine(busy_backoff(5))
         state = _state(phase=ClaimPhase.BINDING)
         rolled = machine.failed(state, errno.EINVAL, "invalid", NOW).state
         assert rolled.phase is ClaimPhase.PENDING
@@ -180,7 +187,7 @@ class TestWhatTheStatusSays:
 
     def test_rollback_message_says_what_failed_where_it_goes_and_what_to_do(self):
         """The whole message of a rolled-back claim, as its condition shows it."""
-        machine = ClaimMachine(Backoff(max_attempts=5))
+        machine = ClaimMachine(busy_backoff(5))
         step = machine.failed(_state(), errno.EINVAL, "EINVAL from bind", NOW)
         assert step.state.message == (
             "could not bind 0000:03:00.0 to vfio-pci after 1 attempt(s): EINVAL from bind; "
@@ -225,7 +232,7 @@ class TestReturnSteps:
 
         The return fails with the manual fix instead of retrying a write that took no effect.
         """
-        machine = ClaimMachine(Backoff(max_attempts=5))
+        machine = ClaimMachine(busy_backoff(5))
         state = _state(Goal.HOST, phase=ClaimPhase.OVERRIDING)
         step = machine.step(state, _seen(None, "vfio-pci"), NOW)
         assert step.state.phase is ClaimPhase.FAILED
@@ -243,7 +250,7 @@ class TestReturnSteps:
 
     def test_original_driver_that_accepts_the_bind_but_does_not_drive_fails_the_return(self):
         """The bind was written, no errno, and the device is still unbound: a refusal."""
-        machine = ClaimMachine(Backoff(max_attempts=5))
+        machine = ClaimMachine(busy_backoff(5))
         state = _state(Goal.HOST, phase=ClaimPhase.BINDING)
         step = machine.step(state, _seen(None), NOW)
         assert step.state.phase is ClaimPhase.FAILED

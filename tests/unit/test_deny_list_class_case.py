@@ -13,8 +13,7 @@ import pytest
 from pcicore.address import PciAddress
 from pcicore.device import PciClass, PciDevice
 from pcicore.errors import PciDevicesError
-from pcicore.policy import DenyList
-from pcidevices.wiring.node_admin import parse_deny_list
+from pcicore.protection import DenyList
 
 USB = PciDevice(
     address=PciAddress.parse("0000:00:14.0"),
@@ -38,16 +37,16 @@ class TestDenyListMatchesAnyCase:
 
 
 class TestDenyArgument:
-    """`parse_deny_list` on the ``--deny`` values."""
+    """`DenyList.parse` on the ``--deny`` values."""
 
     def test_upper_case_class_prefix_is_kept_in_lower_case(self):
         """``--deny 0C`` is stored as ``0c``, the form the kernel prints."""
-        assert parse_deny_list(["0C"]).classes == frozenset({"0c"})
-        assert parse_deny_list(["0C"]).denies(USB)
+        assert DenyList.parse(["0C"]).classes == frozenset({"0c"})
+        assert DenyList.parse(["0C"]).denies(USB)
 
     def test_address_and_class_prefix_together(self):
         """Addresses and prefixes go to their own sets."""
-        deny = parse_deny_list(["0000:00:14.0", "0106"])
+        deny = DenyList.parse(["0000:00:14.0", "0106"])
         assert deny.addresses == frozenset({USB.address})
         assert deny.classes == frozenset({"0106"})
 
@@ -55,5 +54,5 @@ class TestDenyArgument:
     def test_entry_that_is_neither_is_refused_naming_it(self, entry):
         """A value that is neither an address nor a hex prefix of at most 6 digits is refused."""
         with pytest.raises(PciDevicesError) as caught:
-            parse_deny_list([entry])
+            DenyList.parse([entry])
         assert repr(entry) in str(caught.value)
