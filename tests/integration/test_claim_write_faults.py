@@ -14,7 +14,7 @@ import pytest
 from fakesys.hosts import FREE_NIC, STATE, workstation
 from pcicore.address import PciAddress
 from pcicore.claim import Reason
-from pcicore.engine import ClaimRequest
+from pcicore.engine import ClaimRequest, until_settled
 from pcicore.errors import ClaimStateError
 from pcicore.ledger import Ledger
 
@@ -39,7 +39,10 @@ class TestOverrideFaults:
         """EBUSY once on ``driver_override``: retried after the backoff, then bound."""
         host = workstation(fs)
         host.kernel.fail(FREE_NIC, "override", errno.EBUSY, times=1)
-        (outcome,) = host.engine().bind(ClaimRequest(NIC))
+        engine = host.engine()
+        (waiting,) = engine.bind(ClaimRequest(NIC))
+        assert waiting.retry_after == 0.5  # the engine never sleeps: it says when to look again
+        (outcome,) = until_settled(lambda: engine.bind(ClaimRequest(NIC)), host.clock)
         assert outcome.bound
         assert host.driver(FREE_NIC) == "vfio-pci"
         assert host.clock.slept == [0.5]
@@ -52,7 +55,8 @@ class TestUnbindRace:
         """ENODEV once from ``driver/unbind`` is a race, not a refusal: the bind completes."""
         host = workstation(fs)
         host.kernel.fail(FREE_NIC, "unbind", errno.ENODEV, times=1)
-        (outcome,) = host.engine().bind(ClaimRequest(NIC))
+        engine = host.engine()
+        (outcome,) = until_settled(lambda: engine.bind(ClaimRequest(NIC)), host.clock)
         assert outcome.bound
         assert host.driver(FREE_NIC) == "vfio-pci"
         assert NIC in host.state.load().claims

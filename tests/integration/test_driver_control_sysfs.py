@@ -79,7 +79,7 @@ class TestDriverNamesAreNeverPaths:
         with pytest.raises(DriverWriteError) as caught:
             control(host).apply(BindDriver(NIC, DriverName(name)))
         assert caught.value.errno == errno.EINVAL
-        assert "is not a kernel driver name" in str(caught.value)
+        assert "invalid kernel driver name" in str(caught.value)
         assert host.kernel.writes == []
 
     def test_override_to_a_driver_name_that_is_a_path_is_refused_before_any_write(self, fs):

@@ -38,7 +38,7 @@ class TestRecordedDriverNames:
         with pytest.raises(ClaimStateError) as caught:
             state.load()
         assert str(STATE) in str(caught.value)
-        assert "bad driver name" in str(caught.value)
+        assert "invalid kernel driver name" in str(caught.value)
 
     @pytest.mark.parametrize("name", ["igb", "snd_hda_intel", "vfio-pci", "mlx5_core", None])
     def test_state_file_with_real_driver_names_loads(self, fs, name):
