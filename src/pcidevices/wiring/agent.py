@@ -47,6 +47,7 @@ from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.events import EventRecorder
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
+from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
 from pcioperator.wire.claim import claim_from_object
 from pciplugin.host import DevicePluginHost, PluginSettings
@@ -317,6 +318,7 @@ def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> i
     SysfsPciBus(config.sysfs).check()
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
+    check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
     agent = agent_injector(config, api_client, ids).get(Agent)
     stop = termination_signal()
     agent.start()

@@ -16,6 +16,7 @@ from kubernetes import client as k8s_client
 from pcicore.errors import PciDevicesError
 from pcidevices.process import configure_logging, load_api_client, termination_signal
 from pcioperator.kube.api import KubeApi
+from pcioperator.kube.schema import check_installed_schema
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
 from pcioperator.webhook.rules import RuleSettings
@@ -75,6 +76,7 @@ def run(config: WebhookConfig, kubeconfig: Path | None) -> int:
     """Serve until SIGTERM or SIGINT; return the exit status."""
     configure_logging()
     api_client = load_api_client(kubeconfig)
+    check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
     try:
         server = webhook_injector(config, api_client).get(WebhookServer)
     except (OSError, ValueError) as err:

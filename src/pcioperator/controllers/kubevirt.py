@@ -107,36 +107,37 @@ class KubeVirtTarget:
 
 
 class KubeVirtLocation:
-    """Where the kept KubeVirt CR is: as given, or once found (`choose_kubevirt`)."""
+    """Where the kept KubeVirt CR is: as given, or as found (`choose_kubevirt`).
+
+    Given a namespace, the controller watches it at once and keeps the one CR there (or the
+    one named); given none, it lists the CRs of every namespace until one fits, then watches
+    that CR's namespace.
+    """
 
     def __init__(self, target: KubeVirtTarget) -> None:
-        """Keep ``target``'s CR; known at once when both its namespace and name are given."""
+        """Keep ``target``'s CR."""
         self.target = target
-        self._ref: KubeVirtRef | None = None
-        if target.namespace is not None and target.name is not None:
-            self._ref = KubeVirtRef(target.namespace, target.name)
+        self._namespace = target.namespace
 
     @property
-    def ref(self) -> KubeVirtRef | None:
-        """The CR (``None`` until found)."""
-        return self._ref
+    def namespace(self) -> str | None:
+        """The namespace watched (``None`` until found)."""
+        return self._namespace
 
     def choose(self, found: list[JsonObject]) -> KubeVirtChoice:
-        """Pick the CR to keep out of the KubeVirt CRs ``found``; remember it when one fits."""
+        """Pick the CR to keep out of the KubeVirt CRs ``found``; watch its namespace."""
         refs = (
             KubeVirtRef(str(obj["metadata"].get("namespace", "")), str(obj["metadata"]["name"]))
             for obj in found
         )
         choice = choose_kubevirt(refs, self.target.namespace, self.target.name)
-        if choice.chosen is not None:
-            self._ref = choice.chosen
+        if choice.chosen is not None and self._namespace is None:
+            self._namespace = choice.chosen.namespace
         return choice
 
     def __str__(self) -> str:
         """``namespace/name``, with ``*`` for what is still to be found."""
-        if self._ref is not None:
-            return str(self._ref)
-        return f"{self.target.namespace or '*'}/{self.target.name or '*'}"
+        return f"{self._namespace or '*'}/{self.target.name or '*'}"
 
 
 @attrs.frozen
@@ -154,8 +155,8 @@ class LocatedCollection(Resource):
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
         """The URL path, in the kept CR's namespace unless another is given."""
-        ref = self.location.ref if self.location is not None else None
-        return super().path(namespace or (ref.namespace if ref else None), name)
+        watched = self.location.namespace if self.location is not None else None
+        return super().path(namespace or watched, name)
 
 
 # --- The wire form of the entries and of the ownership record ------------------------------
@@ -362,7 +363,10 @@ class KubeVirtPermittedStore:
         self.location = location_of(kubevirts, target)
 
     def _cached(self) -> tuple[KubeVirtRef | None, JsonObject | None]:
-        ref = self.location.ref
+        """The kept CR among the cached ones of the watched namespace (none, or several: none)."""
+        if self.location.namespace is None:
+            return None, None
+        ref = self.location.choose(self._kubevirts.objects()).chosen
         return ref, None if ref is None else self._kubevirts.get(ref.name)
 
     def synced(self) -> bool:
@@ -529,9 +533,9 @@ class KubeVirtController:
             self.caches.kubevirts.run(stop)
 
     def _look_for_kubevirt(self, location: KubeVirtLocation) -> str | None:
-        """One look for the kept CR: ``None`` when it is known, else what is wrong."""
-        if location.ref is not None:
-            self.api.list_objects(KUBEVIRTS, namespace=location.ref.namespace)
+        """One look for the kept CR's namespace: ``None`` when it is known, else what is wrong."""
+        if location.namespace is not None:
+            self.api.list_objects(KUBEVIRTS, namespace=location.namespace)
             return None
         found, _ = self.api.list_objects(ALL_KUBEVIRTS)
         choice = location.choose(found)
