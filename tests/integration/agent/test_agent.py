@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC, workstation
+from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC, ROOT_PORT, workstation
 from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
 from pcicore.device import DriverName
@@ -20,6 +20,9 @@ from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
 
 pytestmark = pytest.mark.kube
+
+PUBLISHED = 7
+"""The workstation's 8 functions less its PCIe root port (a bridge: not published)."""
 
 
 def devices_of(api, node):
@@ -63,7 +66,7 @@ class TestDeviceSync:
         running = start_agent()
         devices = wait_for(
             lambda: (
-                len(devices_of(running.api, running.node)) == 8
+                len(devices_of(running.api, running.node)) == PUBLISHED
                 and devices_of(running.api, running.node)
             )
         )
@@ -79,11 +82,13 @@ class TestDeviceSync:
         assert "default route" in nic["status"]["protectionReason"]
         free = devices[f"{running.node}-{compact(FREE_NIC)}"]
         assert (free["status"]["hostProtected"], free["status"]["protectionReason"]) == (False, "")
+        # As in Harvester, the PCIe root port (a PCI-to-PCI bridge, class 0604) is not published.
+        assert f"{running.node}-{compact(ROOT_PORT)}" not in devices
 
     def test_idle_rescans_write_nothing(self, start_agent):
         """With nothing changed, rescans make no API request at all."""
         running = start_agent(rescan_interval=0.1)
-        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
+        wait_for(lambda: len(devices_of(running.api, running.node)) == PUBLISHED)
         wait_for(lambda: running.agent.queue.failures("devices") == 0)
         time.sleep(1.0)  # let the writes of the first sync settle
         before = requests_made(running.agent)
@@ -109,7 +114,7 @@ class TestDeviceSync:
     def test_deleting_the_node_garbage_collects_its_devices(self, start_agent, kube):
         """Objects are owned by the Node: deleting the Node removes them (real GC)."""
         running = start_agent()
-        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
+        wait_for(lambda: len(devices_of(running.api, running.node)) == PUBLISHED)
         running.agent.stop()
         running.api.delete(NODES, running.node)
         wait_for(lambda: not devices_of(running.api, running.node), timeout=60)

@@ -1,0 +1,40 @@
+"""The agent's PCIDevices as Harvester's clients read them, on a real kube-apiserver + etcd."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakesys.hosts import FREE_NIC
+from pcioperator.controllers.devices import RESOURCE_OVERRIDE_ANNOTATION
+from pcioperator.kube.api import PCIDEVICES
+from polling import wait_for
+
+pytestmark = pytest.mark.kube
+
+POOL = "intel.com/I210_GIGABIT_NETWORK_CONNECTION"
+
+
+def resource_name(running, name):
+    """The object's status.resourceName now (``None`` while it has none)."""
+    items, _ = running.api.list_objects(PCIDEVICES, label_selector=f"nodename={running.node}")
+    found = next((i for i in items if i["metadata"]["name"] == name), None)
+    return ((found or {}).get("status") or {}).get("resourceName")
+
+
+class TestOverrideAnnotation:
+    """Harvester's override-resource-name annotation on a PCIDevice is honoured."""
+
+    def test_annotation_sets_and_its_removal_restores_the_resource_name(self, start_agent):
+        """With the annotation the status says its value; without it, the pool's name again."""
+        running = start_agent()
+        name = f"{running.node}-{FREE_NIC.replace(':', '').replace('.', '')}"
+        wait_for(lambda: resource_name(running, name) == POOL)
+        own = f"intel.com/{name}"
+        running.api.patch(
+            PCIDEVICES, name, {"metadata": {"annotations": {RESOURCE_OVERRIDE_ANNOTATION: own}}}
+        )
+        wait_for(lambda: resource_name(running, name) == own)
+        running.api.patch(
+            PCIDEVICES, name, {"metadata": {"annotations": {RESOURCE_OVERRIDE_ANNOTATION: None}}}
+        )
+        wait_for(lambda: resource_name(running, name) == POOL)
