@@ -76,9 +76,10 @@ class TestClusterClaimedDevices:
         )
         bus = FakeBus(nic("0000:03:00.0"), nic("0000:04:00.0"), nic("0000:05:00.0"))
         claimed = ClusterClaimedDevices("n1", informer, bus, DeviceNamer(IDS)).claimed()
-        assert [(str(c.address), c.resource_name, c.dedicated) for c in claimed] == [
-            ("0000:03:00.0", "intel.com/I210_GIGABIT_NETWORK_CONNECTION", False),
-            ("0000:04:00.0", "intel.com/I210_GIGABIT_NETWORK_CONNECTION", True),
+        # A claim that disables pooling gets Harvester's per-device name: <vendor>/<PCIDevice>.
+        assert [(str(c.address), c.advertised_as) for c in claimed] == [
+            ("0000:03:00.0", "intel.com/I210_GIGABIT_NETWORK_CONNECTION"),
+            ("0000:04:00.0", "intel.com/n1-000004000"),
         ]
 
     def test_claim_of_a_missing_device_is_not_advertised(self):

@@ -25,7 +25,7 @@ from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
 from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
 from pcicore.ports import PciBus
-from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
+from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes, dedicated_resource_name
 from pcidevices.process import (
     CountedApiModule,
     configure_logging,
@@ -118,7 +118,9 @@ class ClusterClaimedDevices:
                 if device is None:
                     continue
                 name = self._names[address] = self._namer.resource_name(device)
-            found.append(ClaimedDevice(address, name, claim.spec.disable_resource_pooling))
+            if claim.spec.disable_resource_pooling:  # Harvester's name: <vendor>/<PCIDevice name>
+                name = dedicated_resource_name(name, address, NodeName(self._node))
+            found.append(ClaimedDevice(address, name))
         return sorted(found, key=lambda c: c.address.sort_key)
 
 
