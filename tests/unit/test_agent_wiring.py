@@ -82,6 +82,19 @@ class TestClusterClaimedDevices:
             ("0000:04:00.0", "intel.com/n1-000004000"),
         ]
 
+    def test_dedicated_devices_are_those_of_live_claims_disabling_pooling(self):
+        """Only this node's live claims with disableResourcePooling count."""
+        informer = FakeInformer(
+            [
+                claim("n1-000003000", "0000:03:00.0", "n1"),
+                claim("n1-000004000", "0000:04:00.0", "n1", dedicated=True),
+                claim("n2-000004000", "0000:04:00.0", "n2", dedicated=True),
+                claim("n1-000005000", "0000:05:00.0", "n1", dedicated=True, deleting=True),
+            ]
+        )
+        found = ClusterClaimedDevices("n1", informer, FakeBus(), DeviceNamer(IDS)).dedicated()
+        assert found == {PciAddress.parse("0000:04:00.0")}
+
     def test_claim_of_a_missing_device_is_not_advertised(self):
         """A claim whose device is not on the bus advertises nothing."""
         informer = FakeInformer([claim("n1-000009000", "0000:09:00.0", "n1")])

@@ -8,7 +8,7 @@ against a real API server with a fake kernel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -101,24 +101,32 @@ class ClusterClaimedDevices:
         self._namer = namer
         self._names: dict[PciAddress, ResourceName] = {}
 
-    def claimed(self) -> Sequence[ClaimedDevice]:
-        """Every live claim of this node whose device has a known resourceName."""
-        found: list[ClaimedDevice] = []
+    def _live(self) -> Iterator[tuple[PciAddress, bool]]:
+        """(device, pooling disabled) of every live claim of this node that parses."""
         for obj in self._informer.objects():
             try:
                 claim = claim_from_object(obj)
                 address = PciAddress.parse(claim.spec.address)
             except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
                 continue
-            if claim.spec.node_name != self._node or claim.deleting:
-                continue
+            if claim.spec.node_name == self._node and not claim.deleting:
+                yield address, claim.spec.disable_resource_pooling
+
+    def dedicated(self) -> frozenset[PciAddress]:
+        """The devices of this node whose live claims disable resource pooling."""
+        return frozenset(address for address, dedicated in self._live() if dedicated)
+
+    def claimed(self) -> Sequence[ClaimedDevice]:
+        """Every live claim of this node whose device has a known resourceName."""
+        found: list[ClaimedDevice] = []
+        for address, dedicated in self._live():
             name = self._names.get(address)
             if name is None:
                 device = self._bus.device(address)
                 if device is None:
                     continue
                 name = self._names[address] = self._namer.resource_name(device)
-            if claim.spec.disable_resource_pooling:  # Harvester's name: <vendor>/<PCIDevice name>
+            if dedicated:  # Harvester's name: <vendor>/<PCIDevice name>
                 name = dedicated_resource_name(name, address, NodeName(self._node))
             found.append(ClaimedDevice(address, name))
         return sorted(found, key=lambda c: c.address.sort_key)
@@ -210,6 +218,7 @@ class AgentModule(injector.Module):
         namer: DeviceNamer,
         state: ClaimStateFile,
         queue: AgentQueue,
+        claimed: ClaimedDevices,
     ) -> DeviceSync:
         """The PCIDevice sync of this node."""
         informer = Informer(
@@ -228,6 +237,7 @@ class AgentModule(injector.Module):
             protection=protected_devices(
                 HostProtection(config.deny), HostFactsReader(sysfs=config.sysfs, proc=config.proc)
             ),
+            dedicated=claimed.dedicated if isinstance(claimed, ClusterClaimedDevices) else None,
         )
 
     @injector.singleton

@@ -6,7 +6,7 @@ import pytest
 
 from fakesys.hosts import FREE_NIC
 from pcioperator.controllers.devices import RESOURCE_OVERRIDE_ANNOTATION
-from pcioperator.kube.api import PCIDEVICES
+from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES
 from polling import wait_for
 
 pytestmark = pytest.mark.kube
@@ -37,4 +37,31 @@ class TestOverrideAnnotation:
         running.api.patch(
             PCIDEVICES, name, {"metadata": {"annotations": {RESOURCE_OVERRIDE_ANNOTATION: None}}}
         )
+        wait_for(lambda: resource_name(running, name) == POOL)
+
+
+class TestDedicatedResource:
+    """A claim that disables pooling: the PCIDevice reports Harvester's per-device name."""
+
+    def test_claim_sets_and_its_deletion_restores_the_resource_name(self, start_agent):
+        """While the claim lives the status says ``<vendor>/<PCIDevice name>``; then the pool."""
+        running = start_agent()
+        name = f"{running.node}-{FREE_NIC.replace(':', '').replace('.', '')}"
+        wait_for(lambda: resource_name(running, name) == POOL)
+        running.api.create(
+            PCIDEVICECLAIMS,
+            {
+                "apiVersion": PCIDEVICECLAIMS.api_version,
+                "kind": PCIDEVICECLAIMS.kind,
+                "metadata": {"name": name},
+                "spec": {
+                    "address": FREE_NIC,
+                    "nodeName": running.node,
+                    "userName": "alice",
+                    "disableResourcePooling": True,
+                },
+            },
+        )
+        wait_for(lambda: resource_name(running, name) == f"intel.com/{name}")
+        running.api.delete(PCIDEVICECLAIMS, name)
         wait_for(lambda: resource_name(running, name) == POOL)
