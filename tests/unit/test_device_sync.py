@@ -179,3 +179,38 @@ class TestHarvesterNames:
         dedicated.clear()
         sync.reconcile()
         assert host.store.objects[NIC_NAME].status["resourceName"] != f"{vendor}/{NIC_NAME}"
+
+
+class TestHarvestersOriginalDriver:
+    """A device Harvester moved to vfio-pci keeps Harvester's record of its driver."""
+
+    def moved(self, host) -> None:
+        """The NIC as Harvester leaves it: on vfio-pci, its object annotated with igb."""
+        host.sync.reconcile()
+        host.bus.present = [
+            attrs.evolve(d, driver=DriverName("vfio-pci")) if d.address == NIC.address else d
+            for d in host.bus.present
+        ]
+        host.store.objects[NIC_NAME] = attrs.evolve(
+            host.store.objects[NIC_NAME], original_driver="igb"
+        )
+
+    def test_annotation_is_not_replaced_by_vfio(self, host):
+        """Unknown to our ledger: the annotation still names igb after a sync."""
+        self.moved(host)
+        host.sync.reconcile()
+        assert host.store.objects[NIC_NAME].original_driver == "igb"
+
+    def test_ledger_record_of_vfio_does_not_win(self, host):
+        """A ledger that took the claim over on vfio-pci records vfio-pci: igb is kept."""
+        self.moved(host)
+        host.originals[NIC.address] = DriverName("vfio-pci")
+        host.sync.reconcile()
+        assert host.store.objects[NIC_NAME].original_driver == "igb"
+
+    def test_ledger_record_of_a_real_driver_wins(self, host):
+        """Our own record of a real driver is what the annotation says."""
+        self.moved(host)
+        host.originals[NIC.address] = DriverName("e1000e")
+        host.sync.reconcile()
+        assert host.store.objects[NIC_NAME].original_driver == "e1000e"

@@ -27,7 +27,7 @@ import attrs
 
 from pcicore.address import PciAddress
 from pcicore.catalog import DeviceCatalog, DeviceRecord
-from pcicore.device import DriverName, PciDevice
+from pcicore.device import VFIO_DRIVER, DriverName, PciDevice
 from pcicore.inventory import (
     CreateDevice,
     DeleteDevice,
@@ -45,6 +45,7 @@ from pcicore.inventory import (
 )
 from pcicore.ports import DeviceObjectStore, PciBus
 from pcicore.resources import device_resource_name
+from pcicore.takeover import original_driver
 from pcioperator.kube.api import NODES, PCIDEVICES, JsonObject, KubeApi
 from pcioperator.kube.errors import ConflictError, NotFoundError
 from pcioperator.kube.informer import Informer
@@ -102,12 +103,23 @@ class DeviceSync:
 
     def reconcile(self, _key: str = KEY) -> float:
         """Make the objects match the bus; return when to rescan."""
-        records = self._records()
+        originals = {
+            address: driver
+            for address, driver in self._original_drivers().items()
+            if driver is not None
+        }
+        records = self._records(originals)
         observed = self._store.observed()
         overrides = {obj.name: obj.resource_override for obj in observed if obj.resource_override}
+        recorded = {obj.name: obj.original_driver for obj in observed if obj.original_driver}
         dedicated = frozenset(self._dedicated()) if self._dedicated is not None else frozenset()
         records = [
-            _with_resource_name(record, overrides.get(record.name), dedicated) for record in records
+            _with_resource_name(
+                _with_original_driver(record, originals, recorded.get(record.name)),
+                overrides.get(record.name),
+                dedicated,
+            )
+            for record in records
         ]
         self.last_records = records
         desired = [DesiredDevice(record, pcidevice_status(record)) for record in records]
@@ -116,12 +128,7 @@ class DeviceSync:
             self._apply(write)
         return self._rescan_interval
 
-    def _records(self) -> list[DeviceRecord]:
-        originals = {
-            address: driver
-            for address, driver in self._original_drivers().items()
-            if driver is not None
-        }
+    def _records(self, originals: Mapping[PciAddress, DriverName]) -> list[DeviceRecord]:
         devices = [device for device in self._bus.devices() if is_published(device)]
         records = self._catalog.records(devices, originals)
         if self._protection is not None:
@@ -151,6 +158,26 @@ class DeviceSync:
             case DeleteDevice(name=name):
                 log.info("device %s is gone from the bus; deleting its PCIDevice", name)
                 self._store.delete(name)
+
+
+def _with_original_driver(
+    record: DeviceRecord, ledger: Mapping[PciAddress, DriverName], annotation: str | None
+) -> DeviceRecord:
+    """``record`` keeping Harvester's record of the original driver of a device it moved.
+
+    A device on ``vfio-pci`` that our ledger does not know (or knows only as ``vfio-pci``, as
+    when a claim was taken over on a device already moved) was moved by someone else (Harvester,
+    before the switch): its annotation, if it names a real driver, is kept rather than replaced
+    by ``vfio-pci`` (`pcicore.takeover.original_driver`).
+    """
+    device = record.device
+    known = ledger.get(device.address)
+    if (known is not None and known != VFIO_DRIVER) or not device.is_bound_to_vfio:
+        return record
+    driver = original_driver(device.driver, device_annotation=annotation)
+    if driver is None or driver == record.original_driver:
+        return record
+    return attrs.evolve(record, original_driver=driver)
 
 
 def _with_resource_name(

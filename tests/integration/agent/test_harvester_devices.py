@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fakesys.hosts import FREE_NIC
+from fakesys.hosts import FREE_NIC, workstation
+from fakesys.tree import FakeDevice
 from pcioperator.controllers.devices import RESOURCE_OVERRIDE_ANNOTATION
-from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES
+from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from polling import wait_for
 
 pytestmark = pytest.mark.kube
@@ -65,3 +66,44 @@ class TestDedicatedResource:
         wait_for(lambda: resource_name(running, name) == f"intel.com/{name}")
         running.api.delete(PCIDEVICECLAIMS, name)
         wait_for(lambda: resource_name(running, name) == POOL)
+
+
+MOVED = "0000:05:00.0"
+"""A NIC that Harvester's controller put on vfio-pci before the switch."""
+ORIGINAL_DRIVER = "harvesterhci.io/pcideviceDriver"
+
+
+def read(running, name):
+    """The object now."""
+    return running.api.get(PCIDEVICES, name)
+
+
+class TestTakeOverOfAMovedDevice:
+    """Harvester's record of a moved device's driver survives our agent's take-over."""
+
+    def test_harvesters_driver_annotation_is_kept(self, start_agent, kube, fake_fs, make_node):
+        """A device on vfio-pci whose PCIDevice says igb (Harvester's record) still says igb."""
+        host = workstation(
+            fake_fs,
+            extra=(FakeDevice(MOVED, 0x8086, 0x1533, 0x020000, driver="vfio-pci", iommu_group=6),),
+        )
+        node = make_node()
+        name = f"{node}-000005000"
+        KubeApi(kube.api_client).create(
+            PCIDEVICES,
+            {
+                "apiVersion": PCIDEVICES.api_version,
+                "kind": PCIDEVICES.kind,
+                "metadata": {
+                    "name": name,
+                    "labels": {"nodename": node},
+                    "annotations": {ORIGINAL_DRIVER: "igb"},
+                },
+                "spec": {},
+            },
+        )
+        running = start_agent(node=node, host=host)
+        # Once our agent has written the status, it has decided the annotation too.
+        wait_for(lambda: (read(running, name).get("status") or {}).get("kernelDriverInUse"))
+        assert read(running, name)["status"]["kernelDriverInUse"] == "vfio-pci"
+        assert read(running, name)["metadata"]["annotations"] == {ORIGINAL_DRIVER: "igb"}
