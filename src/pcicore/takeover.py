@@ -4,13 +4,24 @@ A device Harvester's controller put on ``vfio-pci`` is on ``vfio-pci`` when our 
 it, and our ledger has no record of it; taking ``vfio-pci`` as its original driver would leave
 it there for good once its claim is deleted. Harvester recorded the real one in two places: the
 PCIDevice annotation ``harvesterhci.io/pcideviceDriver`` (the same key we use) and the claim's
-``status.kernelDriverToUnbind``. `original_driver` decides from all of them. Pure: the records
-in, the driver out.
+``status.kernelDriverToUnbind``. `original_driver` decides from all of them.
+
+Harvester's claims also carry its controller's finalizer (`HARVESTER_FINALIZER`), which nothing
+removes once Harvester's controller is gone: `finalizers_after_release` drops it together with
+ours once we have returned the device, so such a claim finishes deleting.
+
+Pure: the records in, the decision out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Final
+
 from pcicore.device import VFIO_DRIVER, DriverName
+
+HARVESTER_FINALIZER: Final = "wrangler.cattle.io/PCIDeviceClaimOnRemove"
+"""The finalizer Harvester's controller (wrangler ``OnRemove``) puts on every claim."""
 
 
 def _usable(driver: str | None) -> DriverName | None:
@@ -39,4 +50,15 @@ def original_driver(
     return _usable(device_annotation) or _usable(claim_driver_to_unbind)
 
 
-__all__ = ["original_driver"]
+def finalizers_after_release(finalizers: Sequence[str], ours: str) -> tuple[str, ...] | None:
+    """A deleted claim's finalizers once we have released its device (``None``: no change).
+
+    Ours and Harvester's go (Harvester's controller, which would remove its own, no longer
+    runs); any other stays, in order. Nothing to remove gives ``None``, so no patch is sent.
+    """
+    gone = {ours, HARVESTER_FINALIZER}
+    kept = tuple(name for name in finalizers if name not in gone)
+    return None if len(kept) == len(finalizers) else kept
+
+
+__all__ = ["HARVESTER_FINALIZER", "finalizers_after_release", "original_driver"]

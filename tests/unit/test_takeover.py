@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pcicore.device import DriverName
-from pcicore.takeover import original_driver
+from pcicore.takeover import HARVESTER_FINALIZER, finalizers_after_release, original_driver
 
 VFIO = DriverName("vfio-pci")
 E1000E = DriverName("e1000e")
@@ -31,3 +31,24 @@ def test_original_driver(current, ours, annotation, claim, expected):
         )
         == expected
     )
+
+
+OURS = "devices.harvesterhci.io/return-device"
+
+
+class TestFinalizersAfterRelease:
+    """Which finalizers a released claim keeps."""
+
+    @pytest.mark.parametrize(
+        ("finalizers", "expected"),
+        [
+            pytest.param([HARVESTER_FINALIZER, OURS], (), id="harvesters-and-ours-go"),
+            pytest.param([OURS, "x.io/keep"], ("x.io/keep",), id="others-stay"),
+            pytest.param([HARVESTER_FINALIZER], (), id="harvesters-alone-goes"),
+            pytest.param(["x.io/keep"], None, id="nothing-to-remove-no-patch"),
+            pytest.param([], None, id="none-at-all"),
+        ],
+    )
+    def test_after_release(self, finalizers, expected):
+        """Ours and Harvester's are removed; absent ones mean no change at all."""
+        assert finalizers_after_release(finalizers, OURS) == expected
