@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from fakesys.hosts import FREE_NIC, workstation
 from fakesys.tree import FakeDevice
+from pcicore.takeover import HARVESTER_FINALIZER
 from pcioperator.controllers.devices import RESOURCE_OVERRIDE_ANNOTATION
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from polling import wait_for
@@ -107,3 +110,75 @@ class TestTakeOverOfAMovedDevice:
         wait_for(lambda: (read(running, name).get("status") or {}).get("kernelDriverInUse"))
         assert read(running, name)["status"]["kernelDriverInUse"] == "vfio-pci"
         assert read(running, name)["metadata"]["annotations"] == {ORIGINAL_DRIVER: "igb"}
+
+
+class TestTakeOverOfAHarvesterClaim:
+    """A claim Harvester made and served is taken over without moving its device."""
+
+    def test_nothing_is_unbound_or_rebound_at_take_over(
+        self, start_agent, kube, fake_fs, make_node
+    ):
+        """Device stays on vfio-pci (any unbind or bind would fail), claim Ready, records kept."""
+        host = workstation(
+            fake_fs,
+            extra=(FakeDevice(MOVED, 0x8086, 0x1533, 0x020000, driver="vfio-pci", iommu_group=6),),
+        )
+        for operation in ("unbind", "bind", "override"):
+            host.kernel.fail(MOVED, operation, errno.EIO)
+        node = make_node()
+        name = f"{node}-000005000"
+        api = KubeApi(kube.api_client)
+        device = api.create(
+            PCIDEVICES,
+            {
+                "apiVersion": PCIDEVICES.api_version,
+                "kind": PCIDEVICES.kind,
+                "metadata": {
+                    "name": name,
+                    "labels": {"nodename": node},
+                    "annotations": {ORIGINAL_DRIVER: "igb"},
+                },
+                "spec": {},
+            },
+        )
+        api.create(
+            PCIDEVICECLAIMS,
+            {
+                "apiVersion": PCIDEVICECLAIMS.api_version,
+                "kind": PCIDEVICECLAIMS.kind,
+                "metadata": {
+                    "name": name,
+                    "finalizers": [HARVESTER_FINALIZER],
+                    "ownerReferences": [
+                        {
+                            "apiVersion": PCIDEVICES.api_version,
+                            "kind": PCIDEVICES.kind,
+                            "name": name,
+                            "uid": device["metadata"]["uid"],
+                        }
+                    ],
+                },
+                "spec": {"address": MOVED, "nodeName": node, "userName": "admin"},
+            },
+        )
+        api.patch(
+            PCIDEVICECLAIMS,
+            name,
+            {"status": {"kernelDriverToUnbind": "igb", "passthroughEnabled": True}},
+            subresource="status",
+        )
+        running = start_agent(node=node, host=host)
+
+        def ready():
+            conditions = (api.get(PCIDEVICECLAIMS, name).get("status") or {}).get("conditions")
+            return next((c for c in conditions or [] if c["type"] == "Ready"), None)
+
+        condition = wait_for(ready)
+        assert condition["status"] == "True", condition
+        assert running.host.driver(MOVED) == "vfio-pci"
+        claim = api.get(PCIDEVICECLAIMS, name)
+        assert HARVESTER_FINALIZER in claim["metadata"]["finalizers"]
+        assert claim["status"]["passthroughEnabled"] is True
+        assert read(running, name)["metadata"]["annotations"] == {ORIGINAL_DRIVER: "igb"}
+        # Leave no finalizer behind for the fixture's clean-up (deleting is point 1, pending).
+        api.patch(PCIDEVICECLAIMS, name, {"metadata": {"finalizers": None}})
