@@ -7,7 +7,8 @@ a failed write goes to `ClaimMachine.failed`. Because every decision is made fro
 observed, not from what was done before, a process that crashed at any point converges to the
 same end state when it starts again from `ClaimMachine.start`.
 
-Passthrough follows the kernel's per-device path (BRIEF section 3): unbind from the current
+Passthrough follows the kernel's per-device path (the sysfs ABI of ``/sys/bus/pci``, see
+Documentation/ABI/testing/sysfs-bus-pci in the kernel tree): unbind from the current
 driver, set ``driver_override`` to ``vfio-pci``, write the address to ``drivers_probe``, and if
 the probe did not bind, write it to ``vfio-pci/bind`` so the kernel's errno says why. Return
 clears the override and binds the original driver through its ``bind`` file. A passthrough that
@@ -23,6 +24,7 @@ from typing import Final
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.backoff import Backoff
 from pcicore.device import VFIO_DRIVER, DriverName, PciDevice
 
 VFIO_MODULES: Final = ("vfio_pci", "vfio_iommu_type1")
@@ -73,6 +75,7 @@ class Reason(enum.Enum):
     GROUP_INCOMPLETE = "IommuGroupIncomplete"
     NO_IOMMU = "NoIommu"
     HOST_DEPENDS_ON_DEVICE = "HostDependsOnDevice"
+    HOST_FACTS_UNREADABLE = "HostFactsUnreadable"
     DENY_LISTED = "DenyListed"
 
 
@@ -210,33 +213,23 @@ class Step:
     action: Action | None
 
 
-@attrs.frozen
-class Backoff:
-    """Bounded exponential backoff for busy devices.
-
-    Attributes:
-        max_attempts: Failed attempts allowed before giving up (then rolling back).
-        first_delay: Seconds to wait after the first failure.
-        factor: Growth of the delay per further failure.
-        max_delay: Ceiling of one delay.
-    """
-
-    max_attempts: int = 5
-    first_delay: float = 0.5
-    factor: float = 2.0
-    max_delay: float = 8.0
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait after ``attempts`` failures (``attempts`` >= 1)."""
-        return float(min(self.max_delay, self.first_delay * self.factor ** (attempts - 1)))
+BUSY_DEVICE_BACKOFF: Final = Backoff(base=0.5, cap=8.0, factor=2.0, max_attempts=5)
+"""How a busy device is retried: 0.5 s, 1 s, 2 s, 4 s, then the claim rolls back."""
 
 
 class ClaimMachine:
     """Decides, one action at a time, how a device reaches its claim's goal."""
 
-    def __init__(self, backoff: Backoff | None = None) -> None:
-        """Retry busy devices according to ``backoff``."""
-        self.backoff = backoff or Backoff()
+    def __init__(self, backoff: Backoff = BUSY_DEVICE_BACKOFF) -> None:
+        """Retry busy devices according to ``backoff`` (which must give up at some point).
+
+        Raises:
+            ValueError: ``backoff`` retries for ever: a busy device must roll back eventually.
+        """
+        if backoff.max_attempts is None:
+            raise ValueError("a claim's backoff needs max_attempts: a busy device must roll back")
+        self.backoff = backoff
+        self._max_attempts = backoff.max_attempts
 
     @staticmethod
     def start(address: PciAddress, goal: Goal, original_driver: DriverName | None) -> ClaimState:
@@ -297,7 +290,7 @@ class ClaimMachine:
     def _no_progress(self, state: ClaimState, detail: str, now: float, *, temporary: bool) -> Step:
         """The last action did not move the device: back off, roll back or fail."""
         attempts = state.attempts + 1
-        if temporary and attempts < self.backoff.max_attempts:
+        if temporary and not self.backoff.gives_up(attempts):
             until = now + self.backoff.delay(attempts)
             waiting = attrs.evolve(
                 state,
@@ -305,7 +298,7 @@ class ClaimMachine:
                 reason=Reason.DEVICE_BUSY,
                 message=(
                     f"{state.address} is busy ({detail}); retry {attempts} of "
-                    f"{self.backoff.max_attempts - 1} in {until - now:.1f}s"
+                    f"{self._max_attempts - 1} in {until - now:.1f}s"
                 ),
                 attempts=attempts,
                 retry_at=until,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NewType
+import re
+from typing import Final, NewType
 
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.errors import InvalidDriverNameError, InvalidNodeNameError
 
 DriverName = NewType("DriverName", str)
 """A kernel driver name as it appears under ``/sys/bus/pci/drivers`` (``e1000e``, ``vfio-pci``)."""
@@ -18,6 +20,38 @@ NodeName = NewType("NodeName", str)
 """The name of a Kubernetes node."""
 
 VFIO_DRIVER = DriverName("vfio-pci")
+
+# What `struct device_driver.name` holds in practice, and a directory name under
+# /sys/bus/pci/drivers: never empty, never a path, never "." or "..".
+_DRIVER_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# A Kubernetes node name is a DNS subdomain (RFC 1123), at most 253 characters.
+_NODE_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NODE_NAME_MAX: Final = 253
+
+
+def parse_driver_name(text: object, hint: str = "check the recorded original driver") -> DriverName:
+    """``text`` as a `DriverName`, if it can name a driver's directory.
+
+    Raises:
+        InvalidDriverNameError: ``text`` is not a string of the kernel's driver-name alphabet
+            (``hint`` is appended to the message: where the name came from, what to do).
+    """
+    if not isinstance(text, str) or not _DRIVER_NAME.fullmatch(text):
+        raise InvalidDriverNameError(text, hint)
+    return DriverName(text)
+
+
+def parse_node_name(text: str) -> NodeName:
+    """``text`` as a `NodeName`, if Kubernetes would accept it as a node's name.
+
+    Raises:
+        InvalidNodeNameError: ``text`` is not an RFC 1123 DNS subdomain of at most 253
+            characters.
+    """
+    if len(text) > _NODE_NAME_MAX or not _NODE_NAME.fullmatch(text):
+        raise InvalidNodeNameError(text)
+    return NodeName(text)
+
 
 # PCI class codes (PCI Code and ID Assignment Specification).
 CLASS_BRIDGE = 0x06

@@ -5,11 +5,18 @@ It is the service layer around the pure `pcicore.claim.ClaimMachine` and the pol
 applies it, and observes again until the device settles. The node-admin CLI and the cluster
 agent both drive it; the agent passes the claims it reads from the API to `reconcile`, which is
 level-triggered and idempotent: with nothing to change it performs no write at all.
+
+The engine never waits. When the kernel answers that a device is busy, the machine asks for a
+backoff; the engine then stops driving that device and returns an `Outcome` whose
+``retry_after`` says when to call again (reason ``DeviceBusy``, the attempt count in the
+message). It remembers the device's state until then, so the next call resumes with the attempt
+count where it stopped. The agent hands ``retry_after`` to its work queue; the one-shot CLI
+waits with `until_settled`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import attrs
 
@@ -32,8 +39,9 @@ from pcicore.errors import (
     ModuleLoadError,
 )
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.policy import GroupPlan, GroupPolicy, HostProtection, IommuMode, plan_group
+from pcicore.policy import GroupPlan, GroupPolicy, plan_group
 from pcicore.ports import Clock, DriverControl, HostFactsSource, LedgerStore, PciBus
+from pcicore.protection import HostProtection, condition_reason
 
 
 @attrs.frozen(order=True)
@@ -56,12 +64,16 @@ class Outcome:
     """Where one device ended up, and why.
 
     Attributes:
-        state: The claim's final state (phase, reason, message, original driver).
+        state: The claim's state (phase, reason, message, original driver): final, or
+            ``Waiting`` with reason ``DeviceBusy`` while a busy device's backoff runs.
         driver: The driver the device is bound to now (``None``: unbound or gone).
+        retry_after: Seconds until the engine should be called again for this device (its
+            backoff), or ``None`` when nothing is pending.
     """
 
     state: ClaimState
     driver: DriverName | None
+    retry_after: float | None = None
 
     @property
     def address(self) -> PciAddress:
@@ -120,7 +132,6 @@ class ClaimEngine:
         clock: Clock,
         *,
         protection: HostProtection | None = None,
-        iommu: IommuMode = IommuMode.REQUIRED,
         machine: ClaimMachine | None = None,
         max_steps: int = 64,
     ) -> None:
@@ -131,9 +142,11 @@ class ClaimEngine:
         self._ledger = ledger
         self._clock = clock
         self._protection = protection or HostProtection()
-        self._iommu = iommu
         self._machine = machine or ClaimMachine()
         self._max_steps = max_steps
+        # Devices whose backoff runs: the goal asked for and the state reached, resumed by the
+        # next `_drive` towards the same goal (lost on restart: the count starts over).
+        self._in_flight: dict[PciAddress, tuple[Goal, ClaimState]] = {}
 
     # --- the public operations ---------------------------------------------------------
 
@@ -166,7 +179,9 @@ class ClaimEngine:
 
         The claim and each device's original driver are recorded before anything moves. If a
         device cannot be bound, every device this bind moved goes back to its original driver
-        and the claim is dropped; the outcome says why.
+        and the claim is dropped; the outcome says why. If a device is busy, the outcomes end
+        with its waiting one (``retry_after`` set) and nothing is rolled back: call `bind`
+        again after that long to resume.
 
         Raises:
             DeviceNotFoundError: no device at the address.
@@ -195,10 +210,14 @@ class ClaimEngine:
                     group.waiting_message(),
                 )
             ]
-        outcomes = [
-            self._drive(member.address, Goal.PASSTHROUGH, ledger.originals.get(member.address))
-            for member in group.members
-        ]
+        outcomes = []
+        for member in group.members:
+            outcome = self._drive(
+                member.address, Goal.PASSTHROUGH, ledger.originals.get(member.address)
+            )
+            outcomes.append(outcome)
+            if outcome.retry_after is not None:
+                return outcomes  # busy: the caller comes back when the backoff ends
         if all(outcome.bound for outcome in outcomes):
             return outcomes
         return self._roll_back(request, outcomes)
@@ -206,10 +225,19 @@ class ClaimEngine:
     def release(self, address: PciAddress) -> list[Outcome]:
         """Drop the claim on ``address`` and return its devices to their original drivers.
 
-        The devices a group claim pulled in are released with it.
+        The devices a group claim pulled in are released with it. A return that waits for a
+        busy device has ``retry_after`` set: call `release` again after that long.
         """
         ledger = self._ledger.load()
-        if address not in ledger.claims and address not in ledger.originals:
+        # Returns of unclaimed devices still waiting for a busy device resume too (a group
+        # member of this claim whose return had to wait when the claim was first released).
+        pending = {
+            a
+            for a, (goal, _) in self._in_flight.items()
+            if goal is Goal.HOST and a in ledger.originals and a not in ledger.claims
+        }
+        known = address in ledger.claims or address in ledger.originals
+        if not known and not pending:
             return [
                 _settled(
                     address,
@@ -219,7 +247,7 @@ class ClaimEngine:
                     f"{address} is not claimed; nothing to release",
                 )
             ]
-        members = ledger.group_of(address)
+        members = (ledger.group_of(address) if known else set()) | pending
         self._save(ledger.unclaim(members))
         return [self._return(member) for member in sorted(members)]
 
@@ -249,7 +277,10 @@ class ClaimEngine:
         for request in wanted:
             outcomes.extend(self._bind_reporting(request, addresses))
         ledger = self._ledger.load()
-        orphans = sorted(set(ledger.originals) - set(ledger.claims))
+        # One outcome per device: one already reported this run (a refusal that returned it,
+        # a rollback still waiting) is not driven again as an orphan.
+        reported = {outcome.address for outcome in outcomes}
+        orphans = sorted(set(ledger.originals) - set(ledger.claims) - reported)
         outcomes.extend(self._return(address) for address in orphans)
         return outcomes
 
@@ -261,11 +292,10 @@ class ClaimEngine:
         try:
             return self.bind(request, addresses)
         except ClaimRefusedError as err:
-            reason = err.reason if isinstance(err.reason, Reason) else Reason.DENY_LISTED
-            self._save(self._ledger.load().unclaim({request.address}))
-            return [
-                _settled(request.address, Goal.PASSTHROUGH, ClaimPhase.FAILED, reason, str(err))
-            ]
+            reason = condition_reason(err.reason)
+            return self._kept_bound(request, reason, str(err)) or self._refused(
+                request, reason, str(err)
+            )
         except DeviceNotFoundError as err:
             return [
                 _settled(
@@ -277,12 +307,74 @@ class ClaimEngine:
                 )
             ]
 
+    def _kept_bound(self, request: ClaimRequest, reason: Reason, refusal: str) -> list[Outcome]:
+        """A claim refused now, whose devices were bound before: they stay until it is deleted.
+
+        A refusal that arrives after the bind (the operator added a deny entry and restarted
+        the agent) must not pull the device from under a VM that may be using it. The claim
+        keeps its devices on ``vfio-pci`` and reports the refusal; once the claim is deleted
+        they are returned as usual, and the refusal stops a new bind. Empty when the claim was
+        not bound (nothing to keep).
+        """
+        ledger = self._ledger.load()
+        if request.address not in ledger.claims:
+            return []
+        members = sorted(ledger.group_of(request.address))
+        drivers = {}
+        for member in members:
+            seen = self._control.observe(member)
+            if seen.device is None or not seen.device.is_bound_to_vfio:
+                return []
+            drivers[member] = seen.device.driver
+        message = (
+            f"{refusal}. {request.address} was bound before this refusal and stays on vfio-pci "
+            "(a VM may be using it) until this claim is deleted; it will not be bound again"
+        )
+        return [
+            Outcome(
+                state=ClaimState(
+                    address=member,
+                    goal=Goal.PASSTHROUGH,
+                    original_driver=ledger.originals.get(member),
+                    phase=ClaimPhase.BOUND,
+                    reason=reason,
+                    message=message,
+                ),
+                driver=drivers[member],
+            )
+            for member in members
+        ]
+
+    def _refused(self, request: ClaimRequest, reason: Reason, refusal: str) -> list[Outcome]:
+        """Drop a refused claim, return whatever it had moved; one outcome per device."""
+        ledger = self._ledger.load()
+        members = ledger.group_of(request.address)
+        self._save(ledger.unclaim(members))
+        outcomes = []
+        for member in sorted(members):
+            if member not in self._ledger.load().originals:
+                if member == request.address:
+                    outcomes.append(
+                        _settled(member, Goal.PASSTHROUGH, ClaimPhase.FAILED, reason, refusal)
+                    )
+                continue
+            returned = self._return(member)
+            if member == request.address and returned.returned:
+                returned = attrs.evolve(
+                    returned,
+                    state=attrs.evolve(
+                        returned.state, phase=ClaimPhase.FAILED, reason=reason, message=refusal
+                    ),
+                )
+            outcomes.append(returned)
+        return outcomes
+
     def _group_plan(self, request: ClaimRequest, claimed: Collection[PciAddress]) -> GroupPlan:
         target = self._bus.device(request.address)
         if target is None:
             raise DeviceNotFoundError(request.address)
         devices = self._bus.devices()
-        group = plan_group(target, devices, claimed, request.policy, self._iommu)
+        group = plan_group(target, devices, claimed, request.policy)
         facts = self._host.facts()
         self._protection.check_all(group.members, facts)
         return group
@@ -296,6 +388,9 @@ class ClaimEngine:
         for outcome in outcomes:
             if outcome.bound:
                 returned = self._return(outcome.address)
+                if not returned.returned:
+                    final.append(returned)  # busy or failed: its own reason says why
+                    continue
                 cause = next(o for o in outcomes if not o.bound)
                 final.append(
                     attrs.evolve(
@@ -340,17 +435,30 @@ class ClaimEngine:
         return outcome
 
     def _drive(self, address: PciAddress, goal: Goal, original: DriverName | None) -> Outcome:
+        """Step ``address`` towards ``goal`` until it settles or must wait for a busy device."""
         machine = self._machine
-        state = machine.start(address, goal, original)
+        resumed = self._in_flight.pop(address, None)
+        if resumed is not None and resumed[0] is goal:
+            state = resumed[1]
+        else:
+            state = machine.start(address, goal, original)
         for _ in range(self._max_steps):
-            step = machine.step(state, self._control.observe(address), self._clock.now())
+            now = self._clock.now()
+            step = machine.step(state, self._control.observe(address), now)
             state = step.state
             action = step.action
             if action is None:
                 break
             if isinstance(action, Wait):
-                self._clock.sleep(max(0.0, action.until - self._clock.now()))
-                continue
+                if action.until > now:
+                    self._in_flight[address] = (goal, state)
+                    seen = self._control.observe(address)
+                    return Outcome(
+                        state=state,
+                        driver=seen.device.driver if seen.device else None,
+                        retry_after=action.until - now,
+                    )
+                continue  # a wait that is already over (the turn of a rollback)
             try:
                 self._control.apply(action)
             except DriverWriteError as err:
@@ -370,3 +478,22 @@ class ClaimEngine:
     def _save(self, ledger: Ledger) -> None:
         if ledger != self._ledger.load():
             self._ledger.save(ledger)
+
+
+def until_settled(
+    attempt: Callable[[], list[Outcome]], clock: Clock, max_rounds: int = 64
+) -> list[Outcome]:
+    """Call ``attempt`` (an engine operation) again after each busy device's backoff.
+
+    For one-shot callers such as the node-admin CLI, which have no work queue to come back
+    through: they wait on ``clock`` between rounds. A controller must not use it; it requeues
+    after the outcomes' ``retry_after`` instead.
+    """
+    outcomes = attempt()
+    for _ in range(max_rounds):
+        waits = [o.retry_after for o in outcomes if o.retry_after is not None]
+        if not waits:
+            break
+        clock.sleep(min(waits))
+        outcomes = attempt()
+    return outcomes

@@ -4,6 +4,7 @@ Adapters translate their own failures (``OSError`` with an errno, API and gRPC e
 these, chaining the original as ``__cause__``.
 """
 
+import enum
 import errno
 
 
@@ -29,6 +30,33 @@ class InvalidPciAddressError(PciDevicesError, ValueError):
         self.text = text
 
 
+class InvalidDriverNameError(PciDevicesError, ValueError):
+    """A text that should name a kernel driver (``e1000e``, ``vfio-pci``) does not.
+
+    Raised before the text is used for anything: a driver name becomes a sysfs path.
+    """
+
+    def __init__(self, text: object, hint: str) -> None:
+        """Describe ``text``; ``hint`` says where it came from and what to do."""
+        super().__init__(
+            f"invalid kernel driver name {text!r}: expected letters, digits, '_', '.' or '-' "
+            f"(at most 64, as under /sys/bus/pci/drivers); {hint}"
+        )
+        self.text = text
+
+
+class InvalidNodeNameError(PciDevicesError, ValueError):
+    """A node name that Kubernetes would not accept (not an RFC 1123 DNS subdomain)."""
+
+    def __init__(self, text: str) -> None:
+        """Describe ``text``."""
+        super().__init__(
+            f"invalid node name {text!r}: a node name is lower-case letters, digits, '-' and "
+            "'.' (RFC 1123); pass the node's name with --node or NODE_NAME"
+        )
+        self.text = text
+
+
 class PciIdsError(PciDevicesError):
     """The ``pci.ids`` database could not be found, read or parsed."""
 
@@ -48,19 +76,46 @@ class DeviceNotFoundError(PciDevicesError, LookupError):
         self.address = address
 
 
+class RefusalReason(enum.Enum):
+    """Why a device may never be handed to ``vfio-pci`` as things stand."""
+
+    PCI_BRIDGE = "PciBridge"
+    """It is a PCI-to-PCI bridge: the devices behind it are claimed, never the bridge."""
+    NO_IOMMU = "NoIommu"
+    """It has no IOMMU group: the node has no IOMMU enabled."""
+    HOST_DEPENDS_ON_DEVICE = "HostDependsOnDevice"
+    """The running host uses it (default-route NIC, mounted disk, boot console)."""
+    HOST_FACTS_UNREADABLE = "HostFactsUnreadable"
+    """What the host depends on could not be read, so passing anything through is unsafe."""
+    DENY_LISTED = "DenyListed"
+    """The operator's deny list names its address or class."""
+
+
 class ClaimRefusedError(PciDevicesError):
     """A device may not be handed to ``vfio-pci``: the host depends on it, or policy forbids it.
 
     Attributes:
         address: The device refused.
-        reason: A `pcicore.claim.Reason` naming why (kept untyped here to avoid an import cycle).
+        reason: Why, as a `RefusalReason`.
     """
 
-    def __init__(self, address: object, reason: object, message: str) -> None:
+    def __init__(self, address: object, reason: RefusalReason, message: str) -> None:
         """Refuse ``address`` for ``reason``; ``message`` says why and what to do."""
         super().__init__(message)
         self.address = address
         self.reason = reason
+
+
+class InvalidDenyEntryError(PciDevicesError, ValueError):
+    """An entry of the operator's deny list is neither a PCI address nor a hex class prefix."""
+
+    def __init__(self, text: str) -> None:
+        """Describe the bad entry ``text``."""
+        super().__init__(
+            f"--deny {text!r} is neither a PCI address (0000:03:00.0) nor a class prefix in "
+            "hex (03, 0200, 010802); fix or remove that --deny entry"
+        )
+        self.text = text
 
 
 class DriverWriteError(PciDevicesError, OSError):

@@ -1,14 +1,13 @@
-"""Which devices a claim may move: IOMMU group viability and host protection.
+"""Which devices a claim moves: IOMMU group viability.
 
 A VM can use a device only when VFIO can hand it the whole IOMMU group: every endpoint in the
-group bound to ``vfio-pci`` (or to no driver, or ``pci-stub``); PCIe bridges are exempt (BRIEF
-section 3). Claiming the GPU without its audio function makes the VM unbootable, so a claim
-either waits for the rest of the group (`GroupPolicy.STRICT`) or takes it along
-(`GroupPolicy.GROUP`).
+group bound to ``vfio-pci`` (or to no driver, or ``pci-stub``); PCIe bridges are exempt (the
+kernel's ``vfio_dev_viable``). Claiming the GPU without its audio function makes the VM
+unbootable, so a claim either waits for the rest of the group (`GroupPolicy.STRICT`) or takes
+it along (`GroupPolicy.GROUP`).
 
-Independently, a device the host depends on is refused whatever the policy: the NIC with the
-default route or an address of the node, the controller of a disk with a mounted filesystem,
-the boot console's GPU, and anything on the operator's deny list.
+Which devices may never move at all (bridges, devices without an IOMMU group, those the host
+depends on, the deny list) is `pcicore.protection`.
 """
 
 from __future__ import annotations
@@ -20,10 +19,8 @@ from typing import Final
 import attrs
 
 from pcicore.address import PciAddress
-from pcicore.claim import Reason
 from pcicore.device import VFIO_DRIVER, DriverName, PciDevice
-from pcicore.errors import ClaimRefusedError
-from pcicore.hostfacts import HostFacts
+from pcicore.protection import device_refusal, no_iommu_refusal
 
 PCI_STUB_DRIVER: Final = DriverName("pci-stub")
 
@@ -39,15 +36,6 @@ class GroupPolicy(enum.Enum):
     """Move every endpoint of the group together, recording each one's original driver."""
 
 
-class IommuMode(enum.Enum):
-    """Whether the node may pass through devices without an IOMMU."""
-
-    REQUIRED = "required"
-    """Refuse devices that have no IOMMU group (the safe default)."""
-    NO_IOMMU = "no-iommu"
-    """Allow them (``vfio enable_unsafe_noiommu_mode``): the VM can DMA anywhere in the host."""
-
-
 def is_viable_member(device: PciDevice) -> bool:
     """Whether ``device`` lets its group be viable as it is now (or is exempt, a bridge)."""
     return device.pci_class.is_bridge or device.driver in _VIABLE_DRIVERS
@@ -60,14 +48,14 @@ class GroupPlan:
     Attributes:
         target: The claimed device.
         members: The devices to move to ``vfio-pci`` (the target first), non-bridge only.
+        group: The IOMMU group.
         waiting_for: Other endpoints that keep the group from being viable (strict policy).
-        group: The IOMMU group, or ``None`` without an IOMMU.
     """
 
     target: PciDevice
     members: tuple[PciDevice, ...]
+    group: int
     waiting_for: tuple[PciDevice, ...] = ()
-    group: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -90,31 +78,17 @@ def plan_group(
     devices: Sequence[PciDevice],
     claimed: Collection[PciAddress],
     policy: GroupPolicy,
-    iommu: IommuMode = IommuMode.REQUIRED,
 ) -> GroupPlan:
     """What claiming ``target`` moves, given every device on the host and those claimed.
 
     Raises:
-        ClaimRefusedError: ``target`` has no IOMMU group and ``iommu`` is not no-IOMMU, or
-            ``target`` is a bridge.
+        ClaimRefusedError: ``target`` can never be passed through (`device_refusal`): it is a
+            bridge or has no IOMMU group.
     """
-    if target.pci_class.is_bridge:
-        raise ClaimRefusedError(
-            target.address,
-            Reason.DENY_LISTED,
-            f"{target.address} is a PCI bridge; bridges are never passed through, claim the "
-            "devices behind it instead",
-        )
-    if target.iommu_group is None:
-        if iommu is IommuMode.NO_IOMMU:
-            return GroupPlan(target=target, members=(target,))
-        raise ClaimRefusedError(
-            target.address,
-            Reason.NO_IOMMU,
-            f"{target.address} has no IOMMU group: this node has no IOMMU or it is disabled; "
-            "enable it (intel_iommu=on / amd_iommu=on, or the firmware's VT-d/AMD-Vi setting) "
-            "or, accepting that a VM could then reach all host memory, allow no-IOMMU mode",
-        )
+    group = target.iommu_group
+    refusal = device_refusal(target)
+    if refusal is not None or group is None:  # no group is always refused: this is for mypy
+        raise (refusal or no_iommu_refusal(str(target.address))).error(target.address)
     others = [
         device
         for device in devices
@@ -123,7 +97,7 @@ def plan_group(
         and not device.pci_class.is_bridge
     ]
     if policy is GroupPolicy.GROUP:
-        return GroupPlan(target=target, members=(target, *others), group=int(target.iommu_group))
+        return GroupPlan(target=target, members=(target, *others), group=int(group))
     waiting = tuple(
         device
         for device in others
@@ -134,78 +108,5 @@ def plan_group(
         target=target,
         members=(target, *claimed_others),
         waiting_for=waiting,
-        group=int(target.iommu_group),
+        group=int(group),
     )
-
-
-@attrs.frozen
-class DenyList:
-    """Devices the operator never wants passed through.
-
-    Attributes:
-        addresses: Denied functions.
-        classes: Denied class codes, as hex prefixes of ``CCSSPP`` (``03`` every display
-            controller, ``0106`` SATA controllers, ``010802`` NVMe).
-    """
-
-    addresses: frozenset[PciAddress] = frozenset()
-    classes: frozenset[str] = frozenset()
-
-    def denies(self, device: PciDevice) -> bool:
-        """Whether ``device`` is on the list."""
-        klass = device.pci_class
-        code = f"{klass.base:02x}{klass.sub:02x}{klass.prog_if:02x}"
-        return device.address in self.addresses or any(
-            code.startswith(prefix.lower()) for prefix in self.classes
-        )
-
-
-@attrs.frozen
-class HostProtection:
-    """Refuses devices the host depends on, and those on the deny list.
-
-    Attributes:
-        deny: The operator's deny list.
-    """
-
-    deny: DenyList = DenyList()
-
-    def check(self, device: PciDevice, facts: HostFacts) -> None:
-        """Return if ``device`` may be passed through.
-
-        Raises:
-            ClaimRefusedError: the host depends on it (reason `Reason.HOST_DEPENDS_ON_DEVICE`)
-                or it is denied (`Reason.DENY_LISTED`), with the evidence in the message.
-        """
-        address = device.address
-        evidence = None
-        if address in facts.default_route_nics:
-            evidence = f"it is the NIC of the default route ({facts.default_route_nics[address]})"
-        elif address in facts.addressed_nics:
-            evidence = f"it is a NIC carrying a node address ({facts.addressed_nics[address]})"
-        elif address in facts.mounted_disk_controllers:
-            evidence = (
-                "it controls a disk with a mounted filesystem "
-                f"({facts.mounted_disk_controllers[address]})"
-            )
-        elif address in facts.boot_vga:
-            evidence = "it is the boot console's GPU (boot_vga=1)"
-        if evidence is not None:
-            raise ClaimRefusedError(
-                address,
-                Reason.HOST_DEPENDS_ON_DEVICE,
-                f"refusing {address}: {evidence}; passing it through would take the node "
-                "offline. Move the host off it first, then claim it again",
-            )
-        if self.deny.denies(device):
-            raise ClaimRefusedError(
-                address,
-                Reason.DENY_LISTED,
-                f"refusing {address}: it is on this node's deny list (address or class "
-                f"{device.pci_class.class_id}); remove it from the deny list to claim it",
-            )
-
-    def check_all(self, devices: Sequence[PciDevice], facts: HostFacts) -> None:
-        """`check` every device (a group moves together, so one protected member refuses all)."""
-        for device in devices:
-            self.check(device, facts)

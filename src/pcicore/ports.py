@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pcicore.address import PciAddress
 from pcicore.claim import Action, Observation
+from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
 from pcicore.device import PciDevice
 from pcicore.hostfacts import HostFacts
 from pcicore.ledger import Ledger
@@ -38,7 +39,7 @@ class PciBus(Protocol):
         ...
 
 
-# --- Ports of the claim engine (issue 4) ---------------------------------------------------
+# The host: the claim engine's ports ---------------------------------------------------------------
 
 
 class DriverControl(Protocol):
@@ -90,7 +91,45 @@ class Clock(Protocol):
         ...
 
 
-# The cluster: devices and KubeVirt
+# The cluster: claims ---------------------------------------------------------------------------
+
+
+class ClaimStore(Protocol):
+    """This node's PCIDeviceClaims: read from a cache of the cluster, written back to it."""
+
+    def synced(self) -> bool:
+        """Whether the cache holds every claim (until then, an absent claim proves nothing)."""
+        ...
+
+    def claims(self) -> Sequence[ClusterClaim]:
+        """Every claim whose ``spec.nodeName`` is this node, deleted ones included.
+
+        Claims too malformed to read at all are left out (and logged by the adapter).
+        """
+        ...
+
+    def write_status(self, claim: ClusterClaim, status: ClaimStatus) -> None:
+        """Replace ``claim``'s status with ``status``; a claim gone meanwhile is no error."""
+        ...
+
+    def set_finalizers(self, claim: ClusterClaim, finalizers: tuple[str, ...]) -> None:
+        """Replace ``claim``'s finalizers, only if it is still at ``claim.resource_version``.
+
+        A claim gone meanwhile is no error. A claim changed meanwhile raises the adapter's
+        conflict error: the caller's reconcile fails and is retried with a fresh read.
+        """
+        ...
+
+
+class ClaimEvents(Protocol):
+    """Records Events about claims (a failure to record one is logged, never raised)."""
+
+    def emit(self, claim: ClusterClaim, event: ClaimEvent) -> None:
+        """Record that ``event`` happened to ``claim``."""
+        ...
+
+
+# The cluster: devices and KubeVirt --------------------------------------------------------------
 
 
 class DeviceObjectStore(Protocol):

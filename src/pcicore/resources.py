@@ -257,7 +257,7 @@ class DeviceNode:
 
 @attrs.frozen
 class ContainerAllocation:
-    """What one container gets for its devices (KubeVirt's contract, BRIEF §4).
+    """What one container gets for its devices (the contract virt-launcher reads).
 
     Attributes:
         envs: ``PCI_RESOURCE_<…>`` = comma-joined addresses.

@@ -1,13 +1,15 @@
 """Moves PCI functions between kernel drivers through sysfs: the `DriverControl` adapter.
 
-Only the per-device path is used (BRIEF section 3): ``driver/unbind``, ``driver_override``,
-``drivers_probe`` and ``drivers/<name>/bind``, never ``new_id`` (which would hand *every* device
+Only the kernel's per-device path is used (Documentation/ABI/testing/sysfs-bus-pci):
+``driver/unbind``, ``driver_override``, ``drivers_probe`` and ``drivers/<name>/bind``, never
+``new_id`` (which would hand *every* device
 with the same vendor:device pair to the driver). Each attribute is written with one unbuffered
 ``os.write`` on an ``os.open(path, O_WRONLY)`` descriptor, because sysfs returns the kernel's
 answer (``EBUSY``, ``ENODEV``, ``EINVAL``) from that write; buffered text I/O would report it, if
 at all, at close. The engine confirms every step by observing again (`observe`).
 
 The sysfs and proc roots are parameters, so the same code drives a real host and a fake kernel.
+A driver name is parsed (`pcicore.device.parse_driver_name`) before it becomes part of a path.
 """
 
 # Sysfs attributes are reached with os.open/os.write on str paths, like pcihost.sysfs: the
@@ -18,11 +20,10 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Protocol
 
 from pcicore.address import PciAddress
 from pcicore.claim import (
@@ -35,14 +36,10 @@ from pcicore.claim import (
     Unbind,
     Wait,
 )
-from pcicore.device import VFIO_DRIVER, DriverName
-from pcicore.errors import DriverWriteError, ModuleLoadError
-from pcihost.sysfs import DEFAULT_SYSFS_ROOT, SysfsPciBus
-
-DEFAULT_PROC_ROOT: Final = Path("/proc")
-
-# A kernel driver name: what `struct device_driver.name` holds in practice.
-_DRIVER_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+from pcicore.device import VFIO_DRIVER, DriverName, parse_driver_name
+from pcicore.errors import DriverWriteError, InvalidDriverNameError, ModuleLoadError
+from pcihost.paths import DEFAULT_PROC_ROOT, DEFAULT_SYSFS_ROOT
+from pcihost.sysfs import SysfsPciBus
 
 
 class ModuleLoader(Protocol):
@@ -99,13 +96,10 @@ class SystemClock:
 
 def _driver_name(name: str) -> str:
     """``name`` if it can be a driver's directory name; never a path."""
-    if not _DRIVER_NAME.fullmatch(name):
-        raise DriverWriteError(
-            name,
-            errno.EINVAL,
-            f"{name!r} is not a kernel driver name; check the recorded original driver",
-        )
-    return name
+    try:
+        return parse_driver_name(name)
+    except InvalidDriverNameError as err:
+        raise DriverWriteError(name, errno.EINVAL, str(err)) from err
 
 
 class SysfsDriverControl:

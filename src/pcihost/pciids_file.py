@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pcicore.errors import PciIdsError
-from pcicore.pciids import STANDARD_LOCATIONS, PciIds
+from pcicore.pciids import PciIds
+from pcihost.paths import PCI_IDS_LOCATIONS
 
 
 def load_pci_ids(path: Path | None = None) -> PciIds:
@@ -16,7 +17,7 @@ def load_pci_ids(path: Path | None = None) -> PciIds:
     """
     if path is not None:
         return PciIds(_read(path), origin=str(path))
-    for candidate in STANDARD_LOCATIONS:
+    for candidate in PCI_IDS_LOCATIONS:
         try:
             data = Path(candidate).read_bytes()
         except FileNotFoundError:
@@ -29,7 +30,7 @@ def load_pci_ids(path: Path | None = None) -> PciIds:
         return PciIds(data, origin=candidate)
     raise PciIdsError(
         "no pci.ids database found (looked in "
-        + ", ".join(STANDARD_LOCATIONS)
+        + ", ".join(PCI_IDS_LOCATIONS)
         + "); install it (Debian/Ubuntu: apt-get install pci.ids) or pass --pci-ids PATH"
     )
 

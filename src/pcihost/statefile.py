@@ -18,36 +18,49 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
+import cattrs
 
 from pcicore.address import PciAddress
 from pcicore.device import DriverName
-from pcicore.errors import ClaimStateError, InvalidPciAddressError
+from pcicore.errors import ClaimStateError, PciDevicesError
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.policy import GroupPolicy
+from pcicore.naming import ResourceName
+from pcicore.resources import ClaimedDevice
+from pcihost.converter import CONVERTER, describe_error
+from pcihost.paths import DEFAULT_STATE_FILE
 
-DEFAULT_STATE_FILE: Final = Path("/var/lib/pcidevices/claims.json")
 VERSION: Final = 1
-
-_DRIVER_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @attrs.frozen
-class ClaimedDevice:
-    """A device claimed on this node, as the device plugin needs it.
+class StateDocument:
+    """The file's JSON document (its keys are the camelCase of these fields).
 
     Attributes:
-        address: The device.
-        resource_name: The resourceName to advertise it under (``None``: not recorded).
+        version: The format version (`VERSION`).
+        claims: The claims, in address order (each a `ClaimRecord`).
+        originals: Each moved device's driver before the move (``None``: it had none).
     """
 
-    address: PciAddress
-    resource_name: str | None
+    version: int
+    claims: tuple[ClaimRecord, ...]
+    originals: dict[PciAddress, DriverName | None]
+
+    @classmethod
+    def of(cls, ledger: Ledger) -> StateDocument:
+        """The document that records ``ledger``."""
+        return cls(VERSION, tuple(ledger.claims.values()), dict(ledger.originals))
+
+    def ledger(self) -> Ledger:
+        """The ledger this document records."""
+        return Ledger(
+            claims={record.address: record for record in self.claims}, originals=self.originals
+        )
 
 
 class ClaimStateFile:
@@ -74,10 +87,10 @@ class ClaimStateFile:
             ) from err
         try:
             return _ledger(json.loads(text))
-        except (ValueError, KeyError, TypeError, InvalidPciAddressError) as err:
+        except (ValueError, PciDevicesError, cattrs.BaseValidationError) as err:
             raise ClaimStateError(
-                f"{self.path} is not a pcidevices claim state file ({err}); move it aside and "
-                "run `pcidevices restore` after re-binding devices by hand"
+                f"{self.path} is not a pcidevices claim state file ({describe_error(err)}); "
+                "move it aside and run `pcidevices restore` after re-binding devices by hand"
             ) from err
 
     def save(self, ledger: Ledger) -> None:
@@ -86,19 +99,7 @@ class ClaimStateFile:
         Raises:
             ClaimStateError: the folder is not writable.
         """
-        document = {
-            "version": VERSION,
-            "claims": [
-                {
-                    "address": str(record.address),
-                    "policy": record.policy.value,
-                    "resourceName": record.resource_name,
-                    "claimedWith": str(record.claimed_with) if record.claimed_with else None,
-                }
-                for record in ledger.claims.values()
-            ],
-            "originals": {str(a): d for a, d in ledger.originals.items()},
-        }
+        document = CONVERTER.unstructure(StateDocument.of(ledger))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(prefix=".claims-", dir=self.path.parent)
@@ -119,36 +120,19 @@ class ClaimStateFile:
             ) from err
 
     def claimed(self) -> list[ClaimedDevice]:
-        """The claimed devices with their resourceNames, in address order (for the plugin)."""
+        """The claimed devices that have a resourceName, in address order (`ClaimedDevices`).
+
+        A record without a resourceName (claimed before its device was named) cannot be
+        advertised, so it is left out.
+        """
         return [
-            ClaimedDevice(record.address, record.resource_name)
+            ClaimedDevice(record.address, ResourceName(record.resource_name))
             for record in self.load().claims.values()
+            if record.resource_name is not None
         ]
-
-
-def _driver(value: Any) -> DriverName | None:  # noqa: ANN401 - JSON input, checked here
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _DRIVER_NAME.fullmatch(value):
-        raise ValueError(f"bad driver name {value!r}")
-    return DriverName(value)
 
 
 def _ledger(document: Any) -> Ledger:  # noqa: ANN401 - JSON input, checked here
     if not isinstance(document, dict) or document.get("version") != VERSION:
         raise ValueError(f"expected a version {VERSION} document")
-    claims = {}
-    for item in document["claims"]:
-        address = PciAddress.parse(item["address"])
-        with_ = item.get("claimedWith")
-        claims[address] = ClaimRecord(
-            address=address,
-            policy=GroupPolicy(item.get("policy", GroupPolicy.STRICT.value)),
-            resource_name=item.get("resourceName"),
-            claimed_with=PciAddress.parse(with_) if with_ else None,
-        )
-    originals = {
-        PciAddress.parse(address): _driver(driver)
-        for address, driver in dict(document["originals"]).items()
-    }
-    return Ledger(claims=claims, originals=originals)
+    return CONVERTER.structure(document, StateDocument).ledger()

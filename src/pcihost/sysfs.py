@@ -22,8 +22,7 @@ from typing import Final
 from pcicore.address import PciAddress
 from pcicore.device import DriverName, IommuGroup, PciClass, PciDevice, SriovInfo
 from pcicore.errors import InvalidPciAddressError, SysfsError
-
-DEFAULT_SYSFS_ROOT: Final = Path("/sys")
+from pcihost.paths import DEFAULT_SYSFS_ROOT
 
 # Errors that mean "this attribute (or the whole device) is not there": ENOENT for a missing
 # file, ENODEV/ENXIO when the device was hot-removed while we read it.

@@ -10,13 +10,10 @@ Both roots are parameters, so tests point them at directories under ``tmp``:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
 
 from pcicore.address import PciAddress
 from pcicore.device import IommuGroup
-
-DEFAULT_DEV_ROOT: Final = Path("/dev")
-DEFAULT_SYSFS_ROOT: Final = Path("/sys")
+from pcihost.paths import DEFAULT_DEV_ROOT, DEFAULT_SYSFS_ROOT
 
 
 class HostVfioNodes:

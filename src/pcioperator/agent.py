@@ -9,15 +9,16 @@ device sync never races a bind.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Protocol
 
 from pcihost.uevents import KernelPciEvents
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync
+from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.runner import Controller
+from pcioperator.kube.threads import LoopThreads
 from pcioperator.kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Agent:
         *,
         devices: DeviceSync,
         claims: ClaimController,
+        claims_informer: Informer,
         metrics: AgentMetrics,
         queue: WorkQueue[str] | None = None,
         health: HealthServer | None = None,
@@ -50,13 +52,14 @@ class Agent:
         """Assemble the agent from its parts (see `pcidevices.wiring.agent` for the wiring)."""
         self.devices = devices
         self.claims = claims
+        self.claims_informer = claims_informer
         self.metrics = metrics
         self.health = health
         self.services = services
         self.kernel_events = kernel_events
         self.queue: WorkQueue[str] = queue if queue is not None else WorkQueue()
-        self.stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._loops = LoopThreads()
+        self.stopping = self._loops.stopping
         self._services_stopped = False
         handlers: dict[str, Callable[[], float | None]] = {
             DeviceSync.KEY: self._sync_devices,
@@ -82,15 +85,15 @@ class Agent:
 
     def alive_threads(self) -> list[str]:
         """Names of the agent's loops still running (empty once `stop` has finished)."""
-        return [thread.name for thread in self._threads if thread.is_alive()]
+        return self._loops.alive()
 
     def healthy(self) -> bool:
         """Whether every loop is alive."""
-        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+        return self._loops.healthy()
 
     def ready(self) -> bool:
         """Whether both caches have been filled once."""
-        return self.devices.informer.synced.is_set() and self.claims.informer.synced.is_set()
+        return self.devices.informer.synced.is_set() and self.claims_informer.synced.is_set()
 
     def start(self) -> None:
         """Start the services, the informers and the worker in background threads."""
@@ -100,28 +103,22 @@ class Agent:
             service.start()
         loops = {
             "pcidevices-informer": self.devices.informer.run,
-            "claims-informer": self.claims.informer.run,
+            "claims-informer": self.claims_informer.run,
             "worker": self._controller.run,
         }
         if self.kernel_events is not None and self.kernel_events.open():
             loops["kernel-events"] = self.kernel_events.run
-        for name, loop in loops.items():
-            thread = threading.Thread(target=loop, args=(self.stopping,), name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._loops.start(loops)
         self.queue.add(DeviceSync.KEY)
         self.queue.add(ClaimController.KEY)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop everything and wait for the loops to end; calling it again is harmless."""
-        self.stopping.set()
+        self._loops.request_stop()
         self.queue.shut_down()
         self.devices.informer.interrupt()
-        self.claims.informer.interrupt()
-        for thread in self._threads:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("%s did not stop within %.0fs", thread.name, timeout)
+        self.claims_informer.interrupt()
+        self._loops.join(timeout)
         if self._services_stopped:
             return  # a second stop only waits for loops the first one left running
         self._services_stopped = True

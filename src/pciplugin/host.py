@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final, Self
+from typing import Self
 
 import attrs
 
@@ -28,12 +28,11 @@ from pcicore.errors import PciDevicesError
 from pcicore.naming import ResourceName
 from pcicore.ports import PciBus
 from pcicore.resources import ClaimedDevices, ResourcePool, VfioNodes, observe_pools
+from pcihost.paths import DEFAULT_DEVICE_PLUGINS_DIR
 from pciplugin.kubelet import KUBELET_SOCKET
 from pciplugin.server import ResourceServer
 
 _log = logging.getLogger(__name__)
-
-DEFAULT_DEVICE_PLUGINS_DIR: Final = Path("/var/lib/kubelet/device-plugins")
 
 
 @attrs.frozen

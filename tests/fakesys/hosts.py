@@ -17,9 +17,10 @@ import attrs
 from fakesys.kernel import FakeDriver, FakeKernel, FakeModprobe
 from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
-from pcicore.claim import Backoff, ClaimMachine
+from pcicore.backoff import Backoff
+from pcicore.claim import ClaimMachine
 from pcicore.engine import ClaimEngine
-from pcicore.policy import HostProtection, IommuMode
+from pcicore.protection import HostProtection
 from pcihost.binding import SysfsDriverControl
 from pcihost.hostfacts import HostFactsReader
 from pcihost.statefile import ClaimStateFile
@@ -84,7 +85,6 @@ class Host:
     def engine(
         self,
         *,
-        iommu: IommuMode = IommuMode.REQUIRED,
         protection: HostProtection | None = None,
         max_attempts: int = 4,
     ) -> ClaimEngine:
@@ -96,8 +96,7 @@ class Host:
             self.state,
             self.clock,
             protection=protection,
-            iommu=iommu,
-            machine=ClaimMachine(Backoff(max_attempts=max_attempts, first_delay=0.5)),
+            machine=ClaimMachine(Backoff(base=0.5, cap=8.0, max_attempts=max_attempts)),
         )
 
     def driver(self, address: str) -> str | None:

@@ -56,11 +56,24 @@ def applied(
 
 @contextlib.contextmanager
 def service_account_client(
-    cluster: KubeCluster, namespace: str, name: str
+    cluster: KubeCluster, namespace: str, name: str, bound_pod: k8s_client.V1Pod | None = None
 ) -> Iterator[k8s_client.ApiClient]:
-    """An API client with a fresh TokenRequest token of ServiceAccount ``namespace/name``."""
+    """An API client with a fresh TokenRequest token of ServiceAccount ``namespace/name``.
+
+    With ``bound_pod`` the token is bound to that pod, as the kubelet's projected tokens are:
+    it is valid only while the pod exists, and when the pod has a node the API server records
+    the node's name in the token (user extra ``authentication.kubernetes.io/node-name``).
+    Without it the token is bound to nothing and names no node.
+    """
+    bound = None
+    if bound_pod is not None:
+        bound = k8s_client.V1BoundObjectReference(
+            api_version="v1", kind="Pod", name=bound_pod.metadata.name, uid=bound_pod.metadata.uid
+        )
     request = k8s_client.AuthenticationV1TokenRequest(
-        spec=k8s_client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        spec=k8s_client.V1TokenRequestSpec(
+            audiences=[], expiration_seconds=3600, bound_object_ref=bound
+        )
     )
     answer = k8s_client.CoreV1Api(cluster.api_client).create_namespaced_service_account_token(
         name, namespace, request

@@ -46,13 +46,15 @@ REPO_ROOT = HARNESS_DIR.parent.parent
 CRD_DIR = REPO_ROOT / "deploy" / "crds"
 
 # Controllers this cluster runs: garbage collection (ownerReferences) and namespace deletion are
-# the point; service accounts and their tokens make namespaces behave as in a real cluster.
+# the point; service accounts and their tokens make namespaces behave as in a real cluster; the
+# admission-policy status controller type-checks ValidatingAdmissionPolicies (their status).
 CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
+    "validatingadmissionpolicy-status-controller",
 )
 _PR_SET_PDEATHSIG = 1  # prctl(2): signal this process when its parent thread exits.
 _STOP_GRACE_SECONDS = 15.0

@@ -1,6 +1,8 @@
 """The claim engine through the real sysfs, host-facts and state-file adapters on a fake kernel.
 
-Each test is named after a failure users of the Go original hit (BRIEF section 5), and asserts
+Each test is named after a failure it prevents (many hit users of Harvester's Go pcidevices
+controller: half an IOMMU group handed over, the management NIC taken, a bind retried forever
+with nothing rolled back, claims not rebound after a reboot), and asserts
 on the host's resulting state: driver links, ``driver_override``, ``/dev/vfio`` and the claim
 state file.
 """
@@ -27,10 +29,11 @@ from fakesys.tree import FakeDevice
 from pcicore.address import PciAddress
 from pcicore.claim import ClaimPhase, Reason, SetOverride, Unbind
 from pcicore.device import DriverName
-from pcicore.engine import ClaimRequest
-from pcicore.errors import ClaimRefusedError, DeviceNotFoundError
+from pcicore.engine import ClaimRequest, until_settled
+from pcicore.errors import ClaimRefusedError, DeviceNotFoundError, RefusalReason
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
+from pcicore.policy import GroupPolicy
+from pcicore.protection import DenyList, HostProtection
 from pcihost.binding import SysfsDriverControl
 
 
@@ -93,15 +96,9 @@ class TestIommuGroups:
         host = workstation(fs, extra=(FakeDevice(NO_IOMMU_NIC, driver="igb"),))
         with pytest.raises(ClaimRefusedError) as caught:
             host.engine().bind(ClaimRequest(_a(NO_IOMMU_NIC)))
-        assert caught.value.reason is Reason.NO_IOMMU
+        assert caught.value.reason is RefusalReason.NO_IOMMU
         assert "intel_iommu=on" in str(caught.value)
         assert host.driver(NO_IOMMU_NIC) == "igb"
-
-    def test_device_without_iommu_group_binds_in_explicit_no_iommu_mode(self, fs):
-        """With no-IOMMU mode configured, the device alone moves."""
-        host = workstation(fs, extra=(FakeDevice(NO_IOMMU_NIC, driver="igb"),))
-        host.engine(iommu=IommuMode.NO_IOMMU).bind(ClaimRequest(_a(NO_IOMMU_NIC)))
-        assert host.driver(NO_IOMMU_NIC) == "vfio-pci"
 
 
 class TestHostProtection:
@@ -121,7 +118,7 @@ class TestHostProtection:
         before = host.driver(address)
         with pytest.raises(ClaimRefusedError) as caught:
             host.engine().bind(ClaimRequest(_a(address), GroupPolicy.GROUP))
-        assert caught.value.reason is Reason.HOST_DEPENDS_ON_DEVICE
+        assert caught.value.reason is RefusalReason.HOST_DEPENDS_ON_DEVICE
         assert evidence in str(caught.value)
         assert host.driver(address) == before
         assert host.kernel.writes == []
@@ -148,7 +145,7 @@ class TestHostProtection:
         engine = host.engine(protection=HostProtection(DenyList(classes=frozenset({"02"}))))
         with pytest.raises(ClaimRefusedError) as caught:
             engine.bind(ClaimRequest(_a(FREE_NIC)))
-        assert caught.value.reason is Reason.DENY_LISTED
+        assert caught.value.reason is RefusalReason.DENY_LISTED
         assert host.driver(FREE_NIC) == "igb"
 
 
@@ -159,7 +156,8 @@ class TestFailedBinds:
         """EBUSY forever: 4 bind attempts with growing waits, then back on igb, claim dropped."""
         host = workstation(fs)
         host.kernel.fail(FREE_NIC, "bind", errno.EBUSY, driver="vfio-pci")
-        (outcome,) = host.engine(max_attempts=4).bind(ClaimRequest(_a(FREE_NIC)))
+        engine = host.engine(max_attempts=4)
+        (outcome,) = until_settled(lambda: engine.bind(ClaimRequest(_a(FREE_NIC))), host.clock)
         assert outcome.state.reason is Reason.ROLLED_BACK
         assert outcome.state.phase is ClaimPhase.RETURNED
         assert "Device or resource busy" in outcome.state.message
@@ -174,7 +172,8 @@ class TestFailedBinds:
         """Busy twice, then the bind goes through; no rollback."""
         host = workstation(fs)
         host.kernel.fail(FREE_NIC, "bind", errno.EBUSY, times=2, driver="vfio-pci")
-        (outcome,) = host.engine().bind(ClaimRequest(_a(FREE_NIC)))
+        engine = host.engine()
+        (outcome,) = until_settled(lambda: engine.bind(ClaimRequest(_a(FREE_NIC))), host.clock)
         assert outcome.bound
         assert host.driver(FREE_NIC) == "vfio-pci"
 
@@ -194,8 +193,10 @@ class TestFailedBinds:
         """The original driver never lets go: the device is not left without a driver."""
         host = workstation(fs)
         host.kernel.fail(FREE_NIC, "unbind", errno.EBUSY)
-        (outcome,) = host.engine().bind(ClaimRequest(_a(FREE_NIC)))
+        engine = host.engine()
+        (outcome,) = until_settled(lambda: engine.bind(ClaimRequest(_a(FREE_NIC))), host.clock)
         assert not outcome.bound
+        assert outcome.retry_after is None
         assert host.driver(FREE_NIC) == "igb"
 
     def test_device_vanishing_before_bind_is_reported_not_retried(self, fs):
@@ -340,3 +341,139 @@ class TestKernelPath:
         Path("/sys/bus/pci/drivers/vfio-pci/new_id").write_text("8086 1533\n")
         assert host.driver(FREE_NIC) == "vfio-pci"
         assert host.driver("0000:06:00.0") == "vfio-pci"
+
+
+class TestBusyDevices:
+    """A busy device is a state to report and a time to come back, never a blocked caller."""
+
+    def test_busy_device_does_not_block_the_engine_it_reports_when_to_look_again(self, fs):
+        """EBUSY twice then success: each call returns at once, DeviceBusy with its attempt."""
+        host = workstation(fs)
+        # Each attempt probes (the probe's failure is silent) then binds: 2 faults per EBUSY.
+        host.kernel.fail(FREE_NIC, "bind", errno.EBUSY, times=4, driver="vfio-pci")
+        engine = host.engine()
+        wanted = [ClaimRequest(_a(FREE_NIC))]
+
+        (first,) = engine.reconcile(wanted)
+        assert (first.state.phase, first.state.reason) == (ClaimPhase.WAITING, Reason.DEVICE_BUSY)
+        assert "retry 1 of 3" in first.state.message
+        assert first.retry_after == 0.5
+        assert host.clock.slept == []
+        writes = len(host.kernel.writes)
+
+        (early,) = engine.reconcile(wanted)  # called again before the backoff ends
+        assert early.retry_after == 0.5
+        assert len(host.kernel.writes) == writes  # nothing was tried meanwhile
+
+        host.clock.time += 0.5
+        (second,) = engine.reconcile(wanted)
+        assert "retry 2 of 3" in second.state.message
+        assert second.retry_after == 1.0
+
+        host.clock.time += 1.0
+        (third,) = engine.reconcile(wanted)
+        assert third.bound
+        assert third.retry_after is None
+        assert host.driver(FREE_NIC) == "vfio-pci"
+        assert host.clock.slept == []
+
+
+class TestSafetyPaths:
+    """The rules that keep the host and running VMs safe, each guarded by a test that fails."""
+
+    def test_group_claim_never_takes_a_protected_member_of_its_group(self, fs):
+        """Claiming a free function whose group holds the management NIC is refused outright.
+
+        Protection checks every member, not only the claimed one: otherwise a group claim on a
+        free function would take the default-route NIC (same IOMMU group) with it.
+        """
+        sibling = "0000:00:1f.3"
+        host = workstation(
+            fs,
+            extra=(
+                FakeDevice(
+                    sibling, 0x8086, 0xA348, 0x040300, driver="snd_hda_intel", iommu_group=3
+                ),
+            ),
+        )
+        with pytest.raises(ClaimRefusedError) as caught:
+            host.engine().bind(ClaimRequest(_a(sibling), GroupPolicy.GROUP))
+        assert caught.value.reason is Reason.HOST_DEPENDS_ON_DEVICE
+        assert "default route (eno1)" in str(caught.value)
+        assert host.driver(MGMT_NIC) == "e1000e"
+        assert host.driver(sibling) == "snd_hda_intel"
+        assert host.kernel.writes == []
+
+    def test_failed_return_keeps_the_record_of_the_original_driver(self, fs):
+        """The igb driver refuses the device back (EINVAL): ReturnFailed; the original stays.
+
+        The record is what holds the claim's finalizer and lets a later run return the device;
+        dropping it on a failed return would strand the device on vfio-pci, forgotten.
+        """
+        host = workstation(fs)
+        engine = host.engine()
+        engine.bind(ClaimRequest(_a(FREE_NIC)))
+        host.kernel.fail(FREE_NIC, "bind", errno.EINVAL, driver="igb")
+        (outcome,) = engine.release(_a(FREE_NIC))
+        assert (outcome.state.phase, outcome.state.reason) == (
+            ClaimPhase.FAILED,
+            Reason.RETURN_FAILED,
+        )
+        assert "echo 0000:03:00.0 > /sys/bus/pci/drivers/igb/bind" in outcome.state.message
+        assert host.state.load() == Ledger(originals={_a(FREE_NIC): DriverName("igb")})
+
+    def test_deny_entry_added_after_the_bind_keeps_the_device_and_reports_the_refusal(self, fs):
+        """A bound device newly denied stays on vfio-pci (a VM may use it), reason DenyListed.
+
+        One outcome for the device, bound, with the refusal as its reason; the claim stays
+        recorded. Deleting the claim then returns it, and the deny entry stops a new bind.
+        """
+        host = workstation(fs)
+        host.engine().bind(ClaimRequest(_a(FREE_NIC)))
+        denied = host.engine(
+            protection=HostProtection(DenyList(addresses=frozenset({_a(FREE_NIC)})))
+        )
+        wanted = [ClaimRequest(_a(FREE_NIC))]
+        saved = host.state.load()
+        writes = len(host.kernel.writes)
+
+        (outcome,) = denied.reconcile(wanted)
+        assert outcome.bound
+        assert outcome.state.reason is Reason.DENY_LISTED
+        assert "stays on vfio-pci" in outcome.state.message
+        assert host.driver(FREE_NIC) == "vfio-pci"
+        assert host.state.load() == saved
+        assert len(host.kernel.writes) == writes
+
+        (released,) = denied.reconcile([])
+        assert released.returned
+        assert host.driver(FREE_NIC) == "igb"
+        (refused,) = denied.reconcile(wanted)
+        assert (refused.state.phase, refused.state.reason) == (
+            ClaimPhase.FAILED,
+            Reason.DENY_LISTED,
+        )
+        assert host.driver(FREE_NIC) == "igb"
+
+    def test_claim_denied_while_its_device_is_back_on_the_host_reports_the_refusal(self, fs):
+        """After a reboot (device on igb, claim recorded) a deny entry refuses it: DenyListed.
+
+        One outcome per device: the refusal, not a ReturnedToHost that hides it.
+        """
+        host = workstation(fs)
+        host.state.save(
+            Ledger(
+                claims={_a(FREE_NIC): ClaimRecord(_a(FREE_NIC))},
+                originals={_a(FREE_NIC): DriverName("igb")},
+            )
+        )
+        denied = host.engine(
+            protection=HostProtection(DenyList(addresses=frozenset({_a(FREE_NIC)})))
+        )
+        (outcome,) = denied.reconcile([ClaimRequest(_a(FREE_NIC))])
+        assert (outcome.state.phase, outcome.state.reason) == (
+            ClaimPhase.FAILED,
+            Reason.DENY_LISTED,
+        )
+        assert host.driver(FREE_NIC) == "igb"
+        assert host.state.load() == Ledger()

@@ -73,7 +73,7 @@ def named(field: str | None, unknown_word: str) -> tuple[str | None, str]:
 
 
 def expected_status(record: dict[str, str]) -> dict:
-    """The status fields lspci's record implies, by the BRIEF rules."""
+    """The status fields lspci's record implies, by the naming rules of `pcicore.naming`."""
     class_name, class_id = named(record["Class"], "Class")
     vendor_name, vendor_id = named(record["Vendor"], "Vendor")
     device_name, device_id = named(record["Device"], "Device")

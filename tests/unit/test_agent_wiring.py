@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from kubernetes.client import ApiClient
 
 from pcicore.address import PciAddress
 from pcicore.device import PciClass, PciDevice
+from pcicore.engine import ClaimEngine
 from pcicore.naming import DeviceNamer
 from pcicore.pciids import PciIds
+from pcicore.ports import HostFactsSource, LedgerStore, PciBus
+from pcicore.resources import ClaimedDevices, VfioNodes
 from pcidevices.wiring.agent import AgentConfig, ClusterClaimedDevices, agent_injector
+from pcidevices.wiring.host import HostConfig
+from pcidevices.wiring.node_admin import node_injector
+from pcidevices.wiring.plugin import VfioBoundDevices, plugin_injector
+from pcidevices.wiring.webhook import WebhookConfig, webhook_injector
+from pcihost.statefile import ClaimStateFile
+from pcihost.sysfs import SysfsPciBus
 from pcioperator.agent import Agent
+from pcioperator.kube.api import KubeApi
+from pcioperator.webhook.admission import ClaimAdmission
+from pcioperator.webhook.facts import ClusterFacts
 from pciplugin.host import DevicePluginHost, PluginSettings
 
 
@@ -123,3 +136,59 @@ class TestAgentInjector:
         agent = agent_injector(config, ApiClient(), IDS).get(Agent)
         assert agent.services == ()
         assert agent.health is not None
+
+
+class TestHostModule:
+    """The shared host module every composition root is built from."""
+
+    def test_binds_every_port_once_and_shares_it(self, tmp_path):
+        """The agent's engine, device sync and plugin use the same adapter instance per port."""
+        config = AgentConfig(
+            node="n1",
+            state_file=tmp_path / "claims.json",
+            metrics_address=None,
+            plugin_settings=PluginSettings(device_plugins_dir=tmp_path),
+        )
+        inj = agent_injector(config, ApiClient(), IDS)
+        agent = inj.get(Agent)
+        engine = inj.get(ClaimEngine)
+        assert agent.claims._engine is engine
+        assert inj.get(ClaimEngine) is engine
+        assert engine._bus is inj.get(PciBus) is inj.get(SysfsPciBus)
+        assert agent.devices._bus is inj.get(PciBus)
+        assert engine._ledger is inj.get(LedgerStore)
+        assert isinstance(inj.get(LedgerStore), ClaimStateFile)
+        assert engine._host is inj.get(HostFactsSource)
+        assert inj.get(LedgerStore).path == tmp_path / "claims.json"
+        plugin = agent.services[0]
+        assert plugin._bus is inj.get(PciBus)
+        assert plugin._vfio is inj.get(VfioNodes)
+
+    def test_the_node_admin_engine_comes_from_the_same_module(self, tmp_path):
+        """bind/release/status build their engine from the host module, with the CLI's paths."""
+        args = argparse.Namespace(
+            sysfs=tmp_path, proc=tmp_path / "proc", state_file=tmp_path / "s.json", deny=[]
+        )
+        inj = node_injector(args)
+        engine = inj.get(ClaimEngine)
+        assert engine._ledger is inj.get(LedgerStore)
+        assert inj.get(LedgerStore).path == tmp_path / "s.json"
+        assert inj.get(HostConfig).proc == tmp_path / "proc"
+
+    def test_the_standalone_plugin_uses_the_host_module(self, tmp_path):
+        """The standalone plugin's host reads the bus bound by the host module."""
+        inj = plugin_injector(
+            HostConfig(sysfs=tmp_path), PluginSettings(device_plugins_dir=tmp_path), IDS
+        )
+        host = inj.get(DevicePluginHost)
+        assert host._bus is inj.get(PciBus)
+        assert isinstance(inj.get(ClaimedDevices), VfioBoundDevices)
+
+    def test_the_webhook_reads_through_the_counted_api(self, tmp_path):
+        """The webhook's facts use the same KubeApi as the metrics count."""
+        config = WebhookConfig(cert=tmp_path / "c", key=tmp_path / "k")
+        inj = webhook_injector(config, ApiClient())
+        facts = inj.get(ClusterFacts)
+        api = inj.get(KubeApi)
+        assert facts._api is api
+        assert inj.get(ClaimAdmission)._facts is facts

@@ -8,8 +8,8 @@ import attrs
 import pytest
 
 from pcicore.address import PciAddress
+from pcicore.backoff import Backoff
 from pcicore.claim import (
-    Backoff,
     BindDriver,
     ClaimMachine,
     ClaimPhase,
@@ -158,8 +158,8 @@ class TestClaimMachineFailures:
     """`ClaimMachine.failed` backs off on busy devices, then rolls back or fails."""
 
     def test_busy_write_backs_off_with_growing_delay(self):
-        """EBUSY on attempt 2 waits first_delay * factor."""
-        machine = ClaimMachine(Backoff(max_attempts=5, first_delay=0.5, factor=2.0))
+        """EBUSY on attempt 2 waits base * factor."""
+        machine = ClaimMachine(Backoff(base=0.5, cap=8.0, factor=2.0, max_attempts=5))
         step = machine.failed(_state(attempts=1), errno.EBUSY, "busy", NOW)
         assert step.state.reason is Reason.DEVICE_BUSY
         assert step.action == Wait(NOW + 1.0)

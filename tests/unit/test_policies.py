@@ -1,4 +1,4 @@
-"""IOMMU group planning and host protection, pure, one case per row."""
+"""IOMMU group planning and host protection (`pcicore.policy`, `pcicore.protection`), pure."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import pytest
 from pcicore.address import PciAddress
 from pcicore.claim import Reason
 from pcicore.device import DriverName, IommuGroup, PciClass, PciDevice
-from pcicore.errors import ClaimRefusedError
+from pcicore.errors import ClaimRefusedError, InvalidDenyEntryError, RefusalReason
 from pcicore.hostfacts import HostFacts
-from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode, plan_group
+from pcicore.policy import GroupPolicy, plan_group
+from pcicore.protection import DenyList, HostProtection, condition_reason
 
 
 def _dev(address, base, sub, driver=None, group=1):
@@ -91,19 +92,24 @@ class TestPlanGroup:
         assert "0000:01:00.1 (snd_hda_intel)" in plan.waiting_message()
         assert "policy 'group'" in plan.waiting_message()
 
-    def test_no_iommu_is_refused_unless_configured(self):
-        """No IOMMU group: refused by default, the device alone in no-IOMMU mode."""
+    @pytest.mark.parametrize("policy", list(GroupPolicy))
+    def test_device_without_iommu_group_is_refused_with_how_to_enable_the_iommu(self, policy):
+        """No IOMMU group: refused under every policy, saying the node has none and the fix."""
         lone = _dev("0000:04:00.0", 0x02, 0x00, "igb", group=None)
         with pytest.raises(ClaimRefusedError) as caught:
-            plan_group(lone, [lone], [], GroupPolicy.GROUP)
-        assert caught.value.reason is Reason.NO_IOMMU
-        plan = plan_group(lone, [lone], [], GroupPolicy.GROUP, IommuMode.NO_IOMMU)
-        assert plan.members == (lone,)
+            plan_group(lone, [lone], [], policy)
+        assert caught.value.reason is RefusalReason.NO_IOMMU
+        assert str(caught.value).startswith(
+            "0000:04:00.0 has no IOMMU group: this node has no IOMMU enabled"
+        )
+        assert "intel_iommu=on or amd_iommu=on" in str(caught.value)
 
     def test_bridge_is_never_a_target(self):
-        """Claiming a bridge is refused."""
-        with pytest.raises(ClaimRefusedError):
+        """Claiming a bridge is refused as a bridge, naming its class."""
+        with pytest.raises(ClaimRefusedError) as caught:
             plan_group(BRIDGE, [BRIDGE], [], GroupPolicy.GROUP)
+        assert caught.value.reason is RefusalReason.PCI_BRIDGE
+        assert str(caught.value).startswith("0000:00:01.0 is a PCI bridge (class 0604)")
 
 
 NIC = _dev("0000:00:1f.6", 0x02, 0x00, "e1000e", group=3)
@@ -118,42 +124,42 @@ class TestHostProtection:
             pytest.param(
                 HostFacts(default_route_nics={NIC.address: "eno1"}),
                 DenyList(),
-                Reason.HOST_DEPENDS_ON_DEVICE,
+                RefusalReason.HOST_DEPENDS_ON_DEVICE,
                 "default route (eno1)",
                 id="default-route",
             ),
             pytest.param(
                 HostFacts(addressed_nics={NIC.address: "eno1"}),
                 DenyList(),
-                Reason.HOST_DEPENDS_ON_DEVICE,
+                RefusalReason.HOST_DEPENDS_ON_DEVICE,
                 "node address",
                 id="node-address",
             ),
             pytest.param(
                 HostFacts(mounted_disk_controllers={NIC.address: "/dev/sda1 on /"}),
                 DenyList(),
-                Reason.HOST_DEPENDS_ON_DEVICE,
+                RefusalReason.HOST_DEPENDS_ON_DEVICE,
                 "/dev/sda1 on /",
                 id="mounted-disk",
             ),
             pytest.param(
                 HostFacts(boot_vga=frozenset({NIC.address})),
                 DenyList(),
-                Reason.HOST_DEPENDS_ON_DEVICE,
+                RefusalReason.HOST_DEPENDS_ON_DEVICE,
                 "boot_vga",
                 id="boot-vga",
             ),
             pytest.param(
                 HostFacts(),
                 DenyList(addresses=frozenset({NIC.address})),
-                Reason.DENY_LISTED,
+                RefusalReason.DENY_LISTED,
                 "deny list",
                 id="deny-address",
             ),
             pytest.param(
                 HostFacts(),
                 DenyList(classes=frozenset({"0200"})),
-                Reason.DENY_LISTED,
+                RefusalReason.DENY_LISTED,
                 "deny list",
                 id="deny-class",
             ),
@@ -175,3 +181,74 @@ class TestHostProtection:
         facts = HostFacts(default_route_nics={NIC.address: "eno1"})
         with pytest.raises(ClaimRefusedError, match=r"0000:00:1f\.6"):
             HostProtection().check_all([GPU, NIC], facts)
+
+    def test_unreadable_facts_refuse_every_device_naming_what_was_not_read(self):
+        """Fail closed: with /proc/net/route unread, a device not known to be used is refused."""
+        facts = HostFacts(unreadable={"/proc/net/route": "Permission denied"})
+        with pytest.raises(ClaimRefusedError) as caught:
+            HostProtection().check(GPU, facts)
+        assert caught.value.reason is RefusalReason.HOST_FACTS_UNREADABLE
+        assert "/proc/net/route: Permission denied" in str(caught.value)
+
+    def test_known_evidence_answers_before_unreadable_facts(self):
+        """A device the host is known to use is refused with that evidence, not as unknown."""
+        facts = HostFacts(
+            default_route_nics={NIC.address: "eno1"}, unreadable={"/proc/mounts": "missing"}
+        )
+        with pytest.raises(ClaimRefusedError) as caught:
+            HostProtection().check(NIC, facts)
+        assert caught.value.reason is RefusalReason.HOST_DEPENDS_ON_DEVICE
+
+
+class TestConditionReason:
+    """What a claim's condition shows for each refusal."""
+
+    @pytest.mark.parametrize(
+        ("refusal", "reason"),
+        [
+            pytest.param(RefusalReason.PCI_BRIDGE, Reason.DENY_LISTED, id="bridge"),
+            pytest.param(RefusalReason.NO_IOMMU, Reason.NO_IOMMU, id="no-iommu"),
+            pytest.param(
+                RefusalReason.HOST_DEPENDS_ON_DEVICE, Reason.HOST_DEPENDS_ON_DEVICE, id="host"
+            ),
+            pytest.param(
+                RefusalReason.HOST_FACTS_UNREADABLE, Reason.HOST_FACTS_UNREADABLE, id="unread"
+            ),
+            pytest.param(RefusalReason.DENY_LISTED, Reason.DENY_LISTED, id="deny"),
+        ],
+    )
+    def test_each_refusal_has_its_condition_reason(self, refusal, reason):
+        """Every refusal maps to one condition reason (a bridge reads as denied, as before)."""
+        assert condition_reason(refusal) is reason
+
+
+class TestDenyListParse:
+    """`DenyList.parse` reads ``--deny`` entries: addresses and hex class prefixes."""
+
+    def test_addresses_and_classes(self):
+        """Addresses are parsed; class prefixes are kept lower-case."""
+        deny = DenyList.parse(["0000:03:00.0", "03:00.1", "0106", "0C"])
+        assert deny.addresses == frozenset({A("0000:03:00.0"), A("0000:03:00.1")})
+        assert deny.classes == frozenset({"0106", "0c"})
+
+    def test_upper_case_class_prefix_denies_its_class(self):
+        """``--deny 0C`` denies a USB controller (class 0c03), whatever the case."""
+        usb = _dev("0000:05:00.0", 0x0C, 0x03, "xhci_hcd", group=9)
+        with pytest.raises(ClaimRefusedError):
+            HostProtection(DenyList.parse(["0C"])).check(usb, HostFacts())
+
+    @pytest.mark.parametrize(
+        "entry",
+        [
+            pytest.param("0000:zz:00.0", id="bad-address"),
+            pytest.param("nic0", id="not-hex"),
+            pytest.param("0102030", id="class-too-long"),
+            pytest.param("", id="empty"),
+        ],
+    )
+    def test_bad_entry_is_named(self, entry):
+        """An entry that is neither is refused with a message that names it and both forms."""
+        with pytest.raises(InvalidDenyEntryError) as caught:
+            DenyList.parse(["03", entry])
+        assert f"--deny {entry!r}" in str(caught.value)
+        assert "0000:03:00.0" in str(caught.value)

@@ -7,8 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pcidevices.cli.node import DEFAULT_PROC, DEFAULT_STATE_FILE, policy_options
+from pcidevices.cli.node import policy_options
 from pcidevices.cli.scan import add_sysfs_option
+from pcihost.paths import (
+    DEFAULT_DEV_ROOT,
+    DEFAULT_DEVICE_PLUGINS_DIR,
+    DEFAULT_PROC_ROOT,
+    DEFAULT_STATE_FILE,
+    DEFAULT_SYSFS_ROOT,
+)
 
 
 def _address(text: str) -> tuple[str, int] | None:
@@ -28,8 +35,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "agent", help="run the node agent: PCIDevice sync, claims, device plugin, metrics"
     )
     add_sysfs_option(agent)
-    agent.add_argument("--proc", type=Path, default=DEFAULT_PROC, metavar="ROOT")
-    agent.add_argument("--dev-root", type=Path, default=Path("/dev"), metavar="ROOT")
+    agent.add_argument("--proc", type=Path, default=DEFAULT_PROC_ROOT, metavar="ROOT")
+    agent.add_argument("--dev-root", type=Path, default=DEFAULT_DEV_ROOT, metavar="ROOT")
     agent.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, metavar="PATH")
     agent.add_argument("--node", help="this node's name (default: $NODE_NAME)")
     agent.add_argument(
@@ -60,7 +67,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument(
         "--device-plugins-dir",
         type=Path,
-        default=Path("/var/lib/kubelet/device-plugins"),
+        default=DEFAULT_DEVICE_PLUGINS_DIR,
         metavar="DIR",
         help="the kubelet's device-plugins folder",
     )
@@ -79,7 +86,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pcicore.policy import GroupPolicy  # noqa: PLC0415 - imported only when it runs
-    from pcidevices.wiring import agent, node_admin, scan  # noqa: PLC0415
+    from pcicore.protection import DenyList  # noqa: PLC0415
+    from pcidevices.wiring import agent, scan  # noqa: PLC0415
     from pciplugin.host import PluginSettings  # noqa: PLC0415
 
     config = agent.AgentConfig(
@@ -91,10 +99,9 @@ def _run(args: argparse.Namespace) -> int:
         rescan_interval=args.rescan_interval,
         metrics_address=args.metrics_address,
         group_policy=GroupPolicy(args.group_policy),
-        no_iommu=args.no_iommu,
-        deny=node_admin.parse_deny_list(args.deny),
+        deny=DenyList.parse(args.deny),
         device_plugin=not args.no_device_plugin,
-        kernel_events=not args.no_kernel_events and args.sysfs == Path("/sys"),
+        kernel_events=not args.no_kernel_events and args.sysfs == DEFAULT_SYSFS_ROOT,
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
     )
     return agent.run(config, args.kubeconfig, args.pci_ids)

@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pcicore.protection import NO_IOMMU_UNSUPPORTED
 from pcidevices.cli.scan import add_sysfs_option
-
-DEFAULT_STATE_FILE = Path("/var/lib/pcidevices/claims.json")
-DEFAULT_PROC = Path("/proc")
+from pcihost.paths import DEFAULT_PROC_ROOT, DEFAULT_STATE_FILE
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +21,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--proc",
         type=Path,
-        default=DEFAULT_PROC,
+        default=DEFAULT_PROC_ROOT,
         metavar="ROOT",
-        help="procfs mount point to use (default: /proc)",
+        help=f"procfs mount point to use (default: {DEFAULT_PROC_ROOT})",
     )
     parser.add_argument(
         "--state-file",
@@ -35,13 +34,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class RemovedOption(argparse.Action):
+    """An option that is no longer supported: using it is a one-line error that says why."""
+
+    def __init__(self, option_strings: list[str], dest: str, default: str) -> None:
+        """An option named ``option_strings`` whose use fails, saying ``default`` (the reason)."""
+        super().__init__(option_strings, dest, nargs=0, default=default, help=argparse.SUPPRESS)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,  # noqa: ARG002 - argparse's signature
+        values: object,  # noqa: ARG002 - argparse's signature
+        option_string: str | None = None,
+    ) -> None:
+        """Stop parsing with the reason given as ``default``."""
+        parser.error(f"{option_string} is no longer supported: {self.default}")
+
+
 def policy_options(parser: argparse.ArgumentParser) -> None:
-    """``--no-iommu`` and ``--deny``, shared by bind and the agent."""
-    parser.add_argument(
-        "--no-iommu",
-        action="store_true",
-        help="allow devices without an IOMMU group (unsafe: a VM can reach all host memory)",
-    )
+    """``--deny`` (and the removed ``--no-iommu``), shared by bind, restore and the agent."""
+    parser.add_argument("--no-iommu", action=RemovedOption, default=NO_IOMMU_UNSUPPORTED)
     parser.add_argument(
         "--deny",
         action="append",

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pcidevices.cli.scan import add_sysfs_option
-
-DEFAULT_DEV_ROOT = Path("/dev")
-DEFAULT_DEVICE_PLUGINS_DIR = Path("/var/lib/kubelet/device-plugins")
+from pcihost.paths import DEFAULT_DEV_ROOT, DEFAULT_DEVICE_PLUGINS_DIR
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -31,7 +29,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         type=Path,
         default=DEFAULT_DEVICE_PLUGINS_DIR,
         metavar="DIR",
-        help="the kubelet's device-plugins folder (default: /var/lib/kubelet/device-plugins)",
+        help=f"the kubelet's device-plugins folder (default: {DEFAULT_DEVICE_PLUGINS_DIR})",
     )
     plugin.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
     plugin.set_defaults(run=_run)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SYSFS = Path("/sys")
+from pcihost.paths import DEFAULT_SYSFS_ROOT
 
 
 def add_sysfs_option(parser: argparse.ArgumentParser) -> None:
@@ -16,9 +16,9 @@ def add_sysfs_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sysfs",
         type=Path,
-        default=DEFAULT_SYSFS,
+        default=DEFAULT_SYSFS_ROOT,
         metavar="ROOT",
-        help="sysfs mount point to use (default: /sys)",
+        help=f"sysfs mount point to use (default: {DEFAULT_SYSFS_ROOT})",
     )
 
 

@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pcicore.protection import NO_IOMMU_UNSUPPORTED
+from pcidevices.cli.node import RemovedOption
+
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``webhook`` and ``webhook-certs`` to the command line."""
@@ -29,11 +32,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     webhook.add_argument(
         "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, else $KUBECONFIG)"
     )
-    webhook.add_argument(
-        "--allow-no-iommu",
-        action="store_true",
-        help="accept claims on devices without an IOMMU group (a VM could reach all host memory)",
-    )
+    webhook.add_argument("--allow-no-iommu", action=RemovedOption, default=NO_IOMMU_UNSUPPORTED)
     webhook.set_defaults(run=_run)
 
     certs = commands.add_parser(
@@ -55,13 +54,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pcidevices.wiring import webhook  # noqa: PLC0415 - imported only when it runs
-    from pcioperator.webhook.rules import RuleSettings  # noqa: PLC0415
 
     config = webhook.WebhookConfig(
-        cert=args.cert,
-        key=args.key,
-        address=(args.bind_address, args.port),
-        settings=RuleSettings(allow_no_iommu=args.allow_no_iommu),
+        cert=args.cert, key=args.key, address=(args.bind_address, args.port)
     )
     return webhook.run(config, args.kubeconfig)
 

@@ -1,8 +1,9 @@
 """``pcidevices agent``: the node agent's composition root.
 
 `main`-time work (reading the kubeconfig, the pci.ids file, signal handlers) happens in `run`;
-`AgentModule` only builds objects from what it is given, so the same wiring runs in tests
-against a real API server with a fake kernel.
+`AgentModule` only builds objects from what it is given — the host's adapters come from the
+shared `pcidevices.wiring.host.HostModule`, the counted API from `CountedApiModule` — so the
+same wiring runs in tests against a real API server with a fake kernel.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Annotated
 
 import attrs
 import cattrs
@@ -23,24 +25,29 @@ from pcicore.engine import ClaimEngine
 from pcicore.errors import ClaimRefusedError, InvalidPciAddressError
 from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
-from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
-from pcicore.ports import PciBus
-from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes, dedicated_resource_name
+from pcicore.policy import GroupPolicy
+from pcicore.ports import HostFactsSource, LedgerStore, PciBus
+from pcicore.protection import DenyList, HostProtection
+from pcicore.resources import ClaimedDevice, ClaimedDevices, dedicated_resource_name
 from pcidevices.process import (
     CountedApiModule,
     configure_logging,
     load_api_client,
     termination_signal,
 )
+from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
 from pcidevices.wiring.plugin import DevicePluginModule
-from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
-from pcihost.hostfacts import HostFactsReader
+from pcihost.paths import (
+    DEFAULT_DEV_ROOT,
+    DEFAULT_PROC_ROOT,
+    DEFAULT_STATE_FILE,
+    DEFAULT_SYSFS_ROOT,
+)
 from pcihost.pciids_file import load_pci_ids
-from pcihost.statefile import ClaimStateFile
 from pcihost.sysfs import SysfsPciBus
 from pcihost.uevents import KernelPciEvents
-from pcihost.vfio import HostVfioNodes
 from pcioperator.agent import Agent, Service
+from pcioperator.controllers.claim_store import KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
@@ -68,7 +75,6 @@ class AgentConfig:
         rescan_interval: Seconds between idle rescans of the bus.
         metrics_address: Host and port of /metrics, /healthz, /readyz (``None``: off).
         group_policy: How IOMMU groups are handled (``strict`` or ``group``).
-        no_iommu: Allow claims on a node without an IOMMU.
         deny: Addresses or class prefixes never to hand over.
         device_plugin: Whether to serve the kubelet device plugin in this process.
         kernel_events: Whether to follow the kernel's PCI hot-plug/bind events (netlink).
@@ -76,14 +82,13 @@ class AgentConfig:
     """
 
     node: str
-    sysfs: Path = Path("/sys")
-    proc: Path = Path("/proc")
-    dev_root: Path = Path("/dev")
-    state_file: Path = Path("/var/lib/pcidevices/claims.json")
+    sysfs: Path = DEFAULT_SYSFS_ROOT
+    proc: Path = DEFAULT_PROC_ROOT
+    dev_root: Path = DEFAULT_DEV_ROOT
+    state_file: Path = DEFAULT_STATE_FILE
     rescan_interval: float = 30.0
     metrics_address: tuple[str, int] | None = ("0.0.0.0", 9090)  # noqa: S104 - a pod's port
     group_policy: GroupPolicy = GroupPolicy.STRICT
-    no_iommu: bool = False
     deny: DenyList = attrs.field(factory=DenyList)
     device_plugin: bool = True
     kernel_events: bool = True
@@ -133,7 +138,7 @@ class ClusterClaimedDevices:
 
 
 def protected_devices(
-    protection: HostProtection, host: HostFactsReader
+    protection: HostProtection, host: HostFactsSource
 ) -> Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]]:
     """Why the host refuses each device it depends on (reported on its PCIDevice)."""
 
@@ -150,63 +155,30 @@ def protected_devices(
     return refused
 
 
-class AgentModule(injector.Module):
-    """The agent's wiring. Builds objects only; nothing here reads files or the network."""
+AgentQueue = Annotated[WorkQueue[str], "the agent's work queue"]
+"""The key of the agent's one work queue."""
 
-    def __init__(self, config: AgentConfig, ids: PciIds) -> None:
-        """Wire an agent for ``config`` naming devices from ``ids`` (API: `CountedApiModule`)."""
+KernelEvents = Annotated[KernelPciEvents | None, "the kernel's PCI events, if followed"]
+"""The key of the kernel event listener (``None``: not followed)."""
+
+
+class AgentModule(injector.Module):
+    """The agent's own wiring. Builds objects only; nothing here reads files or the network."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        """Wire an agent for ``config`` (host: `HostModule`; API: `CountedApiModule`)."""
         self._config = config
-        self._ids = ids
 
     def configure(self, binder: injector.Binder) -> None:
         """Bind the values given at start-up."""
         binder.bind(AgentConfig, to=self._config)
-        binder.bind(PciIds, to=self._ids)
         binder.bind(PluginSettings, to=self._config.plugin_settings)
 
     @injector.singleton
     @injector.provider
     def queue(self) -> AgentQueue:
         """The agent's one work queue."""
-        return AgentQueue()
-
-    @injector.singleton
-    @injector.provider
-    def bus(self, config: AgentConfig) -> PciBus:
-        """The host's PCI bus."""
-        return SysfsPciBus(config.sysfs)
-
-    @injector.singleton
-    @injector.provider
-    def vfio(self, config: AgentConfig) -> VfioNodes:
-        """The host's VFIO device nodes."""
-        return HostVfioNodes(config.dev_root, config.sysfs)
-
-    @injector.singleton
-    @injector.provider
-    def namer(self, ids: PciIds) -> DeviceNamer:
-        """Names from pci.ids."""
-        return DeviceNamer(ids)
-
-    @injector.singleton
-    @injector.provider
-    def state(self, config: AgentConfig) -> ClaimStateFile:
-        """The record of claimed devices and original drivers."""
-        return ClaimStateFile(config.state_file)
-
-    @injector.singleton
-    @injector.provider
-    def engine(self, config: AgentConfig, bus: PciBus, state: ClaimStateFile) -> ClaimEngine:
-        """The claim engine on the real sysfs writer."""
-        return ClaimEngine(
-            bus,
-            SysfsDriverControl(Modprobe(), sysfs=config.sysfs, proc=config.proc),
-            HostFactsReader(sysfs=config.sysfs, proc=config.proc),
-            state,
-            SystemClock(),
-            protection=HostProtection(config.deny),
-            iommu=IommuMode.NO_IOMMU if config.no_iommu else IommuMode.REQUIRED,
-        )
+        return WorkQueue()
 
     @injector.singleton
     @injector.provider
@@ -216,7 +188,9 @@ class AgentModule(injector.Module):
         api: KubeApi,
         bus: PciBus,
         namer: DeviceNamer,
-        state: ClaimStateFile,
+        ledger: LedgerStore,
+        protection: HostProtection,
+        facts: HostFactsSource,
         queue: AgentQueue,
         claimed: ClaimedDevices,
     ) -> DeviceSync:
@@ -232,12 +206,20 @@ class AgentModule(injector.Module):
             catalog=DeviceCatalog(NodeName(config.node), namer),
             store=KubeDeviceStore(api, informer, config.node),
             informer=informer,
-            original_drivers=lambda: state.load().originals,
+            original_drivers=lambda: ledger.load().originals,
             rescan_interval=config.rescan_interval,
-            protection=protected_devices(
-                HostProtection(config.deny), HostFactsReader(sysfs=config.sysfs, proc=config.proc)
-            ),
+            protection=protected_devices(protection, facts),
             dedicated=claimed.dedicated if isinstance(claimed, ClusterClaimedDevices) else None,
+        )
+
+    @injector.singleton
+    @injector.provider
+    def claim_store(self, config: AgentConfig, api: KubeApi, queue: AgentQueue) -> KubeClaimStore:
+        """This node's claims: a cache of every claim, watched; a change queues the claims."""
+        return KubeClaimStore(
+            config.node,
+            api,
+            Informer(api, PCIDEVICECLAIMS, on_change=lambda _name: queue.add(ClaimController.KEY)),
         )
 
     @injector.singleton
@@ -249,8 +231,9 @@ class AgentModule(injector.Module):
         bus: PciBus,
         namer: DeviceNamer,
         engine: ClaimEngine,
-        state: ClaimStateFile,
+        ledger: LedgerStore,
         queue: AgentQueue,
+        store: KubeClaimStore,
     ) -> ClaimController:
         """The claim controller of this node."""
 
@@ -259,14 +242,10 @@ class AgentModule(injector.Module):
             return None if device is None else namer.resource_name(device)
 
         return ClaimController(
-            node=config.node,
-            api=api,
-            informer=Informer(
-                api, PCIDEVICECLAIMS, on_change=lambda _name: queue.add(ClaimController.KEY)
-            ),
+            store=store,
+            events=KubeClaimEvents(EventRecorder(api, config.node)),
             engine=engine,
-            ledger=state,
-            events=EventRecorder(api, config.node),
+            ledger=ledger,
             resource_name_of=resource_name_of,
             on_host_changed=lambda: queue.add(DeviceSync.KEY),
             policy=config.group_policy,
@@ -275,10 +254,18 @@ class AgentModule(injector.Module):
     @injector.singleton
     @injector.provider
     def claimed(
-        self, config: AgentConfig, claims: ClaimController, bus: PciBus, namer: DeviceNamer
+        self, config: AgentConfig, store: KubeClaimStore, bus: PciBus, namer: DeviceNamer
     ) -> ClaimedDevices:
         """What the device plugin advertises: the claims in the cluster."""
-        return ClusterClaimedDevices(config.node, claims.informer, bus, namer)
+        return ClusterClaimedDevices(config.node, store.informer, bus, namer)
+
+    @injector.singleton
+    @injector.provider
+    def kernel_events(self, config: AgentConfig, queue: AgentQueue) -> KernelEvents:
+        """The kernel's PCI hot-plug/bind events, when followed."""
+        if not config.kernel_events:
+            return None
+        return KernelPciEvents(lambda _action, _slot: queue.add(DeviceSync.KEY))
 
     @injector.singleton
     @injector.provider
@@ -287,20 +274,18 @@ class AgentModule(injector.Module):
         config: AgentConfig,
         devices: DeviceSync,
         claims: ClaimController,
+        store: KubeClaimStore,
         metrics: AgentMetrics,
         queue: AgentQueue,
-        inj: injector.Injector,
+        plugin: injector.ProviderOf[DevicePluginHost],
+        events: KernelEvents,
     ) -> Agent:
         """The whole agent, with the device plugin when configured."""
-        services: tuple[Service, ...] = ()
-        if config.device_plugin:
-            services = (inj.get(DevicePluginHost),)
-        events = None
-        if config.kernel_events:
-            events = KernelPciEvents(lambda _action, _slot: queue.add(DeviceSync.KEY))
+        services: tuple[Service, ...] = (plugin.get(),) if config.device_plugin else ()
         agent = Agent(
             devices=devices,
             claims=claims,
+            claims_informer=store.informer,
             metrics=metrics,
             queue=queue,
             services=services,
@@ -311,8 +296,11 @@ class AgentModule(injector.Module):
         return agent
 
 
-class AgentQueue(WorkQueue[str]):
-    """The agent's work queue (a type of its own, to be injected by)."""
+def host_config(config: AgentConfig) -> HostConfig:
+    """Where the agent finds the host."""
+    return HostConfig(
+        sysfs=config.sysfs, proc=config.proc, dev_root=config.dev_root, state_file=config.state_file
+    )
 
 
 def agent_injector(
@@ -320,7 +308,12 @@ def agent_injector(
 ) -> injector.Injector:
     """The injector of one agent process."""
     return injector.Injector(
-        [AgentModule(config, ids), CountedApiModule(api_client), DevicePluginModule()]
+        [
+            HostModule(host_config(config), EngineConfig(config.deny), ids),
+            AgentModule(config),
+            CountedApiModule(api_client),
+            DevicePluginModule(),
+        ]
     )
 
 

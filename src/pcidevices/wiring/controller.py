@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import Annotated
 
 import attrs
 import injector
@@ -62,8 +63,8 @@ class ControllerConfig:
     metrics_address: tuple[str, int] | None = ("0.0.0.0", 9090)  # noqa: S104 - a pod's port
 
 
-class ControllerQueue(WorkQueue[str]):
-    """The controller's work queue (a type of its own, to be injected by)."""
+ControllerQueue = Annotated[WorkQueue[str], "the controller's work queue"]
+"""The key of the controller's one work queue."""
 
 
 class ControllerModule(injector.Module):
@@ -81,7 +82,7 @@ class ControllerModule(injector.Module):
     @injector.provider
     def queue(self) -> ControllerQueue:
         """The one work queue."""
-        return ControllerQueue()
+        return WorkQueue()
 
     @injector.singleton
     @injector.provider

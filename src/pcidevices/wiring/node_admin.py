@@ -1,80 +1,64 @@
 """The node-admin commands: bind, release, status and restore, without a cluster.
 
-This is the composition root of the claim engine for one node: it wires the sysfs, host-facts
-and state-file adapters into `pcicore.engine.ClaimEngine` and prints what happened. Every
+This is the composition root of the claim engine for one node: it takes the engine from the
+shared `pcidevices.wiring.host.HostModule` (the same wiring as the agent's) and prints what
+happened. Every
 address is parsed before anything else runs, so a hostile argument never reaches a path.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TextIO
+
+import injector
 
 from pcicore.address import PciAddress
 from pcicore.claim import Action, BindDriver, LoadModules, Probe, SetOverride, Unbind, Wait
 from pcicore.device import PciClass
-from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
+from pcicore.engine import ClaimEngine, ClaimRequest, Outcome, until_settled
 from pcicore.errors import ClaimFailedError, DeviceNotFoundError
-from pcicore.policy import DenyList, GroupPolicy, HostProtection, IommuMode
-from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
-from pcihost.hostfacts import HostFactsReader
-from pcihost.statefile import ClaimStateFile
+from pcicore.policy import GroupPolicy
+from pcicore.ports import Clock, LedgerStore, PciBus
+from pcicore.protection import DenyList
+from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
 from pcihost.sysfs import SysfsPciBus
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-_CLASS_PREFIX_MAX = 6
+
+def node_injector(args: argparse.Namespace) -> injector.Injector:
+    """The injector of a node-admin command: the host its ``--sysfs``/``--proc`` etc. name."""
+    host = HostConfig(sysfs=args.sysfs, proc=args.proc, state_file=args.state_file)
+    engine = EngineConfig(deny=DenyList.parse(getattr(args, "deny", [])))
+    return injector.Injector([HostModule(host, engine)])
 
 
-def parse_deny_list(entries: list[str]) -> DenyList:
-    """Addresses and class prefixes from ``--deny`` (each parsed; anything else is an error)."""
-    addresses = set()
-    classes = set()
-    for entry in entries:
-        if ":" in entry:
-            addresses.add(PciAddress.parse(entry))
-        elif entry and len(entry) <= _CLASS_PREFIX_MAX and set(entry) <= _HEX:
-            classes.add(entry.lower())
-        else:
-            raise ClaimFailedError(
-                f"--deny {entry!r} is neither a PCI address (0000:03:00.0) nor a class "
-                "prefix in hex (03, 0200, 010802)"
-            )
-    return DenyList(addresses=frozenset(addresses), classes=frozenset(classes))
+def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, LedgerStore]:
+    """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``.
 
-
-def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, SysfsPciBus, ClaimStateFile]:
-    """The engine for the host at ``--sysfs``/``--proc``, recording in ``--state-file``."""
-    sysfs: Path = args.sysfs
-    proc: Path = args.proc
-    bus = SysfsPciBus(sysfs)
+    Raises:
+        pcicore.errors.SysfsError: ``--sysfs`` is not a sysfs tree.
+    """
+    inj = node_injector(args)
+    bus = inj.get(SysfsPciBus)
     bus.check()
-    state = ClaimStateFile(args.state_file)
-    engine = ClaimEngine(
-        bus,
-        SysfsDriverControl(Modprobe(), sysfs=sysfs, proc=proc),
-        HostFactsReader(sysfs=sysfs, proc=proc),
-        state,
-        SystemClock(),
-        protection=HostProtection(parse_deny_list(getattr(args, "deny", []))),
-        iommu=IommuMode.NO_IOMMU if getattr(args, "no_iommu", False) else IommuMode.REQUIRED,
-    )
-    return engine, bus, state
+    return inj.get(ClaimEngine), bus, inj.get(LedgerStore)  # type: ignore[type-abstract]
 
 
 def run(args: argparse.Namespace, *, stdout: TextIO) -> int:
     """Run the command named by ``args.command``; return the exit code."""
     address = PciAddress.parse(args.address) if getattr(args, "address", None) else None
     engine, bus, state = build_engine(args)
+    # The engine never waits; this one-shot command does, on the host's clock, for busy devices.
+    clock = node_injector(args).get(Clock)  # type: ignore[type-abstract]
     if args.command == "bind" and address is not None:
         request = ClaimRequest(address, GroupPolicy(args.policy), args.resource_name)
         if args.dry_run:
             return _print_plan(engine, request, stdout)
-        return _report(engine.bind(request), stdout, "bind")
+        return _report(until_settled(lambda: engine.bind(request), clock), stdout, "bind")
     if args.command == "release" and address is not None:
-        return _report(engine.release(address), stdout, "release")
+        return _report(until_settled(lambda: engine.release(address), clock), stdout, "release")
     if args.command == "restore":
-        return _report(engine.reconcile(), stdout, "restore")
+        return _report(until_settled(engine.reconcile, clock), stdout, "restore")
     return _print_status(bus, state, address, stdout)
 
 
@@ -112,8 +96,7 @@ def _print_plan(engine: ClaimEngine, request: ClaimRequest, stdout: TextIO) -> i
     plan = engine.plan(request)
     group = plan.group
     stdout.write(
-        f"plan for {request.address} (policy {request.policy.value}, IOMMU group "
-        f"{'none' if group.group is None else group.group}):\n"
+        f"plan for {request.address} (policy {request.policy.value}, IOMMU group {group.group}):\n"
     )
     for address, actions in plan.actions:
         stdout.write(f"  {address}:\n")
@@ -127,7 +110,7 @@ def _print_plan(engine: ClaimEngine, request: ClaimRequest, stdout: TextIO) -> i
 
 
 def _print_status(
-    bus: SysfsPciBus, state: ClaimStateFile, address: PciAddress | None, stdout: TextIO
+    bus: PciBus, state: LedgerStore, address: PciAddress | None, stdout: TextIO
 ) -> int:
     ledger = state.load()
     if address is not None:

@@ -1,21 +1,17 @@
 """``pcidevices plugin``: the kubelet device plugin as a process of its own.
 
-This is a composition root: it reads the configuration, builds the adapters and hands them to
-`pciplugin.host.DevicePluginHost` through `DevicePluginModule`, the same module the agent
-installs (the agent binds its claim engine as `ClaimedDevices`; standalone, `VfioBoundDevices`
-stands in for it).
+This is a composition root: the host's adapters come from the shared
+`pcidevices.wiring.host.HostModule`, and `DevicePluginModule` (which the agent installs too)
+builds the `pciplugin.host.DevicePluginHost` from them. The agent binds the claims in the cluster
+as `ClaimedDevices`; standalone, `VfioBoundDevices` stands in for them.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
-import attrs
 import injector
 
 from pcicore.address import PciAddress
@@ -23,9 +19,10 @@ from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
 from pcicore.ports import PciBus
 from pcicore.resources import ClaimedDevice, ClaimedDevices, VfioNodes
+from pcidevices.process import configure_logging, termination_signal
+from pcidevices.wiring.host import HostConfig, HostModule
 from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
-from pcihost.vfio import HostVfioNodes
 from pciplugin.host import DevicePluginHost, PluginSettings
 
 _log = logging.getLogger(__name__)
@@ -53,21 +50,6 @@ class VfioBoundDevices:
         return [ClaimedDevice(address, name) for address, name in sorted(self._seen.items())]
 
 
-@attrs.frozen
-class PluginConfig:
-    """Where the standalone plugin finds the host.
-
-    Attributes:
-        sysfs: The sysfs mount point (``/sys``).
-        dev_root: The ``/dev`` of the host (VFIO nodes are looked for there).
-        settings: Device-plugins folder and intervals.
-    """
-
-    sysfs: Path
-    dev_root: Path
-    settings: PluginSettings
-
-
 class DevicePluginModule(injector.Module):
     """The device plugin's wiring; the process provides the settings and the ports.
 
@@ -89,35 +71,28 @@ class DevicePluginModule(injector.Module):
 
 
 class StandaloneModule(injector.Module):
-    """The adapters of the standalone process."""
+    """What the standalone process adds to the host's adapters: settings and `ClaimedDevices`."""
 
-    def __init__(self, config: PluginConfig, ids: PciIds) -> None:
-        """Provide from ``config``; name resources with ``ids``."""
-        self._config = config
-        self._ids = ids
+    def __init__(self, settings: PluginSettings) -> None:
+        """Serve with ``settings``."""
+        self._settings = settings
 
-    @injector.provider
-    def settings(self) -> PluginSettings:
-        """The plugin settings of the command line."""
-        return self._config.settings
+    def configure(self, binder: injector.Binder) -> None:
+        """Bind the values given at start-up."""
+        binder.bind(PluginSettings, to=self._settings)
 
     @injector.singleton
     @injector.provider
-    def bus(self) -> PciBus:
-        """The host's PCI bus, read from sysfs."""
-        return SysfsPciBus(self._config.sysfs)
-
-    @injector.singleton
-    @injector.provider
-    def vfio(self) -> VfioNodes:
-        """The host's VFIO nodes."""
-        return HostVfioNodes(self._config.dev_root, self._config.sysfs)
-
-    @injector.singleton
-    @injector.provider
-    def claims(self, bus: PciBus) -> ClaimedDevices:
+    def claims(self, bus: PciBus, namer: DeviceNamer) -> ClaimedDevices:
         """Devices on vfio-pci, standing in for the claim engine."""
-        return VfioBoundDevices(bus, DeviceNamer(self._ids))
+        return VfioBoundDevices(bus, namer)
+
+
+def plugin_injector(host: HostConfig, settings: PluginSettings, ids: PciIds) -> injector.Injector:
+    """The injector of one standalone device-plugin process."""
+    return injector.Injector(
+        [HostModule(host, ids=ids), StandaloneModule(settings), DevicePluginModule()]
+    )
 
 
 def run(*, sysfs: Path, dev_root: Path, device_plugins_dir: Path, pci_ids: Path | None) -> int:
@@ -126,27 +101,19 @@ def run(*, sysfs: Path, dev_root: Path, device_plugins_dir: Path, pci_ids: Path 
     Raises:
         pcicore.errors.PciDevicesError: ``sysfs`` is not a sysfs tree, or no ``pci.ids``.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     SysfsPciBus(sysfs).check()
-    config = PluginConfig(sysfs, dev_root, PluginSettings(device_plugins_dir=device_plugins_dir))
-    container = injector.Injector(
-        [StandaloneModule(config, load_pci_ids(pci_ids)), DevicePluginModule()]
+    container = plugin_injector(
+        HostConfig(sysfs=sysfs, dev_root=dev_root),
+        PluginSettings(device_plugins_dir=device_plugins_dir),
+        load_pci_ids(pci_ids),
     )
     host = container.get(DevicePluginHost)
-    stopping = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        _log.info("%s received: stopping", signal.Signals(signum).name)
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop = termination_signal()
     try:
         host.start()
         _log.info("device plugins serving in %s", device_plugins_dir)
-        while not stopping.wait(1.0):
-            pass
+        stop.wait()
     finally:
         host.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0

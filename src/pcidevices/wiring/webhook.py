@@ -1,7 +1,8 @@
 """``pcidevices webhook``: the admission webhook's composition root.
 
 `run` loads the kubeconfig and installs signal handlers; `WebhookModule` only builds objects
-from what it is given, so tests run the same wiring in-process against a real API server.
+from what it is given, so tests run the same wiring in-process against a real API server. Its
+reads go through the counted `KubeApi` of `CountedApiModule`, like every other process's.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import injector
 from kubernetes import client as k8s_client
 
 from pcicore.errors import PciDevicesError
-from pcidevices.process import configure_logging, load_api_client, termination_signal
+from pcidevices.process import (
+    CountedApiModule,
+    configure_logging,
+    load_api_client,
+    termination_signal,
+)
 from pcioperator.kube.api import KubeApi
 from pcioperator.kube.schema import check_installed_schema
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
-from pcioperator.webhook.rules import RuleSettings
 from pcioperator.webhook.server import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -33,22 +38,19 @@ class WebhookConfig:
         cert: TLS certificate (PEM), e.g. ``tls.crt`` of a mounted Secret.
         key: Its private key (PEM).
         address: Host and port to listen on (port 0: any free one).
-        settings: The administrator's rule choices.
     """
 
     cert: Path
     key: Path
     address: tuple[str, int] = ("0.0.0.0", 8443)  # noqa: S104 - a pod's port
-    settings: RuleSettings = attrs.field(factory=RuleSettings)
 
 
 class WebhookModule(injector.Module):
     """The webhook's wiring. Builds objects only; the server opens its socket when built."""
 
-    def __init__(self, config: WebhookConfig, api_client: k8s_client.ApiClient) -> None:
-        """Wire a webhook for ``config`` reading through ``api_client``."""
+    def __init__(self, config: WebhookConfig) -> None:
+        """Wire a webhook for ``config`` (the API: `CountedApiModule`)."""
         self._config = config
-        self._api_client = api_client
 
     def configure(self, binder: injector.Binder) -> None:
         """Bind the values given at start-up."""
@@ -56,9 +58,15 @@ class WebhookModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def admission(self, config: WebhookConfig) -> ClaimAdmission:
-        """Decisions on claims, reading the cluster through the API."""
-        return ClaimAdmission(ClusterFacts(KubeApi(self._api_client)), config.settings)
+    def facts(self, api: KubeApi) -> ClusterFacts:
+        """What the rules read from the cluster, through the counted API."""
+        return ClusterFacts(api)
+
+    @injector.singleton
+    @injector.provider
+    def admission(self, facts: ClusterFacts) -> ClaimAdmission:
+        """Decisions on claims."""
+        return ClaimAdmission(facts)
 
     @injector.singleton
     @injector.provider
@@ -69,7 +77,7 @@ class WebhookModule(injector.Module):
 
 def webhook_injector(config: WebhookConfig, api_client: k8s_client.ApiClient) -> injector.Injector:
     """The injector of one webhook process."""
-    return injector.Injector([WebhookModule(config, api_client)])
+    return injector.Injector([WebhookModule(config), CountedApiModule(api_client)])
 
 
 def run(config: WebhookConfig, kubeconfig: Path | None) -> int:

@@ -1,57 +1,49 @@
 """Carries out this node's PCIDeviceClaims with the claim engine, and reports on them.
 
-One key covers the node: a reconcile reads every claim for this node from the informer's cache,
-hands the wanted ones to `ClaimEngine.reconcile` (which binds what is wanted and returns what is
-no longer wanted, idempotently), then writes each claim's status only where it changed. A
-finalizer holds a deleted claim until its device is back on its original driver.
+A thin adapter: it reads the node's claims through a `pcicore.ports.ClaimStore`, asks the
+decisions in `pcicore.claim_report` what each claim means, hands the wanted ones to
+`ClaimEngine.reconcile` (which binds what is wanted and returns what is no longer wanted,
+idempotently, and never waits for a busy device), then writes through the store only what
+changed and records Events through a `pcicore.ports.ClaimEvents`. One key covers the node; the
+returned delay tells the work queue when to look again (at the end of a busy device's backoff).
+A finalizer holds a deleted claim until its devices are back on their original drivers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import logging
 from collections.abc import Callable, Mapping
 
 import attrs
-import cattrs
 
 from pcicore.address import PciAddress
-from pcicore.claim import ClaimPhase, Reason
-from pcicore.conditions import Condition, ConditionStatus, find_condition, set_condition
-from pcicore.device import NodeName
+from pcicore.claim_report import (
+    INVALID_SPEC,
+    RELEASING,
+    UNSYNCED_RETRY,
+    InvalidClaim,
+    Report,
+    may_release,
+    parse_claim,
+    released_event,
+    report_accepted,
+    report_claim,
+    report_invalid,
+    report_release,
+    requeue_after,
+    with_finalizer,
+    without_finalizer,
+)
+from pcicore.cluster_claim import ClusterClaim
 from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
-from pcicore.errors import InvalidPciAddressError
-from pcicore.naming import object_name
+from pcicore.ledger import Ledger
 from pcicore.policy import GroupPolicy
-from pcicore.ports import LedgerStore
-from pcioperator.kube.api import PCIDEVICECLAIMS, JsonObject, KubeApi
-from pcioperator.kube.errors import NotFoundError
-from pcioperator.kube.events import EventRecorder
-from pcioperator.kube.informer import Informer
-from pcioperator.wire.claim import Claim, ClaimStatus, claim_from_object, status_to_wire
-
-log = logging.getLogger(__name__)
-
-FINALIZER = "devices.harvesterhci.io/return-device"
-READY = "Ready"
-INVALID_SPEC = "InvalidSpec"
-RELEASING = "Releasing"
-# How soon to look again at claims that are not settled (waiting for group members, or failed
-# and rolled back): slow enough not to hammer a busy device, fast enough to feel live.
-RETRY_UNSETTLED = 15.0
-# A settled node is still checked now and then, to repair devices unbound behind our back.
-RECHECK_SETTLED = 120.0
+from pcicore.ports import ClaimEvents, ClaimStore, LedgerStore
+from pcihost.wirefields import format_timestamp
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@attrs.frozen
-class _Parsed:
-    claim: Claim
-    address: PciAddress
+    return format_timestamp(dt.datetime.now(dt.UTC))
 
 
 class ClaimController:
@@ -62,24 +54,20 @@ class ClaimController:
     def __init__(
         self,
         *,
-        node: str,
-        api: KubeApi,
-        informer: Informer,
+        store: ClaimStore,
+        events: ClaimEvents,
         engine: ClaimEngine,
         ledger: LedgerStore,
-        events: EventRecorder,
         resource_name_of: Callable[[PciAddress], str | None],
         on_host_changed: Callable[[], None],
         policy: GroupPolicy = GroupPolicy.STRICT,
         now: Callable[[], str] = _now,
     ) -> None:
-        """Carry out the claims for ``node`` found in ``informer``'s cache."""
-        self._node = node
-        self._api = api
-        self.informer = informer
+        """Carry out the claims ``store`` holds with ``engine``, recording in ``ledger``."""
+        self._store = store
+        self._events = events
         self._engine = engine
         self._ledger = ledger
-        self._events = events
         self._resource_name_of = resource_name_of
         self._on_host_changed = on_host_changed
         self._policy = policy
@@ -88,174 +76,82 @@ class ClaimController:
 
     def reconcile(self, _key: str = KEY) -> float | None:
         """Make the host match this node's claims; write what changed; say when to look again."""
-        if not self.informer.synced.is_set():
-            return 0.5  # never act on a partial view: it would release every claimed device
-        parsed = self._parse_all()
-        wanted = [p for p in parsed if not p.claim.deleting]
-        for item in wanted:
-            self._ensure_finalizer(item.claim)
+        if not self._store.synced():
+            return UNSYNCED_RETRY  # never act on a partial view: it would release every device
+        self.phases = {}
+        valid: list[tuple[ClusterClaim, PciAddress]] = []
+        for claim in self._store.claims():
+            parsed = parse_claim(claim)
+            if isinstance(parsed, InvalidClaim):
+                self._invalid(claim, parsed)
+            else:
+                valid.append((claim, parsed))
+        valid = [(self._accept(claim, address), address) for claim, address in valid]
         requests = [
-            ClaimRequest(item.address, self._policy, self._resource_name_of(item.address))
-            for item in wanted
+            ClaimRequest(address, self._policy, self._resource_name_of(address))
+            for claim, address in valid
+            if not claim.deleting
         ]
-        outcomes = {outcome.address: outcome for outcome in self._engine.reconcile(requests)}
+        outcomes = self._engine.reconcile(requests)
+        by_address = {outcome.address: outcome for outcome in outcomes}
         ledger = self._ledger.load()
         unsettled = False
-        for item in parsed:
-            if item.claim.deleting:
-                unsettled |= not self._finish_deletion(item, ledger.originals)
+        for claim, address in valid:
+            if claim.deleting:
+                unsettled |= not self._finish_deletion(claim, address, ledger, by_address)
                 continue
-            outcome = outcomes.get(item.address)
-            members = sorted(str(a) for a in ledger.group_of(item.address) if a != item.address)
-            original = ledger.originals.get(item.address)
-            if original is None and outcome is not None:
-                original = outcome.state.original_driver
-            self._report(item.claim, outcome, original or "", tuple(members))
+            report = report_claim(claim, address, by_address, ledger, self._now())
+            self._apply(claim, report)
+            outcome = by_address.get(address)
             unsettled |= outcome is None or not outcome.bound
         self._on_host_changed()
-        return RETRY_UNSETTLED if unsettled else RECHECK_SETTLED
+        return requeue_after(outcomes, unsettled=unsettled)
 
-    # --- reading ---------------------------------------------------------------------------
+    def _accept(self, claim: ClusterClaim, address: PciAddress) -> ClusterClaim:
+        """Hold a live claim with the finalizer and show it taken; the claim as now written."""
+        if claim.deleting:
+            return claim
+        finalizers = with_finalizer(claim.finalizers)
+        if finalizers is not None:
+            self._store.set_finalizers(claim, finalizers)
+        accepted = report_accepted(claim, address, self._now())
+        if accepted is None:
+            return claim
+        self._apply(claim, accepted)
+        return attrs.evolve(claim, status=accepted.status)
 
-    def _parse_all(self) -> list[_Parsed]:
-        parsed: list[_Parsed] = []
-        self.phases = {}
-        for obj in self.informer.objects():
-            if (obj.get("spec") or {}).get("nodeName") != self._node:
-                continue
-            item = self._parse(obj)
-            if item is not None:
-                parsed.append(item)
-        return parsed
-
-    def _parse(self, obj: JsonObject) -> _Parsed | None:
-        name = obj["metadata"]["name"]
-        try:
-            claim = claim_from_object(obj)
-        except (cattrs.BaseValidationError, KeyError, TypeError, ValueError) as err:
-            log.warning("claim %s has an unreadable spec: %s", name, err)
-            return None
-        try:
-            address = PciAddress.parse(claim.spec.address)
-        except InvalidPciAddressError as err:
-            self._invalid(claim, str(err))
-            return None
-        expected = object_name(NodeName(self._node), address)
-        if claim.name != expected:
-            self._invalid(
-                claim,
-                f"claim name {claim.name!r} does not match its device: a claim on {address} on "
-                f"node {self._node} must be named {expected!r}; delete it and create that one",
-            )
-            return None
-        return _Parsed(claim, address)
-
-    # --- writing ---------------------------------------------------------------------------
-
-    def _invalid(self, claim: Claim, message: str) -> None:
+    def _invalid(self, claim: ClusterClaim, invalid: InvalidClaim) -> None:
+        self._apply(claim, report_invalid(claim, invalid, self._now()))
         self.phases[claim.name] = INVALID_SPEC
-        condition = Condition(
-            READY, ConditionStatus.FALSE, INVALID_SPEC, message, self._now(), claim.generation
-        )
-        self._write_status(claim, attrs.evolve(claim.status, passthrough_enabled=False), condition)
-        if claim.deleting and FINALIZER in claim.finalizers:
-            self._remove_finalizer(claim)
+        finalizers = without_finalizer(claim.finalizers) if claim.deleting else None
+        if finalizers is not None:
+            self._store.set_finalizers(claim, finalizers)
 
-    def _ensure_finalizer(self, claim: Claim) -> None:
-        if FINALIZER in claim.finalizers:
-            return
-        self._api.patch(
-            PCIDEVICECLAIMS,
-            claim.name,
-            {
-                "metadata": {
-                    "finalizers": [*claim.finalizers, FINALIZER],
-                    # Finalizers are a list a merge patch replaces whole: guard against a
-                    # concurrent change by another controller (409 -> read again, retry).
-                    "resourceVersion": claim.resource_version,
-                }
-            },
-        )
-
-    def _remove_finalizer(self, claim: Claim) -> None:
-        kept = [f for f in claim.finalizers if f != FINALIZER]
-        with contextlib.suppress(NotFoundError):
-            self._api.patch(
-                PCIDEVICECLAIMS,
-                claim.name,
-                {"metadata": {"finalizers": kept, "resourceVersion": claim.resource_version}},
-            )
-
-    def _finish_deletion(self, item: _Parsed, originals: Mapping[PciAddress, object]) -> bool:
-        """Let a deleted claim go once its device is back; return whether it is done."""
-        self.phases[item.claim.name] = RELEASING
-        if FINALIZER not in item.claim.finalizers:
+    def _finish_deletion(
+        self,
+        claim: ClusterClaim,
+        address: PciAddress,
+        ledger: Ledger,
+        by_address: Mapping[PciAddress, Outcome],
+    ) -> bool:
+        """Let a deleted claim go once its devices are back; return whether it is done."""
+        self.phases[claim.name] = RELEASING
+        finalizers = without_finalizer(claim.finalizers)
+        if finalizers is None:
             return True
-        if item.address in originals:
-            return False  # the engine could not return it yet; the outcome says why
-        self._events.emit(
-            PCIDEVICECLAIMS,
-            item.claim.name,
-            item.claim.uid,
-            warning=False,
-            reason="ReturnedToHost",
-            message=f"{item.address} is back on its original driver; the claim is released",
-        )
-        self._remove_finalizer(item.claim)
+        if not may_release(claim, address, ledger):
+            report = report_release(claim, by_address.get(address), self._now())
+            if report is not None:
+                self._apply(claim, report)
+                self.phases[claim.name] = RELEASING
+            return False
+        self._events.emit(claim, released_event(address))
+        self._store.set_finalizers(claim, finalizers)
         return True
 
-    def _report(
-        self, claim: Claim, outcome: Outcome | None, original: str, members: tuple[str, ...]
-    ) -> None:
-        if outcome is None:
-            reason, message, bound = (
-                Reason.IN_PROGRESS.value,
-                "waiting for the claim engine to act on this device",
-                False,
-            )
-            phase = ClaimPhase.PENDING.value
-        else:
-            state = outcome.state
-            reason, message, bound = state.reason.value, state.message, outcome.bound
-            phase = state.phase.value
-        self.phases[claim.name] = phase
-        condition = Condition(
-            READY,
-            ConditionStatus.TRUE if bound else ConditionStatus.FALSE,
-            reason,
-            message or reason,
-            self._now(),
-            claim.generation,
-        )
-        status = attrs.evolve(
-            claim.status,
-            kernel_driver_to_unbind=original,
-            passthrough_enabled=bound,
-            group_members=members,
-        )
-        previous = find_condition(claim.status.conditions, READY)
-        if self._write_status(claim, status, condition) and (
-            previous is None or previous.reason != reason
-        ):
-            self._events.emit(
-                PCIDEVICECLAIMS,
-                claim.name,
-                claim.uid,
-                warning=not bound and reason != Reason.IN_PROGRESS.value,
-                reason=reason,
-                message=message or reason,
-            )
-
-    def _write_status(self, claim: Claim, status: ClaimStatus, condition: Condition) -> bool:
-        """Write ``status`` with ``condition`` if anything differs; return whether it did."""
-        conditions = set_condition(status.conditions, condition)
-        new = attrs.evolve(status, conditions=conditions)
-        if new == claim.status:
-            return False
-        try:
-            self._api.patch(
-                PCIDEVICECLAIMS, claim.name, {"status": status_to_wire(new)}, subresource="status"
-            )
-        except NotFoundError:
-            return False
-        return True
+    def _apply(self, claim: ClusterClaim, report: Report) -> None:
+        self.phases[claim.name] = report.phase
+        if report.changed:
+            self._store.write_status(claim, report.status)
+        if report.event is not None:
+            self._events.emit(claim, report.event)

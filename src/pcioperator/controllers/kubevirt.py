@@ -57,6 +57,7 @@ from pcioperator.kube.errors import ApiError, NotFoundError
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.leader import LeaderElector
 from pcioperator.kube.runner import Controller, ReconcileObserver
+from pcioperator.kube.threads import Loop, LoopThreads
 from pcioperator.kube.workqueue import Backoff, WorkQueue
 from pcioperator.wire.claim import claim_from_object
 
@@ -475,8 +476,8 @@ class KubeVirtController:
         self._controller: Controller[str] = Controller(
             "kubevirt", queue, lambda _key: sync.reconcile(), observer=observer
         )
-        self.stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._loops = LoopThreads()
+        self.stopping = self._loops.stopping
 
     def ready(self) -> bool:
         """Whether the claim and device caches are filled (KubeVirt may be absent)."""
@@ -484,32 +485,26 @@ class KubeVirtController:
 
     def healthy(self) -> bool:
         """Whether every loop is alive."""
-        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+        return self._loops.healthy()
 
     def start(self) -> None:
         """Start the informers, the worker and the election in background threads."""
-        loops: dict[str, Callable[[threading.Event], None]] = {
+        loops: dict[str, Loop] = {
             "claims-informer": self.caches.claims.run,
             "pcidevices-informer": self.caches.devices.run,
             "kubevirt-informer": self._run_kubevirt_informer,
             "worker": self._controller.run,
             "leader-election": self.elector.run,
         }
-        for name, loop in loops.items():
-            thread = threading.Thread(target=loop, args=(self.stopping,), name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._loops.start(loops)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every loop; the election thread releases the Lease on its way out."""
-        self.stopping.set()
+        self._loops.request_stop()
         self.queue.shut_down()
         for informer in self.caches.all():
             informer.interrupt()
-        for thread in self._threads:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("%s did not stop within %.0fs", thread.name, timeout)
+        self._loops.join(timeout)
         log.info("controller stopped")
 
     def _run_kubevirt_informer(self, stop: threading.Event) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import uuid
 
+from pcihost.wirefields import format_timestamp
 from pcioperator.kube.api import EVENTS, KubeApi, Resource
 from pcioperator.kube.errors import ApiError
 
@@ -35,7 +36,7 @@ class EventRecorder:
         message: str,
     ) -> None:
         """Record that ``reason`` happened to the object ``name`` of ``resource``."""
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_timestamp(dt.datetime.now(dt.UTC))
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -16,9 +16,9 @@ from typing import Final
 
 import urllib3
 
+from pcicore.backoff import Backoff
 from pcioperator.kube.api import JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, GoneError
-from pcioperator.kube.workqueue import Backoff
 
 _GONE: Final = 410
 log = logging.getLogger(__name__)

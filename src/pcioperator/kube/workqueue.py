@@ -15,26 +15,11 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-import attrs
+from pcicore.backoff import Backoff
 
 K = TypeVar("K", bound=Hashable)
 
-
-@attrs.frozen
-class Backoff:
-    """Exponential backoff: ``base * 2**failures``, at most ``cap`` seconds.
-
-    Attributes:
-        base: The first delay, in seconds.
-        cap: The longest delay, in seconds.
-    """
-
-    base: float = 0.05
-    cap: float = 30.0
-
-    def delay(self, failures: int) -> float:
-        """The delay after ``failures`` consecutive failures (the first failure is 1)."""
-        return min(self.cap, self.base * 2.0 ** max(0, failures - 1))
+__all__ = ["Backoff", "WorkQueue"]  # Backoff: for callers that still import it from here
 
 
 class WorkQueue(Generic[K]):

@@ -1,4 +1,4 @@
-"""`ClaimAdmission`: reads what a request needs, asks `rules`, and answers.
+"""`ClaimAdmission`: reads what a request needs, asks `pcicore.admission`, and answers.
 
 The validating webhook answers every operation on claims; the mutating one only fills
 ``spec.userName`` on create. A read that fails is a denial that says to retry: with
@@ -13,19 +13,20 @@ from typing import Any
 
 import cattrs
 
-from pcioperator.kube.errors import ApiError
-from pcioperator.webhook.facts import ClusterFacts
-from pcioperator.webhook.review import AdmissionRequest
-from pcioperator.webhook.rules import (
+from pcicore.admission import (
+    ClaimSpecFacts,
     CreateRequest,
-    RuleSettings,
     Verdict,
     review_create,
     review_delete,
     review_update,
     user_name_to_set,
 )
-from pcioperator.wire.claim import CONVERTER, ClaimSpec
+from pcihost.converter import CONVERTER
+from pcioperator.kube.errors import ApiError
+from pcioperator.webhook.facts import ClusterFacts
+from pcioperator.webhook.review import AdmissionRequest
+from pcioperator.wire.claim import ClaimSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,9 @@ JsonPatch = list[Mapping[str, Any]]
 class ClaimAdmission:
     """Admission decisions for PCIDeviceClaims."""
 
-    def __init__(self, facts: ClusterFacts, settings: RuleSettings) -> None:
-        """Decide with what ``facts`` reads, under ``settings``."""
+    def __init__(self, facts: ClusterFacts) -> None:
+        """Decide with what ``facts`` reads."""
         self._facts = facts
-        self._settings = settings
 
     def validate(self, request: AdmissionRequest) -> Verdict:
         """The validating webhook's verdict on ``request``."""
@@ -62,12 +62,12 @@ class ClaimAdmission:
         if request.operation == "CREATE":
             return self._validate_create(request)
         if request.operation == "UPDATE":
-            old, new = _spec(request.old_object), _spec(request.object)
+            old, new = spec_facts(request.old_object), spec_facts(request.object)
             if old is None or new is None:
                 return _malformed()
             return review_update(old, new)
         if request.operation == "DELETE":
-            spec = _spec(request.old_object)
+            spec = spec_facts(request.old_object)
             if spec is None:
                 return Verdict.allow()
             return review_delete(
@@ -76,13 +76,13 @@ class ClaimAdmission:
         return Verdict.allow()
 
     def _validate_create(self, request: AdmissionRequest) -> Verdict:
-        spec = _spec(request.object)
+        spec = spec_facts(request.object)
         if spec is None:
             return _malformed()
         device = self._facts.device(request.name)
         node_devices = (
             self._facts.node_devices(device.node_name)
-            if device is not None and device.iommu_group and device.node_name
+            if device is not None and device.iommu_group is not None and device.node_name
             else ()
         )
         return review_create(
@@ -93,15 +93,14 @@ class ClaimAdmission:
                 device=device,
                 node_devices=node_devices,
                 may_claim=self._facts.may_claim(request.user_info, request.name),
-            ),
-            self._settings,
+            )
         )
 
     def mutate(self, request: AdmissionRequest) -> JsonPatch:
         """The JSONPatch of the mutating webhook: ``spec.userName`` on create when empty."""
         if request.operation != "CREATE" or not isinstance(request.object, dict):
             return []
-        spec = _spec(request.object)
+        spec = spec_facts(request.object)
         if spec is None or not isinstance(request.object.get("spec"), dict):
             return []  # the schema refuses it, with its own message
         user_name = user_name_to_set(spec, request.user)
@@ -110,13 +109,20 @@ class ClaimAdmission:
         return [{"op": "add", "path": "/spec/userName", "value": user_name}]
 
 
-def _spec(obj: Mapping[str, Any] | None) -> ClaimSpec | None:
+def spec_facts(obj: Mapping[str, Any] | None) -> ClaimSpecFacts | None:
+    """The spec of the claim object ``obj``, or ``None`` if it has none of the claim's shape."""
     if obj is None:
         return None
     try:
-        return CONVERTER.structure(obj.get("spec") or {}, ClaimSpec)
+        spec = CONVERTER.structure(obj.get("spec") or {}, ClaimSpec)
     except (cattrs.BaseValidationError, KeyError, TypeError, ValueError):
         return None
+    return ClaimSpecFacts(
+        address=spec.address,
+        node_name=spec.node_name,
+        user_name=spec.user_name,
+        disable_resource_pooling=spec.disable_resource_pooling,
+    )
 
 
 def _malformed() -> Verdict:

@@ -1,5 +1,7 @@
 """What the webhook reads from the cluster to decide: devices, VMIs, and who may claim what.
 
+The objects read are turned into the domain values of `pcicore.admission` here, at the edge.
+
 Reads go straight to the API server on every request (no cache): an admission decision must see
 the device as its node last reported it, and the webhook is called only when claims change.
 """
@@ -9,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from pcicore.admission import CLAIM_VERB, DeviceFacts, VmiFacts
+from pcicore.device import IommuGroup, PciClass
 from pcioperator.kube.api import PCIDEVICES, JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import NotFoundError
-from pcioperator.webhook.rules import CLAIM_VERB, DeviceFacts, VmiFacts
-from pcioperator.wire.pcidevice import API_GROUP, NODE_LABEL
+from pcioperator.wire.kubevirt import vmi_from_object
+from pcioperator.wire.pcidevice import API_GROUP, NODE_LABEL, reported_status
 
 SUBJECT_ACCESS_REVIEWS: Final = Resource(
     "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview"
@@ -22,36 +26,55 @@ SUBJECT_ACCESS_REVIEWS: Final = Resource(
 ALL_VMIS: Final = Resource("kubevirt.io", "v1", "virtualmachineinstances", "VirtualMachineInstance")
 
 
+_CLASS_ID_LENGTH: Final = 4
+
+
+def _iommu_group(text: str) -> IommuGroup | None:
+    """``status.iommuGroup`` ("12"); empty or not a number: the device has none."""
+    return IommuGroup(int(text)) if text.isdigit() else None
+
+
+def _pci_class(text: str) -> PciClass | None:
+    """``status.classId`` (``0604``: class and subclass in hex), or ``None`` if not one."""
+    try:
+        code = int(text, 16)
+    except ValueError:
+        return None
+    return PciClass.from_code(code << 8) if len(text) == _CLASS_ID_LENGTH else None
+
+
 def device_facts(obj: JsonObject) -> DeviceFacts:
-    """The `DeviceFacts` of a PCIDevice object (missing status fields read as empty)."""
-    status: Mapping[str, Any] = obj.get("status") or {}
+    """The `DeviceFacts` of a PCIDevice object (missing status fields read as empty).
+
+    Raises:
+        cattrs.BaseValidationError: a status field has the wrong shape.
+    """
+    status = reported_status(obj)
     return DeviceFacts(
         name=str(obj["metadata"]["name"]),
-        address=str(status.get("address") or ""),
-        node_name=str(status.get("nodeName") or ""),
-        resource_name=str(status.get("resourceName") or ""),
-        iommu_group=str(status.get("iommuGroup") or ""),
-        class_id=str(status.get("classId") or ""),
-        host_protected=status.get("hostProtected") is True,
-        protection_reason=str(status.get("protectionReason") or ""),
+        address=status.address,
+        node_name=status.node_name,
+        resource_name=status.resource_name,
+        iommu_group=_iommu_group(status.iommu_group),
+        pci_class=_pci_class(status.class_id),
+        host_protected=status.host_protected,
+        protection_reason=status.protection_reason,
     )
 
 
 def vmi_facts(obj: JsonObject) -> VmiFacts:
-    """The `VmiFacts` of a VirtualMachineInstance object."""
-    meta = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    devices = ((obj.get("spec") or {}).get("domain") or {}).get("devices") or {}
+    """The `VmiFacts` of a VirtualMachineInstance object.
+
+    Raises:
+        cattrs.BaseValidationError: a field has the wrong shape.
+    """
+    vmi = vmi_from_object(obj)
     return VmiFacts(
-        namespace=str(meta.get("namespace") or ""),
-        name=str(meta.get("name") or ""),
-        node_name=str(status.get("nodeName") or ""),
-        phase=str(status.get("phase") or ""),
-        host_devices=tuple(
-            str(host["deviceName"])
-            for host in devices.get("hostDevices") or ()
-            if isinstance(host, dict) and host.get("deviceName")
-        ),
+        namespace=vmi.metadata.namespace,
+        name=vmi.metadata.name,
+        node_name=vmi.status.node_name,
+        phase=vmi.status.phase,
+        host_devices=vmi.host_device_names,
     )
 
 

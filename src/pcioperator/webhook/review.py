@@ -13,8 +13,8 @@ from typing import Any, Final
 
 import attrs
 
+from pcicore.admission import Verdict
 from pcioperator.kube.api import JsonObject
-from pcioperator.webhook.rules import Verdict
 
 ADMISSION_API_VERSION: Final = "admission.k8s.io/v1"
 _FORBIDDEN: Final = 403

@@ -16,9 +16,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Final
 
+from pcicore.admission import Verdict
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.review import MalformedReviewError, parse_review, response_review
-from pcioperator.webhook.rules import Verdict
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""The wire form of ``PCIDeviceClaim`` objects, converted by cattrs.
+"""The wire form of ``PCIDeviceClaim`` objects, converted by the one converter.
 
-The attrs classes here mirror the CRD in snake_case; one converter renames every field to and
-from camelCase, so no camelCase key is written by hand outside this module.
+The attrs classes here mirror the CRD in snake_case; `pcihost.converter.CONVERTER` renames every
+field to and from camelCase, so no camelCase key of a claim's spec or status is written by hand.
 """
 
 from __future__ import annotations
@@ -9,11 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from pcicore.conditions import Condition, ConditionStatus
+from pcicore.conditions import Condition
+from pcihost.converter import CONVERTER
 from pcioperator.kube.api import JsonObject
+
+__all__ = [
+    "Claim",
+    "ClaimSpec",
+    "ClaimStatus",
+    "claim_from_object",
+    "status_to_wire",
+]
 
 
 @attrs.frozen
@@ -73,31 +80,6 @@ class Claim:
     finalizers: tuple[str, ...]
     spec: ClaimSpec
     status: ClaimStatus
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _converter() -> cattrs.Converter:
-    converter = cattrs.Converter(forbid_extra_keys=False)
-    converter.register_unstructure_hook(ConditionStatus, lambda value: value.value)
-    converter.register_structure_hook(ConditionStatus, lambda value, _: ConditionStatus(value))
-    # Nested classes first: a generated function binds the hooks that exist when it is made.
-    for cls in (Condition, ClaimSpec, ClaimStatus):
-        renames: dict[str, Any] = {
-            field.name: override(rename=_camel(field.name)) for field in attrs.fields(cls)
-        }
-        converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **renames))
-        converter.register_unstructure_hook(
-            cls,
-            make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=False, **renames),
-        )
-    return converter
-
-
-CONVERTER = _converter()
 
 
 def claim_from_object(obj: JsonObject) -> Claim:

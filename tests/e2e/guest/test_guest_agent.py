@@ -169,7 +169,7 @@ def test_agent_claim_moves_the_free_nic_to_vfio_and_deletion_returns_it(cluster,
 
         with _Phase("allocate"):
             container = _allocate(kubelet, registration.endpoint, FREE_NIC)
-        # KubeVirt's rule (BRIEF §4): upper case, "/" and "." become "_".
+        # KubeVirt's rule for PCI_RESOURCE_<name>: upper case, "/" and "." become "_".
         variable = "PCI_RESOURCE_" + nic["resourceName"].upper().replace("/", "_").replace(".", "_")
         assert dict(container.envs) == {variable: FREE_NIC}
         specs = {(d.container_path, d.host_path, d.permissions) for d in container.devices}

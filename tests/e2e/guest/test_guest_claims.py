@@ -170,7 +170,7 @@ def test_reconcile_returns_a_device_whose_release_was_killed_after_unbind(tmp_pa
     ClaimStateFile(state_file).save(Ledger().remember(address, DriverName("e1000e")))
     rawsysfs.unbind(FREE_NIC)
     args = argparse.Namespace(
-        sysfs=Path("/sys"), proc=Path("/proc"), state_file=state_file, deny=[], no_iommu=False
+        sysfs=Path("/sys"), proc=Path("/proc"), state_file=state_file, deny=[]
     )
     engine, _, state = node_admin.build_engine(args)
 

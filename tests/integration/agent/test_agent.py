@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
+from pcicore.protection import DenyList
 from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
-from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
 
@@ -28,6 +30,18 @@ PUBLISHED = 7
 def devices_of(api, node):
     items, _ = api.list_objects(PCIDEVICES, label_selector=f"nodename={node}")
     return {item["metadata"]["name"]: item for item in items}
+
+
+def published(api, node, count):
+    """This node's devices once there are ``count`` and each has its status (else ``None``).
+
+    The agent creates objects first and writes their status next (the API ignores a status
+    sent with a create), so a reader can see an object without status in between.
+    """
+    devices = devices_of(api, node)
+    if len(devices) != count or not all("status" in obj for obj in devices.values()):
+        return None
+    return devices
 
 
 def compact(address):
@@ -64,12 +78,7 @@ class TestDeviceSync:
     def test_devices_appear_with_owner_label_and_status(self, start_agent):
         """Every device on the bus gets an object owned by the Node, labelled and with status."""
         running = start_agent()
-        devices = wait_for(
-            lambda: (
-                len(devices_of(running.api, running.node)) == PUBLISHED
-                and devices_of(running.api, running.node)
-            )
-        )
+        devices = wait_for(lambda: published(running.api, running.node, PUBLISHED))
         nic = devices[f"{running.node}-{compact(MGMT_NIC)}"]
         assert nic["metadata"]["labels"] == {"nodename": running.node}
         assert nic["metadata"]["annotations"] == {"harvesterhci.io/pcideviceDriver": "e1000e"}
@@ -202,14 +211,18 @@ class TestResilience:
     """Restarts of the agent and of the API server."""
 
     def test_agent_killed_between_unbind_and_bind_converges_on_restart(
-        self, start_agent, make_node, fake_fs
+        self, start_agent, make_node, fake_fs, kube
     ):
-        """A device left unbound with a recorded claim (agent killed mid-bind) ends on vfio-pci."""
+        """Agent killed mid-bind, claim still in the cluster: the restart finishes the bind.
+
+        It recovers where it stopped (one write: the probe), rather than returning the device
+        to igb and binding it again, which would pass the same end state through the host.
+        """
         node = make_node()
         host = workstation(fake_fs)
         address = PciAddress.parse(FREE_NIC)
         # What a killed agent leaves: claim and original driver recorded, device unbound, the
-        # override written, the probe never made.
+        # override written, the probe never made; the claim object stays in the cluster.
         host.state.save(
             Ledger()
             .claim(ClaimRecord(address, GroupPolicy.STRICT))
@@ -219,9 +232,10 @@ class TestResilience:
         (device / "driver" / "unbind").write_text(FREE_NIC)
         (device / "driver_override").write_text("vfio-pci")
         assert host.driver(FREE_NIC) is None
-        running = start_agent(node=node, host=host)
         body = claim_body(node, FREE_NIC)
-        running.api.create(PCIDEVICECLAIMS, body)
+        KubeApi(kube.api_client).create(PCIDEVICECLAIMS, body)
+        before = len(host.kernel.writes)
+        running = start_agent(node=node, host=host)
         claim = wait_for(
             lambda: (
                 (c := running.api.get(PCIDEVICECLAIMS, body["metadata"]["name"]))
@@ -233,6 +247,75 @@ class TestResilience:
         )
         assert claim["status"]["kernelDriverToUnbind"] == "igb"
         assert running.host.driver(FREE_NIC) == "vfio-pci"
+        assert host.kernel.writes[before:] == [("bus/pci/drivers_probe", FREE_NIC)]
+
+    def test_busy_device_reports_device_busy_then_binds(self, start_agent):
+        """vfio-pci answers EBUSY twice: the claim reports DeviceBusy (attempt 1), then binds.
+
+        The agent requeues the claim at the end of each backoff instead of sleeping in its
+        only worker; the Events record the DeviceBusy step between the claim and the bind.
+        """
+        running = start_agent()
+        # Each attempt probes (a silent failure) then binds: four faults are two EBUSY answers.
+        running.host.kernel.fail(FREE_NIC, "bind", errno.EBUSY, times=4, driver="vfio-pci")
+        body = claim_body(running.node, FREE_NIC)
+        name = body["metadata"]["name"]
+        running.api.create(PCIDEVICECLAIMS, body)
+        claim = wait_for(
+            lambda: (
+                (c := running.api.get(PCIDEVICECLAIMS, name))
+                .get("status", {})
+                .get("passthroughEnabled")
+                and c
+            ),
+            timeout=60,
+        )
+        assert ready_condition(claim)["reason"] == "BoundToVfio"
+        assert running.host.driver(FREE_NIC) == "vfio-pci"
+        events, _ = running.api.list_objects(EVENTS, namespace="default")
+        mine = sorted(
+            (e for e in events if e["involvedObject"]["name"] == name),
+            key=lambda e: e["metadata"]["creationTimestamp"],
+        )
+        assert [e["reason"] for e in mine] == ["DeviceBusy", "BoundToVfio"]
+        assert "retry 1 of" in mine[0]["message"]
+
+    def test_deny_entry_added_and_agent_restarted_keeps_the_bound_device_and_says_so(
+        self, start_agent
+    ):
+        """The operator denies a bound NIC and restarts the agent: it stays, DenyListed shown.
+
+        Returning it would pull the device from under a VM that may be using it; the claim
+        keeps passthroughEnabled, Ready True with reason DenyListed, until it is deleted.
+        """
+        running = start_agent()
+        body = claim_body(running.node, FREE_NIC)
+        name = body["metadata"]["name"]
+        running.api.create(PCIDEVICECLAIMS, body)
+        wait_for(
+            lambda: (
+                running.api.get(PCIDEVICECLAIMS, name).get("status", {}).get("passthroughEnabled")
+            )
+        )
+        running.agent.stop()
+        writes = len(running.host.kernel.writes)
+        restarted = start_agent(
+            node=running.node,
+            host=running.host,
+            deny=DenyList(addresses=frozenset({PciAddress.parse(FREE_NIC)})),
+        )
+        claim = wait_for(
+            lambda: (
+                (c := restarted.api.get(PCIDEVICECLAIMS, name))
+                and ready_condition(c)["reason"] == "DenyListed"
+                and c
+            ),
+            timeout=60,
+        )
+        assert ready_condition(claim)["status"] == "True"
+        assert claim["status"]["passthroughEnabled"] is True
+        assert running.host.driver(FREE_NIC) == "vfio-pci"
+        assert running.host.kernel.writes[writes:] == []
 
     def test_api_server_restart_under_a_running_agent(self, kube, make_node, pci_ids, tmp_path):
         """After the API server restarts, the agent carries on without lost or duplicate objects.

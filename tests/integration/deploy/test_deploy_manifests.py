@@ -76,6 +76,12 @@ class TestKustomization:
             ("Role", "pcidevices-agent-events"),
             ("RoleBinding", "pcidevices-agent-events"),
             ("DaemonSet", "pcidevices-agent"),
+            ("ValidatingAdmissionPolicy", "pcidevices-agent-devices"),
+            ("ValidatingAdmissionPolicyBinding", "pcidevices-agent-devices"),
+            ("ValidatingAdmissionPolicy", "pcidevices-agent-claims"),
+            ("ValidatingAdmissionPolicyBinding", "pcidevices-agent-claims"),
+            ("ValidatingAdmissionPolicy", "pcidevices-agent-events"),
+            ("ValidatingAdmissionPolicyBinding", "pcidevices-agent-events"),
         } <= kinds
 
 
@@ -87,6 +93,15 @@ class TestDaemonSet:
         (container,) = agent_daemonset(kube)["spec"]["template"]["spec"]["containers"]
         env = {item["name"]: item for item in container["env"]}
         assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+
+    def test_service_account_token_is_mounted(self, kube):
+        """The pod asks for its ServiceAccount's token whatever the ServiceAccount says.
+
+        The node-restriction policies rely on it: it is the projected token bound to the pod.
+        """
+        spec = agent_daemonset(kube)["spec"]["template"]["spec"]
+        assert spec["serviceAccountName"] == "pcidevices-agent"
+        assert spec["automountServiceAccountToken"] is True
 
     def test_host_paths_are_mounted_and_modules_read_only(self, kube):
         """sysfs, /dev, modules, device plugins and the state folder come from the host."""

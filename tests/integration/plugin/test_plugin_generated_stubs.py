@@ -46,7 +46,7 @@ class TestGeneratedStubs:
         assert plugin.methods_by_name["ListAndWatch"].server_streaming
 
     def test_field_numbers_are_the_wire_contract(self):
-        """A sample of field numbers from BRIEF section 4."""
+        """A sample of field numbers of the kubelet's v1beta1 device plugin API."""
 
         def number(message, field):
             return message.DESCRIPTOR.fields_by_name[field].number

@@ -23,7 +23,6 @@ from webhook_support import TEST_LABEL, VALIDATING, Webhook
 from pcioperator.kube.api import PCIDEVICECLAIMS, KubeApi
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
-from pcioperator.webhook.rules import RuleSettings
 from pcioperator.webhook.server import WebhookServer
 
 if TYPE_CHECKING:
@@ -61,7 +60,7 @@ def webhook_server(kube, admin) -> Iterator[WebhookServer]:
     """The webhook on 127.0.0.1 with a certificate from the cluster CA, as `webhook` runs it."""
     prefix = kube.serving_cert("pcidevices-webhook")
     server = WebhookServer(
-        ClaimAdmission(ClusterFacts(admin), RuleSettings()),
+        ClaimAdmission(ClusterFacts(admin)),
         ("127.0.0.1", 0),
         Path(f"{prefix}.crt"),
         Path(f"{prefix}.key"),

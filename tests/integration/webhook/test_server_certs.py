@@ -11,7 +11,6 @@ import pytest
 
 from pcidevices.cli import main
 from pcioperator.webhook.admission import ClaimAdmission
-from pcioperator.webhook.rules import RuleSettings
 from pcioperator.webhook.server import WebhookServer
 
 
@@ -40,7 +39,7 @@ def served(tmp_path, capsys):
     assert sorted(capsys.readouterr().out.split()) == sorted(
         str(out / name) for name in ("ca.crt", "ca.key", "tls.crt", "tls.key")
     )
-    admission = ClaimAdmission(_NoCluster(), RuleSettings())  # type: ignore[arg-type]
+    admission = ClaimAdmission(_NoCluster())  # type: ignore[arg-type]
     server = WebhookServer(admission, ("127.0.0.1", 0), out / "tls.crt", out / "tls.key")
     server.start()
     context = ssl.create_default_context(cafile=str(out / "ca.crt"))

@@ -120,14 +120,24 @@ class TestCreate:
         )
 
     def test_device_without_iommu_group(self, kube, webhook, node):
-        """A device with no IOMMU group is refused unless no-IOMMU mode is allowed."""
+        """A device with no IOMMU group is refused, with how to enable the node's IOMMU."""
         device = create_device(webhook.admin, node, ADDRESS, iommu_group="")
         body = webhook.claim_body(device, ADDRESS, node)
         assert refusal(_admin_create(kube, body)) == denial(
-            f'PCIDevice "{device}" has no IOMMU group (status.iommuGroup is empty): node '
-            f'"{node}" has no IOMMU or it is disabled; enable it (intel_iommu=on / '
-            "amd_iommu=on, or VT-d/AMD-Vi in the firmware), or, accepting that a VM could then "
-            "reach all host memory, run the webhook with --allow-no-iommu"
+            f'PCIDevice "{device}" ({ADDRESS}) has no IOMMU group: node "{node}" has no IOMMU '
+            "enabled, and passthrough without one is not supported (vfio-pci refuses it, and a "
+            "VM could reach all host memory); enable the IOMMU (VT-d or AMD-Vi in the firmware, "
+            "intel_iommu=on or amd_iommu=on on the kernel command line), reboot the node and "
+            "claim it again"
+        )
+
+    def test_bridge(self, kube, webhook, node):
+        """A PCI bridge (classId 0604) is refused in the words the node agent uses."""
+        device = create_device(webhook.admin, node, ADDRESS, class_id="0604")
+        body = webhook.claim_body(device, ADDRESS, node)
+        assert refusal(_admin_create(kube, body)) == denial(
+            f'PCIDevice "{device}" ({ADDRESS}) is a PCI bridge (class 0604); bridges are never '
+            "passed through, claim the devices behind it instead"
         )
 
     def test_group_with_a_protected_member(self, kube, webhook, node):

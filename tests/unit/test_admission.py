@@ -1,23 +1,29 @@
 """The admission rules as pure functions: request and what was read in, verdict out.
 
-Pure and fast (no API server); they live beside the end-to-end tests of the same rules.
+Pure and fast (plain values, no API server); ``tests/integration/webhook`` checks the same rules
+through a real API server, with the exact text users see.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from pcioperator.webhook.rules import (
+from pcicore.admission import (
+    ClaimSpecFacts,
     CreateRequest,
     DeviceFacts,
-    RuleSettings,
     VmiFacts,
     review_create,
     review_delete,
     review_update,
     user_name_to_set,
 )
-from pcioperator.wire.claim import ClaimSpec
+from pcicore.device import IommuGroup, PciClass
+
+NIC_CLASS = PciClass(0x02, 0x00)
+BRIDGE_CLASS = PciClass(0x06, 0x04)
+USB_CLASS = PciClass(0x0C, 0x03)
+GROUP = IommuGroup(7)
 
 NODE = "titan"
 ADDRESS = "0000:03:00.0"
@@ -28,10 +34,10 @@ DEVICE = DeviceFacts(
     address=ADDRESS,
     node_name=NODE,
     resource_name=POOL,
-    iommu_group="7",
-    class_id="0200",
+    iommu_group=GROUP,
+    pci_class=NIC_CLASS,
 )
-SPEC = ClaimSpec(address=ADDRESS, node_name=NODE, user_name="alice")
+SPEC = ClaimSpecFacts(address=ADDRESS, node_name=NODE, user_name="alice")
 
 
 def create(**changes) -> CreateRequest:
@@ -49,19 +55,21 @@ class TestReviewCreate:
             pytest.param(create(user="bob"), 'userName "alice" is not the user', id="user"),
             pytest.param(create(may_claim=False), 'RBAC verb "claim"', id="rbac"),
             pytest.param(
-                create(spec=ClaimSpec("nic0", NODE, "alice")), "is not a PCI address", id="addr"
+                create(spec=ClaimSpecFacts("nic0", NODE, "alice")),
+                "is not a PCI address",
+                id="addr",
             ),
             pytest.param(create(device=None), 'no PCIDevice "titan-000003000"', id="missing"),
             pytest.param(
                 create(claim_name="nic", device=None), 'claim name "nic" must be', id="name"
             ),
             pytest.param(
-                create(spec=ClaimSpec("0000:03:00.1", NODE, "alice")),
+                create(spec=ClaimSpecFacts("0000:03:00.1", NODE, "alice")),
                 'which is at "0000:03:00.0"',
                 id="address-mismatch",
             ),
             pytest.param(
-                create(spec=ClaimSpec(ADDRESS, "other", "alice")),
+                create(spec=ClaimSpecFacts(ADDRESS, "other", "alice")),
                 'which is on node "titan"',
                 id="node-mismatch",
             ),
@@ -71,7 +79,7 @@ class TestReviewCreate:
                         name=NAME,
                         address=ADDRESS,
                         node_name=NODE,
-                        iommu_group="7",
+                        iommu_group=GROUP,
                         host_protected=True,
                         protection_reason="default route",
                     )
@@ -87,7 +95,11 @@ class TestReviewCreate:
             pytest.param(
                 create(
                     device=DeviceFacts(
-                        name=NAME, address=ADDRESS, node_name=NODE, iommu_group="1", class_id="0604"
+                        name=NAME,
+                        address=ADDRESS,
+                        node_name=NODE,
+                        iommu_group=IommuGroup(1),
+                        pci_class=BRIDGE_CLASS,
                     )
                 ),
                 "is a PCI bridge",
@@ -101,8 +113,8 @@ class TestReviewCreate:
                             name="titan-000003001",
                             address="0000:03:00.1",
                             node_name=NODE,
-                            iommu_group="7",
-                            class_id="0c03",
+                            iommu_group=GROUP,
+                            pci_class=USB_CLASS,
                             host_protected=True,
                         ),
                     ]
@@ -117,8 +129,8 @@ class TestReviewCreate:
                             name="titan-000000100",
                             address="0000:00:01.0",
                             node_name=NODE,
-                            iommu_group="7",
-                            class_id="0604",
+                            iommu_group=GROUP,
+                            pci_class=BRIDGE_CLASS,
                             host_protected=True,
                         )
                     ]
@@ -130,17 +142,39 @@ class TestReviewCreate:
     )
     def test_verdict(self, request_, fragment):
         """Each case is admitted (None) or refused with a message holding the fragment."""
-        verdict = review_create(request_, RuleSettings())
+        verdict = review_create(request_)
         if fragment is None:
             assert verdict.allowed, verdict.message
         else:
             assert not verdict.allowed
             assert fragment in verdict.message
 
-    def test_no_iommu_allowed_when_configured(self):
-        """With allow_no_iommu a device without an IOMMU group is admitted."""
+    def test_device_without_iommu_group_is_refused_with_how_to_enable_it(self):
+        """No IOMMU group: refused for good, naming the node and the kernel options to set."""
         request = create(device=DeviceFacts(name=NAME, address=ADDRESS, node_name=NODE))
-        assert review_create(request, RuleSettings(allow_no_iommu=True)).allowed
+        verdict = review_create(request)
+        assert not verdict.allowed
+        assert verdict.message.startswith(
+            'PCIDevice "titan-000003000" (0000:03:00.0) has no IOMMU group: node "titan" has no '
+            "IOMMU enabled"
+        )
+        assert "intel_iommu=on or amd_iommu=on" in verdict.message
+
+    def test_bridge_refusal_is_the_engines_text(self):
+        """A bridge is refused in the words of `pcicore.protection`, naming the device."""
+        request = create(
+            device=DeviceFacts(
+                name=NAME,
+                address=ADDRESS,
+                node_name=NODE,
+                iommu_group=GROUP,
+                pci_class=BRIDGE_CLASS,
+            )
+        )
+        assert review_create(request).message == (
+            'PCIDevice "titan-000003000" (0000:03:00.0) is a PCI bridge (class 0604); bridges '
+            "are never passed through, claim the devices behind it instead"
+        )
 
 
 class TestUserNameToSet:
@@ -148,7 +182,7 @@ class TestUserNameToSet:
 
     def test_empty_is_filled(self):
         """An empty userName becomes the requesting user."""
-        assert user_name_to_set(ClaimSpec(ADDRESS, NODE), "bob") == "bob"
+        assert user_name_to_set(ClaimSpecFacts(ADDRESS, NODE), "bob") == "bob"
 
     def test_given_is_kept(self):
         """A given userName is not patched (the validating webhook judges it)."""
@@ -165,7 +199,7 @@ class TestReviewUpdate:
     def test_changed_field_named(self):
         """A changed field is named with both values."""
         verdict = review_update(
-            SPEC, ClaimSpec(ADDRESS, NODE, "alice", disable_resource_pooling=True)
+            SPEC, ClaimSpecFacts(ADDRESS, NODE, "alice", disable_resource_pooling=True)
         )
         assert verdict.message == (
             "spec is immutable: spec.disableResourcePooling changed from false to true; delete "

@@ -1,8 +1,11 @@
 """Whether a ``PCIDeviceClaim`` may be created, changed or deleted: the pure admission rules.
 
-Every function here takes what the webhook read from the request and the cluster and returns a
-`Verdict`; nothing here reads the network, so each rule is tested as a table. Every denial names
-the bad value and says what to do, because the user sees it verbatim from ``kubectl``.
+Every function here takes domain values (what the webhook read from the request and the
+cluster, already parsed by its adapters in ``pcioperator.webhook``) and returns a `Verdict`;
+nothing here reads the network or sees a wire object, so each rule is tested as a table. Every
+denial names the bad value and says what to do, because the user sees it verbatim from
+``kubectl``. Whether a device can ever be passed through (bridge, no IOMMU group) is decided by
+`pcicore.protection`, the same rules the node agent applies.
 """
 
 from __future__ import annotations
@@ -14,16 +17,16 @@ from typing import Final
 import attrs
 
 from pcicore.address import PciAddress
-from pcicore.device import NodeName
+from pcicore.claim_report import claim_name_problem
+from pcicore.device import IommuGroup, NodeName, PciClass
 from pcicore.errors import InvalidPciAddressError
 from pcicore.naming import ResourceName, object_name
+from pcicore.protection import passthrough_refusal
 from pcicore.resources import dedicated_resource_name
-from pcioperator.wire.claim import ClaimSpec
 
 CLAIM_VERB: Final = "claim"
 """The RBAC verb on ``pcidevices`` (with ``resourceNames``) that lets a user claim a device."""
 
-_BRIDGE_CLASS_ID: Final = "0604"
 _FINAL_VMI_PHASES: Final = frozenset({"Succeeded", "Failed"})
 
 
@@ -51,16 +54,42 @@ class Verdict:
 
 
 @attrs.frozen
+class ClaimSpecFacts:
+    """What a claim's spec asks for, as written (untrusted: the rules parse what they use).
+
+    Attributes:
+        address: ``spec.address``.
+        node_name: ``spec.nodeName``.
+        user_name: ``spec.userName`` (empty: not set).
+        disable_resource_pooling: ``spec.disableResourcePooling``.
+    """
+
+    address: str
+    node_name: str
+    user_name: str = ""
+    disable_resource_pooling: bool = False
+
+
+# The names users write for each field of the spec, for the messages that refuse a change.
+_SPEC_FIELD_PATHS: Final = {
+    "address": "spec.address",
+    "node_name": "spec.nodeName",
+    "user_name": "spec.userName",
+    "disable_resource_pooling": "spec.disableResourcePooling",
+}
+
+
+@attrs.frozen
 class DeviceFacts:
     """What a PCIDevice's node last reported about it (its ``status``).
 
     Attributes:
         name: Object name.
-        address: ``status.address`` (empty when not reported).
+        address: ``status.address`` as reported (empty when not reported).
         node_name: ``status.nodeName``.
         resource_name: ``status.resourceName``.
-        iommu_group: ``status.iommuGroup`` (empty: no IOMMU group).
-        class_id: ``status.classId`` (``0200``).
+        iommu_group: ``status.iommuGroup`` (``None``: the device has no IOMMU group).
+        pci_class: Class and subclass from ``status.classId`` (``None``: not reported).
         host_protected: ``status.hostProtected``.
         protection_reason: ``status.protectionReason``.
     """
@@ -69,10 +98,15 @@ class DeviceFacts:
     address: str = ""
     node_name: str = ""
     resource_name: str = ""
-    iommu_group: str = ""
-    class_id: str = ""
+    iommu_group: IommuGroup | None = None
+    pci_class: PciClass | None = None
     host_protected: bool = False
     protection_reason: str = ""
+
+    @property
+    def is_bridge(self) -> bool:
+        """Whether the node reported a PCI-to-PCI bridge."""
+        return self.pci_class is not None and self.pci_class.is_bridge
 
 
 @attrs.frozen
@@ -100,18 +134,6 @@ class VmiFacts:
 
 
 @attrs.frozen
-class RuleSettings:
-    """Cluster-wide choices of the administrator.
-
-    Attributes:
-        allow_no_iommu: Accept claims on devices without an IOMMU group (the VM could then
-            reach all host memory).
-    """
-
-    allow_no_iommu: bool = False
-
-
-@attrs.frozen
 class CreateRequest:
     """A claim being created, and what the webhook read about it.
 
@@ -125,19 +147,19 @@ class CreateRequest:
     """
 
     claim_name: str
-    spec: ClaimSpec
+    spec: ClaimSpecFacts
     user: str
     device: DeviceFacts | None
     node_devices: Sequence[DeviceFacts] = ()
     may_claim: bool = True
 
 
-def user_name_to_set(spec: ClaimSpec, user: str) -> str | None:
+def user_name_to_set(spec: ClaimSpecFacts, user: str) -> str | None:
     """The ``spec.userName`` the mutating webhook writes: ``user`` when it is empty, else none."""
     return user if not spec.user_name else None
 
 
-def review_create(request: CreateRequest, settings: RuleSettings) -> Verdict:
+def review_create(request: CreateRequest) -> Verdict:
     """Whether a new claim can ever succeed and its sender may make it."""
     spec = request.spec
     if spec.user_name and spec.user_name != request.user:
@@ -158,30 +180,21 @@ def review_create(request: CreateRequest, settings: RuleSettings) -> Verdict:
             f'spec.address "{spec.address}" is not a PCI address; write it as dddd:bb:dd.f, '
             "e.g. 0000:00:1f.6, as in the PCIDevice's status.address"
         )
-    expected = object_name(NodeName(spec.node_name), address)
+    misnamed = claim_name_problem(request.claim_name, spec.node_name, address, spec.address)
     device = request.device
     if device is None:
-        if request.claim_name != expected:
-            return _misnamed(request.claim_name, expected, spec)
+        if misnamed is not None:
+            return Verdict.deny(misnamed)
+        expected = object_name(NodeName(spec.node_name), address)
         return Verdict.deny(
             f'no PCIDevice "{expected}" exists: node "{spec.node_name}" has not reported a '
             f"device at {address}; check spec.nodeName and spec.address against "
             f"'kubectl get pcidevices -l nodename={spec.node_name}'"
         )
-    return _review_device(request, device, expected, settings)
+    return _review_device(request, device, misnamed)
 
 
-def _misnamed(claim_name: str, expected: str, spec: ClaimSpec) -> Verdict:
-    return Verdict.deny(
-        f'claim name "{claim_name}" must be the PCIDevice\'s name "{expected}" '
-        f"(<nodeName>-<address without ':' and '.'> for spec.nodeName \"{spec.node_name}\" and "
-        f'spec.address "{spec.address}"); name the claim "{expected}"'
-    )
-
-
-def _review_device(
-    request: CreateRequest, device: DeviceFacts, expected: str, settings: RuleSettings
-) -> Verdict:
+def _review_device(request: CreateRequest, device: DeviceFacts, misnamed: str | None) -> Verdict:
     spec = request.spec
     if spec.address != device.address:
         return Verdict.deny(
@@ -193,41 +206,32 @@ def _review_device(
             f'spec.nodeName "{spec.node_name}" does not match PCIDevice "{device.name}", which '
             f'is on node "{device.node_name}"; set spec.nodeName to "{device.node_name}"'
         )
-    if request.claim_name != expected:
-        return _misnamed(request.claim_name, expected, spec)
+    if misnamed is not None:
+        return Verdict.deny(misnamed)
     if device.host_protected:
         return Verdict.deny(
             f'PCIDevice "{device.name}" ({device.address}) is host-protected by node '
             f'"{device.node_name}": {device.protection_reason or "no reason reported"}; claim '
             "another device"
         )
-    return _review_group(device, request.node_devices, settings)
+    return _review_group(device, request.node_devices)
 
 
-def _review_group(
-    device: DeviceFacts, node_devices: Sequence[DeviceFacts], settings: RuleSettings
-) -> Verdict:
+def _review_group(device: DeviceFacts, node_devices: Sequence[DeviceFacts]) -> Verdict:
     """Whether VFIO can ever hand the device's whole IOMMU group to a VM."""
-    if device.class_id == _BRIDGE_CLASS_ID:
-        return Verdict.deny(
-            f'PCIDevice "{device.name}" ({device.address}) is a PCI bridge (class '
-            f"{device.class_id}); bridges are never passed through, claim the devices behind "
-            "it instead"
-        )
-    if not device.iommu_group:
-        if settings.allow_no_iommu:
-            return Verdict.allow()
-        return Verdict.deny(
-            f'PCIDevice "{device.name}" has no IOMMU group (status.iommuGroup is empty): node '
-            f'"{device.node_name}" has no IOMMU or it is disabled; enable it (intel_iommu=on / '
-            "amd_iommu=on, or VT-d/AMD-Vi in the firmware), or, accepting that a VM could then "
-            "reach all host memory, run the webhook with --allow-no-iommu"
-        )
+    refusal = passthrough_refusal(
+        f'PCIDevice "{device.name}" ({device.address})',
+        device.pci_class,
+        device.iommu_group,
+        f'node "{device.node_name}"',
+    )
+    if refusal is not None:
+        return Verdict.deny(refusal.message)
     for member in node_devices:
         if (
             member.iommu_group == device.iommu_group
             and member.name != device.name
-            and member.class_id != _BRIDGE_CLASS_ID
+            and not member.is_bridge
             and member.host_protected
         ):
             return Verdict.deny(
@@ -239,21 +243,21 @@ def _review_group(
     return Verdict.allow()
 
 
-def review_update(old: ClaimSpec, new: ClaimSpec) -> Verdict:
+def review_update(old: ClaimSpecFacts, new: ClaimSpecFacts) -> Verdict:
     """Whether a change to a claim keeps its spec (metadata and status may change)."""
-    for field in attrs.fields(ClaimSpec):
+    for field in attrs.fields(ClaimSpecFacts):
         before, after = getattr(old, field.name), getattr(new, field.name)
         if before != after:
-            wire = _camel(field.name)
+            path = _SPEC_FIELD_PATHS[field.name]
             return Verdict.deny(
-                f"spec is immutable: spec.{wire} changed from {_show(before)} to "
-                f"{_show(after)}; delete the claim and create a new one"
+                f"spec is immutable: {path} changed from {_show(before)} to {_show(after)}; "
+                "delete the claim and create a new one"
             )
     return Verdict.allow()
 
 
 def review_delete(
-    claim_name: str, spec: ClaimSpec, device: DeviceFacts | None, vmis: Sequence[VmiFacts]
+    claim_name: str, spec: ClaimSpecFacts, device: DeviceFacts | None, vmis: Sequence[VmiFacts]
 ) -> Verdict:
     """Whether a claim may go: not while a running VMI on its node uses its device."""
     if device is None or not device.resource_name:
@@ -276,11 +280,6 @@ def review_delete(
                     "device from it, then delete the claim"
                 )
     return Verdict.allow()
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 def _show(value: object) -> str:
