@@ -11,6 +11,7 @@ from fakesys.tree import FakeDevice
 from pcicore.takeover import HARVESTER_FINALIZER
 from pcioperator.controllers.devices import RESOURCE_OVERRIDE_ANNOTATION
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
 
 pytestmark = pytest.mark.kube
@@ -113,7 +114,7 @@ class TestTakeOverOfAMovedDevice:
 
 
 class TestTakeOverOfAHarvesterClaim:
-    """A claim Harvester made and served is taken over without moving its device."""
+    """A claim Harvester made and served is taken over without moving its device, and ends."""
 
     def test_nothing_is_unbound_or_rebound_at_take_over(
         self, start_agent, kube, fake_fs, make_node
@@ -173,12 +174,26 @@ class TestTakeOverOfAHarvesterClaim:
             conditions = (api.get(PCIDEVICECLAIMS, name).get("status") or {}).get("conditions")
             return next((c for c in conditions or [] if c["type"] == "Ready"), None)
 
-        condition = wait_for(ready)
-        assert condition["status"] == "True", condition
+        # Accepted (InProgress) first, then Ready: True once the engine has seen it on vfio-pci.
+        wait_for(lambda: (ready() or {}).get("status") == "True")
         assert running.host.driver(MOVED) == "vfio-pci"
         claim = api.get(PCIDEVICECLAIMS, name)
         assert HARVESTER_FINALIZER in claim["metadata"]["finalizers"]
         assert claim["status"]["passthroughEnabled"] is True
+        assert claim["status"]["kernelDriverToUnbind"] == "igb"
         assert read(running, name)["metadata"]["annotations"] == {ORIGINAL_DRIVER: "igb"}
-        # Leave no finalizer behind for the fixture's clean-up (deleting is point 1, pending).
-        api.patch(PCIDEVICECLAIMS, name, {"metadata": {"finalizers": None}})
+        # Deleting the claim returns the device to the driver Harvester recorded, and neither
+        # finalizer (ours, Harvester's) keeps the claim.
+        host.kernel.devices[MOVED].faults.clear()
+        api.delete(PCIDEVICECLAIMS, name)
+        wait_for(lambda: gone(api, name))
+        assert running.host.driver(MOVED) == "igb"
+
+
+def gone(api, name) -> bool:
+    """Whether the claim no longer exists."""
+    try:
+        api.get(PCIDEVICECLAIMS, name)
+    except NotFoundError:
+        return True
+    return False
