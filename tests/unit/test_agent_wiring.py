@@ -108,6 +108,14 @@ class TestClusterClaimedDevices:
         found = ClusterClaimedDevices("n1", informer, FakeBus(), DeviceNamer(IDS)).dedicated()
         assert found == {PciAddress.parse("0000:04:00.0")}
 
+    def test_claim_bound_by_another_component_is_not_advertised(self):
+        """A claim marked skip-vfio-binding (a vGPU) is served elsewhere: not advertised here."""
+        vgpu = claim("n1-000003000", "0000:03:00.0", "n1")
+        vgpu["metadata"]["annotations"] = {"pcidevices.harvesterhci.io/skip-vfio-binding": "true"}
+        informer = FakeInformer([vgpu])
+        bus = FakeBus(nic("0000:03:00.0"))
+        assert ClusterClaimedDevices("n1", informer, bus, DeviceNamer(IDS)).claimed() == []
+
     def test_claim_of_a_missing_device_is_not_advertised(self):
         """A claim whose device is not on the bus advertises nothing."""
         informer = FakeInformer([claim("n1-000009000", "0000:09:00.0", "n1")])

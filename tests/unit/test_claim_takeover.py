@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 
 from fakeclaims import FakeClaimEvents, FakeClaimStore, FakeHost, a, claim, device
+from pcicore.binding import ClaimBinding
 from pcicore.claim_report import FINALIZER
 from pcicore.cluster_claim import ClaimStatus
 from pcicore.device import DriverName
@@ -79,3 +80,26 @@ class TestTakeOver:
         controller.reconcile()
         assert fake.driver(NIC) == "vfio-pci"
         assert name not in store.objects
+
+
+class TestSkipVfioBinding:
+    """A claim another component binds (Harvester's vGPU) is left alone."""
+
+    def test_external_claim_moves_nothing_and_is_not_held(self):
+        """Its device stays on its driver; no finalizer, no status, no ledger record."""
+        external = attrs.evolve(claim(NIC), binding=ClaimBinding.EXTERNAL)
+        store = FakeClaimStore(external)
+        fake = FakeHost(device(NIC, "nvidia", 5), facts=HostFacts())
+        controller = ClaimController(
+            store=store,
+            events=FakeClaimEvents(),
+            engine=fake.engine(None),
+            ledger=fake,
+            resource_name_of=lambda _address: "nvidia.com/L40S",
+            on_host_changed=lambda: None,
+            now=lambda: "2026-01-01T00:00:00Z",
+        )
+        controller.reconcile()
+        assert fake.driver(NIC) == "nvidia"
+        assert store.objects[external.name] == external
+        assert fake.ledger.originals == {}

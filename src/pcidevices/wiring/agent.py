@@ -19,6 +19,7 @@ import injector
 from kubernetes import client as k8s_client
 
 from pcicore.address import PciAddress
+from pcicore.binding import claim_binding, moves_driver
 from pcicore.catalog import DeviceCatalog
 from pcicore.device import NodeName, PciDevice
 from pcicore.engine import ClaimEngine
@@ -47,7 +48,7 @@ from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
 from pcihost.uevents import KernelPciEvents
 from pcioperator.agent import Agent, Service
-from pcioperator.controllers.claim_store import KubeClaimEvents, KubeClaimStore
+from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
@@ -114,6 +115,9 @@ class ClusterClaimedDevices:
                 address = PciAddress.parse(claim.spec.address)
             except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
                 continue
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if not moves_driver(claim_binding(annotations.get(SKIP_VFIO_BINDING))):
+                continue  # bound and served by another component (a vGPU), not advertised here
             if claim.spec.node_name == self._node and not claim.deleting:
                 yield address, claim.spec.disable_resource_pooling
 

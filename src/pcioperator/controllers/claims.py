@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.binding import moves_driver
 from pcicore.claim_report import (
     FINALIZER,
     INVALID_SPEC,
@@ -86,6 +87,8 @@ class ClaimController:
         self.phases = {}
         valid: list[tuple[ClusterClaim, PciAddress]] = []
         for claim in self._store.claims():
+            if not moves_driver(claim.binding):
+                continue  # another component binds its device (a vGPU): not ours to touch
             parsed = parse_claim(claim)
             if isinstance(parsed, InvalidClaim):
                 self._invalid(claim, parsed)

@@ -197,3 +197,42 @@ def gone(api, name) -> bool:
     except NotFoundError:
         return True
     return False
+
+
+class TestSkipVfioBinding:
+    """A claim Harvester's vGPU support made is left to it."""
+
+    def test_marked_claim_is_left_alone(self, start_agent, kube, fake_fs):
+        """Its device keeps its driver and the claim gets no finalizer of ours; others bind."""
+        host = workstation(
+            fake_fs,
+            extra=(FakeDevice(MOVED, 0x8086, 0x1533, 0x020000, driver="igb", iommu_group=6),),
+        )
+        running = start_agent(host=host)
+        api = KubeApi(kube.api_client)
+        marked = f"{running.node}-{FREE_NIC.replace(':', '').replace('.', '')}"
+        plain = f"{running.node}-000005000"
+        for name, address, marks in (
+            (marked, FREE_NIC, {"pcidevices.harvesterhci.io/skip-vfio-binding": "true"}),
+            (plain, MOVED, {}),
+        ):
+            api.create(
+                PCIDEVICECLAIMS,
+                {
+                    "apiVersion": PCIDEVICECLAIMS.api_version,
+                    "kind": PCIDEVICECLAIMS.kind,
+                    "metadata": {"name": name, "annotations": marks},
+                    "spec": {"address": address, "nodeName": running.node, "userName": "admin"},
+                },
+            )
+        # The agent handles the node's claims in one pass: once the plain one is bound, the
+        # marked one has been seen too.
+        wait_for(
+            lambda: (api.get(PCIDEVICECLAIMS, plain).get("status") or {}).get("passthroughEnabled")
+        )
+        assert running.host.driver(MOVED) == "vfio-pci"
+        assert running.host.driver(FREE_NIC) == "igb"
+        left = api.get(PCIDEVICECLAIMS, marked)
+        assert left["metadata"].get("finalizers") is None
+        assert left.get("status") is None
+        api.delete(PCIDEVICECLAIMS, marked)
