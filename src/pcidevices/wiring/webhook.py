@@ -38,11 +38,13 @@ class WebhookConfig:
         cert: TLS certificate (PEM), e.g. ``tls.crt`` of a mounted Secret.
         key: Its private key (PEM).
         address: Host and port to listen on (port 0: any free one).
+        require_claim_verb: Also require RBAC verb ``claim`` on the PCIDevice (opt-in).
     """
 
     cert: Path
     key: Path
     address: tuple[str, int] = ("0.0.0.0", 8443)  # noqa: S104 - a pod's port
+    require_claim_verb: bool = False
 
 
 class WebhookModule(injector.Module):
@@ -64,9 +66,9 @@ class WebhookModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def admission(self, facts: ClusterFacts) -> ClaimAdmission:
+    def admission(self, config: WebhookConfig, facts: ClusterFacts) -> ClaimAdmission:
         """Decisions on claims."""
-        return ClaimAdmission(facts)
+        return ClaimAdmission(facts, require_claim_verb=config.require_claim_verb)
 
     @injector.singleton
     @injector.provider
