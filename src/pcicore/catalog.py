@@ -29,6 +29,8 @@ class DeviceRecord:
             ``harvesterhci.io/pcideviceDriver`` annotation); ``None`` when it had none.
         protection: Why the host refuses to hand it over (``""``: it does not refuse;
             ``None``: not evaluated, as in a plain scan).
+        parent_sriov: For an SR-IOV VF whose PF is published, the PF's SRIOVNetworkDevice
+            name (the ``harvesterhci.io/parent-sriov-network-device`` label); else ``None``.
     """
 
     name: str
@@ -38,6 +40,7 @@ class DeviceRecord:
     description: str
     original_driver: DriverName | None
     protection: str | None = None
+    parent_sriov: str | None = None
 
 
 class DeviceCatalog:

@@ -153,3 +153,20 @@ class ClaimStateError(PciDevicesError):
 
 class ClaimFailedError(PciDevicesError):
     """Moving a device to or from ``vfio-pci`` ended without reaching the wanted driver."""
+
+
+class SriovWriteError(PciDevicesError, OSError):
+    """The kernel refused a write of a PF's ``sriov_numvfs``.
+
+    Attributes:
+        address: The PF.
+        count: The VF count written.
+        errno: The kernel's answer (``EBUSY``: VFs already enabled; ``ERANGE``/``EINVAL``:
+            above ``sriov_totalvfs``; ``ENOENT``: no driver bound, or not SR-IOV capable).
+    """
+
+    def __init__(self, address: object, count: int, error_number: int, detail: str) -> None:
+        """Describe the refused write of ``count`` to ``address``'s ``sriov_numvfs``."""
+        super().__init__(error_number, detail)
+        self.address = address
+        self.count = count

@@ -96,6 +96,7 @@ class ObservedDevice:
         original_driver: Its original-driver annotation (``None`` when it has none).
         owners: Its owner references, in order.
         status: Its status as flat fields (empty when it has none).
+        parent_sriov: Its parent-SR-IOV-device label (``None`` when it has none).
         resource_override: Its resource-name override annotation (``None`` when it has none):
             the resourceName it must report instead of its pool's.
     """
@@ -105,6 +106,7 @@ class ObservedDevice:
     original_driver: str | None = None
     owners: tuple[OwnerRef, ...] = ()
     status: Mapping[str, object] = attrs.field(factory=dict)
+    parent_sriov: str | None = None
     resource_override: str | None = None
 
 
@@ -117,16 +119,25 @@ class MetadataPatch:
         set_original_driver: Whether the original-driver annotation changes.
         original_driver: Its new value when it changes (``None``: remove it).
         owners: The whole new list of owner references (``None``: leave it).
+        set_parent_sriov: Whether the parent-SR-IOV-device label changes.
+        parent_sriov: Its new value when it changes (``None``: remove it).
     """
 
     node_label: NodeName | None = None
     set_original_driver: bool = False
     original_driver: DriverName | None = None
     owners: tuple[OwnerRef, ...] | None = None
+    set_parent_sriov: bool = False
+    parent_sriov: str | None = None
 
     def __bool__(self) -> bool:
         """Whether the patch changes anything."""
-        return self.node_label is not None or self.set_original_driver or self.owners is not None
+        return (
+            self.node_label is not None
+            or self.set_original_driver
+            or self.owners is not None
+            or self.set_parent_sriov
+        )
 
 
 @attrs.frozen
@@ -188,7 +199,8 @@ def metadata_patch(
 ) -> MetadataPatch:
     """What must change in ``observed``'s metadata (a patch that is false when nothing must).
 
-    The node label and the original-driver annotation are set to the desired values. With an
+    The node label, the original-driver annotation and the parent-SR-IOV-device label are set
+    to the desired values. With an
     ``owner``, an object that lacks a reference to it gets one: references to other Nodes
     (a Node re-created under the same name has a new uid) are dropped, other owners kept.
     """
@@ -199,11 +211,15 @@ def metadata_patch(
     if owner is not None and all(ref.uid != owner.uid for ref in observed.owners):
         owners = (*(ref for ref in observed.owners if ref.kind != "Node"), owner)
     set_driver = driver != observed.original_driver
+    parent = desired.record.parent_sriov
+    set_parent = parent != observed.parent_sriov
     return MetadataPatch(
         node_label=node_label,
         set_original_driver=set_driver,
         original_driver=driver if set_driver else None,
         owners=owners,
+        set_parent_sriov=set_parent,
+        parent_sriov=parent if set_parent else None,
     )
 
 

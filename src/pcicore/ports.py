@@ -17,6 +17,7 @@ from pcicore.hostfacts import HostFacts
 from pcicore.ledger import Ledger
 
 if TYPE_CHECKING:  # `pcicore.permitted` imports `pcicore.resources`, which imports this module
+    from pcicore.conditions import Condition
     from pcicore.inventory import (
         DesiredDevice,
         MetadataPatch,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # `pcicore.permitted` imports `pcicore.resources`, which impo
         StatusFields,
     )
     from pcicore.permitted import ClaimedAddress, DeviceKind, PermittedChange, PermittedDocument
+    from pcicore.sriov import ObservedSriovDevice, SriovPf, SriovStatus
 
 
 class PciBus(Protocol):
@@ -197,4 +199,40 @@ class PermittedDevicesStore(Protocol):
         It writes nothing when the CR is gone or moved on since ``change`` was planned (a newer
         read then plans again).
         """
+        ...
+
+
+class SriovControl(Protocol):
+    """A node's SR-IOV physical functions: their interfaces, and their VF counts."""
+
+    def interfaces(self, addresses: Sequence[PciAddress]) -> Mapping[PciAddress, str]:
+        """The network interface of each of ``addresses`` that has one."""
+        ...
+
+    def write_num_vfs(self, address: PciAddress, count: int) -> None:
+        """Write ``count`` to the PF's ``sriov_numvfs`` (one write, as the kernel takes it).
+
+        Raises:
+            SriovWriteError: the kernel refused it; ``errno`` is its answer.
+        """
+        ...
+
+
+class SriovObjectStore(Protocol):
+    """This node's SRIOVNetworkDevice objects."""
+
+    def observed(self) -> Sequence[ObservedSriovDevice]:
+        """Every object of this node, as last seen."""
+        ...
+
+    def create(self, pf: SriovPf, num_vfs: int) -> None:
+        """Create the object of ``pf`` with ``spec.numVFs`` = ``num_vfs`` (exists: done)."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete an object (gone: done)."""
+        ...
+
+    def write_status(self, name: str, status: SriovStatus, conditions: Sequence[Condition]) -> None:
+        """Replace the object's status and conditions."""
         ...

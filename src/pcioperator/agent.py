@@ -15,6 +15,7 @@ from typing import Protocol
 from pcihost.uevents import KernelPciEvents
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync
+from pcioperator.controllers.sriov import SriovSync
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.runner import Controller
@@ -48,6 +49,7 @@ class Agent:
         health: HealthServer | None = None,
         services: tuple[Service, ...] = (),
         kernel_events: KernelPciEvents | None = None,
+        sriov: SriovSync | None = None,
     ) -> None:
         """Assemble the agent from its parts (see `pcidevices.wiring.agent` for the wiring)."""
         self.devices = devices
@@ -57,6 +59,7 @@ class Agent:
         self.health = health
         self.services = services
         self.kernel_events = kernel_events
+        self.sriov = sriov
         self.queue: WorkQueue[str] = queue if queue is not None else WorkQueue()
         self._loops = LoopThreads()
         self.stopping = self._loops.stopping
@@ -65,6 +68,8 @@ class Agent:
             DeviceSync.KEY: self._sync_devices,
             ClaimController.KEY: self._reconcile_claims,
         }
+        if sriov is not None:
+            handlers[SriovSync.KEY] = sriov.reconcile
         self._controller: Controller[str] = Controller(
             "agent", self.queue, lambda key: handlers[key](), observer=metrics
         )
@@ -92,8 +97,14 @@ class Agent:
         return self._loops.healthy()
 
     def ready(self) -> bool:
-        """Whether both caches have been filled once."""
-        return self.devices.informer.synced.is_set() and self.claims_informer.synced.is_set()
+        """Whether every cache has been filled once."""
+        return all(informer.synced.is_set() for informer in self._informers())
+
+    def _informers(self) -> list[Informer]:
+        informers = [self.devices.informer, self.claims_informer]
+        if self.sriov is not None and self.sriov.informer is not None:
+            informers.append(self.sriov.informer)
+        return informers
 
     def start(self) -> None:
         """Start the services, the informers and the worker in background threads."""
@@ -106,18 +117,22 @@ class Agent:
             "claims-informer": self.claims_informer.run,
             "worker": self._controller.run,
         }
+        if self.sriov is not None and self.sriov.informer is not None:
+            loops["sriov-informer"] = self.sriov.informer.run
         if self.kernel_events is not None and self.kernel_events.open():
             loops["kernel-events"] = self.kernel_events.run
         self._loops.start(loops)
         self.queue.add(DeviceSync.KEY)
         self.queue.add(ClaimController.KEY)
+        if self.sriov is not None:
+            self.queue.add(SriovSync.KEY)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop everything and wait for the loops to end; calling it again is harmless."""
         self._loops.request_stop()
         self.queue.shut_down()
-        self.devices.informer.interrupt()
-        self.claims_informer.interrupt()
+        for informer in self._informers():
+            informer.interrupt()
         self._loops.join(timeout)
         if self._services_stopped:
             return  # a second stop only waits for loops the first one left running

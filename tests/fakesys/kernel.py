@@ -17,6 +17,10 @@ Kernel rules reproduced (Linux 6.x):
   and probe errors are not reported;
 - ``driver_override``: a newline alone clears it; reading shows ``(null)`` when unset;
 - ``new_id``: adds a dynamic id and binds every unbound matching device.
+- ``sriov_numvfs`` (``drivers/pci/iov.c``): not a number -> EINVAL; above ``sriov_totalvfs`` ->
+  ERANGE; the current count -> nothing happens; no driver on the PF -> ENOENT; non-zero over
+  non-zero -> EBUSY; 0 removes every VF (unbound first), N creates N VFs at routing ids
+  PF + 0x80 + i, each with ``physfn``/``virtfn<i>`` links and an IOMMU group of its own.
 
 pyfakefs calls a file's ``side_effect`` when the file is opened for writing (empty contents)
 and again on flush with the bytes written over the old contents; the fake ignores the empty call
@@ -109,8 +113,12 @@ class FakeKernel:
         declared.setdefault(PCI_STUB, FakeDriver(PCI_STUB))
         self.drivers = declared
         self._control(tree.root / "bus" / "pci" / "drivers_probe", self._drivers_probe)
+        self.num_vfs: dict[str, int] = {}
         for address in self.devices:
             self._control(tree.device_dir(address) / "driver_override", self._override(address))
+        for address, spec in tree.devices.items():
+            if spec.sriov_totalvfs is not None:
+                self._sriov_control(address, spec.sriov_numvfs or 0)
         for name in loaded_modules:
             self.modules.add(name)
         for driver in self.drivers.values():
@@ -129,7 +137,7 @@ class FakeKernel:
         times: int | None = None,
         driver: str | None = None,
     ) -> None:
-        """Make ``operation`` (``unbind``, ``bind``, ``override``) on ``address`` fail.
+        """Make ``operation`` (``unbind``, ``bind``, ``override``, ``sriov``) on ``address`` fail.
 
         ``times`` limits how often (default: always); ``driver`` limits a bind fault to one
         driver's probe (default: any driver).
@@ -192,21 +200,29 @@ class FakeKernel:
 
     # --- kernel behaviour ------------------------------------------------------------------
 
-    def _control(self, path: Path, handler: Any) -> None:
-        """A write-only control file at ``path`` whose first written line goes to ``handler``."""
+    def _control(self, path: Path, handler: Any, shown: str | None = None) -> None:
+        """A control file at ``path`` whose first written line goes to ``handler``.
+
+        It reads ``shown`` (default: ``(null)`` for ``driver_override``, else nothing) until a
+        handler changes it with `_set`; a refused write leaves it as it was.
+        """
         if path.exists() or path.is_symlink():
             self.fs.remove_object(os.fspath(path))
-        shown = "(null)\n" if path.name == "driver_override" else ""
+        if shown is None:
+            shown = "(null)\n" if path.name == "driver_override" else ""
 
         def side_effect(file: Any) -> None:
             data = file.byte_contents or b""
             if not data:
                 return  # pyfakefs' call on open-for-write, before anything was written
             command = data.decode("ascii", "replace").split("\n", 1)[0]
-            file.set_initial_contents(shown)
+            file.set_initial_contents(
+                f"{self.num_vfs[address]}\n" if address is not None else shown
+            )
             self.writes.append((os.fspath(path.relative_to(self.tree.root)), command))
             handler(command)
 
+        address = path.parent.name if path.name == "sriov_numvfs" else None
         self.fs.create_file(os.fspath(path), contents=shown, side_effect=side_effect)
 
     def _register(self, driver: FakeDriver) -> None:
@@ -361,6 +377,91 @@ class FakeKernel:
                 self.fs.create_file(os.fspath(node))
             elif not wanted and node.exists():
                 self.fs.remove_object(os.fspath(node))
+
+    # --- SR-IOV ----------------------------------------------------------------------------
+
+    def vfs_of(self, address: str) -> list[str]:
+        """The addresses of the VFs of the PF at ``address`` now on the bus."""
+        return sorted(
+            vf for vf, live in self.devices.items() if live.present and live.spec.physfn == address
+        )
+
+    def _sriov_control(self, address: str, count: int) -> None:
+        self.num_vfs[address] = count
+        path = self.tree.device_dir(address) / "sriov_numvfs"
+        self._control(path, lambda text: self._sriov_numvfs(address, text), f"{count}\n")
+
+    def _sriov_numvfs(self, address: str, text: str) -> None:
+        live = self._live(address)
+        try:
+            count = int(text.strip())
+        except ValueError:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL)) from None
+        if count < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        if count > (live.spec.sriov_totalvfs or 0):
+            raise OSError(errno.ERANGE, os.strerror(errno.ERANGE))
+        current = self.num_vfs[address]
+        if count == current:
+            return
+        if live.driver is None:
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
+        if count and current:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        self._fault(live, "sriov")
+        if count == 0:
+            self._remove_vfs(address)
+        else:
+            self._create_vfs(live.spec, count)
+        self.num_vfs[address] = count
+        self._set(self.tree.device_dir(address) / "sriov_numvfs", f"{count}\n")
+
+    def _create_vfs(self, pf: FakeDevice, count: int) -> None:
+        domain, bus, slot = pf.address.split(":")
+        device, function = slot.split(".")
+        rid = (int(bus, 16) << 8) | (int(device, 16) << 3) | int(function)
+        groups = [spec.iommu_group for spec in self.tree.devices.values()]
+        group = max((g for g in groups if g is not None), default=-1) + 1
+        for index in range(count):
+            vf_rid = rid + 0x80 + index
+            address = f"{domain}:{vf_rid >> 8:02x}:{(vf_rid >> 3) & 0x1F:02x}.{vf_rid & 7}"
+            spec = FakeDevice(
+                address,
+                pf.vendor,
+                pf.vf_device if pf.vf_device is not None else pf.device,
+                pf.klass,
+                driver=pf.vf_driver,
+                iommu_group=None if pf.iommu_group is None else group + index,
+                numa_node=pf.numa_node,
+                parent=pf.parent,
+                physfn=pf.address,
+            )
+            self.tree.add(spec)
+            self.devices[address] = _LiveDevice(spec=spec, driver=spec.driver)
+            self._control(
+                self.tree.device_dir(address) / "driver_override", self._override(address)
+            )
+            if spec.driver is not None and spec.driver not in self.drivers:
+                self.drivers[spec.driver] = FakeDriver(
+                    spec.driver, frozenset({(spec.vendor, spec.device)})
+                )
+                self._register(self.drivers[spec.driver])
+        self._refresh_vfio()
+
+    def _remove_vfs(self, pf: str) -> None:
+        for address in self.vfs_of(pf):
+            group = self.devices[address].spec.iommu_group
+            self.unplug(address)
+            if group is not None:
+                self.fs.remove_object(
+                    os.fspath(self.tree.root / "kernel" / "iommu_groups" / str(group))
+                )
+            del self.devices[address]
+            del self.tree.devices[address]
+        pf_path = self.tree.device_dir(pf)
+        for name in os.listdir(pf_path):
+            if name.startswith("virtfn"):
+                self.fs.remove_object(os.fspath(pf_path / name))
 
 
 class FakeModprobe:

@@ -39,6 +39,9 @@ class FakeDevice:
         physfn: For a VF, the address of its PF.
         sriov_totalvfs: For a PF, how many VFs it supports.
         sriov_numvfs: For a PF, how many VFs are enabled.
+        interface: The network interface the bound driver made (``net/<name>``), if any.
+        vf_device: For a PF, the device id of the VFs `FakeKernel` creates (default: its own).
+        vf_driver: For a PF, the driver its new VFs bind to at once (default: none).
     """
 
     address: str
@@ -55,6 +58,9 @@ class FakeDevice:
     physfn: str | None = None
     sriov_totalvfs: int | None = None
     sriov_numvfs: int | None = None
+    interface: str | None = None
+    vf_device: int | None = None
+    vf_driver: str | None = None
 
 
 def _link(path: Path, target: Path) -> None:
@@ -175,6 +181,11 @@ class SysfsTree:
             (group / "devices").mkdir(parents=True, exist_ok=True)
             _link(group / "devices" / spec.address, path)
             _link(path / "iommu_group", group)
+        if spec.interface is not None:
+            net = path / "net" / spec.interface
+            net.mkdir(parents=True, exist_ok=True)
+            _link(net / "device", path)
+            _link(self.root / "class" / "net" / spec.interface, net)
         if spec.physfn is not None:
             pf_path = self.device_dir(spec.physfn)
             _link(path / "physfn", pf_path)

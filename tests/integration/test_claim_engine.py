@@ -398,7 +398,7 @@ class TestSafetyPaths:
         )
         with pytest.raises(ClaimRefusedError) as caught:
             host.engine().bind(ClaimRequest(_a(sibling), GroupPolicy.GROUP))
-        assert caught.value.reason is Reason.HOST_DEPENDS_ON_DEVICE
+        assert caught.value.reason is RefusalReason.HOST_DEPENDS_ON_DEVICE
         assert "default route (eno1)" in str(caught.value)
         assert host.driver(MGMT_NIC) == "e1000e"
         assert host.driver(sibling) == "snd_hda_intel"

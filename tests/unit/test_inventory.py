@@ -51,12 +51,14 @@ def observed_as(want: DesiredDevice, **changes) -> ObservedDevice:
         original_driver=want.original_driver,
         owners=(OWNER,),
         status=dict(want.status),
+        parent_sriov=want.record.parent_sriov,
     )
     return attrs.evolve(obj, **changes)
 
 
 GPU = desired()
 NIC = desired("0000:03:00.0", driver="igb")
+VF = attrs.evolve(NIC, record=attrs.evolve(NIC.record, parent_sriov="titan-enp6s0"))
 
 CASES = [
     pytest.param([GPU], [observed_as(GPU)], OWNER, (), id="equal-writes-nothing"),
@@ -139,6 +141,25 @@ CASES = [
         ),
         id="metadata-then-status",
     ),
+    pytest.param([VF], [observed_as(VF)], OWNER, (), id="vf-label-in-place-writes-nothing"),
+    pytest.param(
+        [VF],
+        [observed_as(NIC)],
+        OWNER,
+        (
+            PatchDeviceMetadata(
+                NIC.name, MetadataPatch(set_parent_sriov=True, parent_sriov="titan-enp6s0")
+            ),
+        ),
+        id="vf-gets-its-parent-label",
+    ),
+    pytest.param(
+        [NIC],
+        [observed_as(VF)],
+        OWNER,
+        (PatchDeviceMetadata(NIC.name, MetadataPatch(set_parent_sriov=True)),),
+        id="parent-label-removed-when-pf-unpublished",
+    ),
     pytest.param(
         [NIC, GPU],
         [observed_as(desired("0000:66:00.0")), observed_as(desired("0000:04:00.0"))],
@@ -173,6 +194,7 @@ class TestMetadataPatch:
             pytest.param(MetadataPatch(node_label=NODE), True, id="label"),
             pytest.param(MetadataPatch(set_original_driver=True), True, id="annotation-removed"),
             pytest.param(MetadataPatch(owners=()), True, id="owners-emptied"),
+            pytest.param(MetadataPatch(set_parent_sriov=True), True, id="parent-label-removed"),
         ],
     )
     def test_truth(self, patch, changes):

@@ -57,6 +57,13 @@ def record(**overrides) -> DeviceRecord:
             record(sriov=SriovInfo(physfn=PciAddress.parse("0000:04:00.0"))), id="sriov-vf"
         ),
         pytest.param(record(sriov=SriovInfo(total_vfs=7, num_vfs=None)), id="sriov-pf"),
+        pytest.param(
+            record(
+                sriov=SriovInfo(physfn=PciAddress.parse("0000:04:00.0")),
+                parent_sriov="titan-enp4s0",
+            ),
+            id="sriov-vf-with-parent-label",
+        ),
     ],
 )
 def test_fast_json_is_the_manifest(rec):
@@ -70,3 +77,12 @@ def test_fast_json_keeps_key_order():
     assert list(json.loads(pcidevice_json(rec))["status"]) == list(
         pcidevice_manifest(rec)["status"]
     )
+
+
+def test_a_vf_of_a_published_pf_is_labelled_with_its_parent():
+    """The manifest of a VF whose PF is published carries the parent-sriov-network-device label."""
+    rec = record(parent_sriov="titan-enp4s0")
+    assert pcidevice_manifest(rec)["metadata"]["labels"] == {
+        "nodename": "titan",
+        "harvesterhci.io/parent-sriov-network-device": "titan-enp4s0",
+    }

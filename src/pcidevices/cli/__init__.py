@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from pcicore.errors import PciDevicesError
+from pcidevices.extras import COMMAND_EXTRAS, missing_extra_message
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -80,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except PciDevicesError as err:
         sys.stderr.write(f"pcidevices {args.command}: error: {err}\n")
+        return EXIT_ERROR
+    except ModuleNotFoundError as err:
+        # The base install has the domain library only; each command names the extra it needs.
+        message = missing_extra_message(err, COMMAND_EXTRAS.get(args.command, "all"))
+        if message is None:
+            raise
+        sys.stderr.write(f"pcidevices {args.command}: error: {message}\n")
         return EXIT_ERROR
     except BrokenPipeError:
         # The reader (``| head``) went away; that is not an error of ours.

@@ -27,7 +27,7 @@ from pcicore.errors import ClaimRefusedError, InvalidPciAddressError
 from pcicore.naming import DeviceNamer, ResourceName
 from pcicore.pciids import PciIds
 from pcicore.policy import GroupPolicy
-from pcicore.ports import HostFactsSource, LedgerStore, PciBus
+from pcicore.ports import HostFactsSource, LedgerStore, PciBus, SriovControl
 from pcicore.protection import DenyList, HostProtection
 from pcicore.resources import ClaimedDevice, ClaimedDevices, dedicated_resource_name
 from pcidevices.process import (
@@ -51,7 +51,8 @@ from pcioperator.agent import Agent, Service
 from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
-from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.controllers.sriov import KubeSriovStore, SriovSync
+from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, SRIOVNETWORKDEVICES, KubeApi
 from pcioperator.kube.events import EventRecorder
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
@@ -141,6 +142,24 @@ class ClusterClaimedDevices:
         return sorted(found, key=lambda c: c.address.sort_key)
 
 
+def claimed_addresses(node: str, informer: Informer) -> Callable[[], frozenset[PciAddress]]:
+    """The addresses that claims of ``node`` name (deleting ones too: they still hold it)."""
+
+    def claimed() -> frozenset[PciAddress]:
+        found = set()
+        for obj in informer.objects():
+            try:
+                claim = claim_from_object(obj)
+                address = PciAddress.parse(claim.spec.address)
+            except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
+                continue
+            if claim.spec.node_name == node:
+                found.add(address)
+        return frozenset(found)
+
+    return claimed
+
+
 def protected_devices(
     protection: HostProtection, host: HostFactsSource
 ) -> Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]]:
@@ -161,6 +180,13 @@ def protected_devices(
 
 AgentQueue = Annotated[WorkQueue[str], "the agent's work queue"]
 """The key of the agent's one work queue."""
+
+
+def _claims_changed(queue: WorkQueue[str]) -> None:
+    """A claim changed: reconcile claims, and VF counts (a release may unblock one)."""
+    queue.add(ClaimController.KEY)
+    queue.add(SriovSync.KEY)
+
 
 KernelEvents = Annotated[KernelPciEvents | None, "the kernel's PCI events, if followed"]
 """The key of the kernel event listener (``None``: not followed)."""
@@ -197,6 +223,7 @@ class AgentModule(injector.Module):
         facts: HostFactsSource,
         queue: AgentQueue,
         claimed: ClaimedDevices,
+        sriov: SriovSync,
     ) -> DeviceSync:
         """The PCIDevice sync of this node."""
         informer = Informer(
@@ -214,6 +241,39 @@ class AgentModule(injector.Module):
             rescan_interval=config.rescan_interval,
             protection=protected_devices(protection, facts),
             dedicated=claimed.dedicated if isinstance(claimed, ClusterClaimedDevices) else None,
+            sriov_parents=sriov.parents,
+        )
+
+    @injector.singleton
+    @injector.provider
+    def sriov(
+        self,
+        config: AgentConfig,
+        api: KubeApi,
+        bus: PciBus,
+        control: SriovControl,
+        protection: HostProtection,
+        facts: HostFactsSource,
+        queue: AgentQueue,
+        claims: KubeClaimStore,
+    ) -> SriovSync:
+        """The SRIOVNetworkDevice controller of this node."""
+        informer = Informer(
+            api,
+            SRIOVNETWORKDEVICES,
+            label_selector=node_selector(config.node),
+            on_change=lambda _name: queue.add(SriovSync.KEY),
+        )
+        return SriovSync(
+            node=NodeName(config.node),
+            bus=bus,
+            control=control,
+            store=KubeSriovStore(api, informer),
+            claimed=claimed_addresses(config.node, claims.informer),
+            protection=lambda device: protection.refusal(device, facts.facts()),
+            on_vfs_changed=lambda: queue.add(DeviceSync.KEY),
+            rescan_interval=config.rescan_interval,
+            informer=informer,
         )
 
     @injector.singleton
@@ -223,7 +283,7 @@ class AgentModule(injector.Module):
         return KubeClaimStore(
             config.node,
             api,
-            Informer(api, PCIDEVICECLAIMS, on_change=lambda _name: queue.add(ClaimController.KEY)),
+            Informer(api, PCIDEVICECLAIMS, on_change=lambda _name: _claims_changed(queue)),
         )
 
     @injector.singleton
@@ -283,6 +343,7 @@ class AgentModule(injector.Module):
         queue: AgentQueue,
         plugin: injector.ProviderOf[DevicePluginHost],
         events: KernelEvents,
+        sriov: SriovSync,
     ) -> Agent:
         """The whole agent, with the device plugin when configured."""
         services: tuple[Service, ...] = (plugin.get(),) if config.device_plugin else ()
@@ -294,6 +355,7 @@ class AgentModule(injector.Module):
             queue=queue,
             services=services,
             kernel_events=events,
+            sriov=sriov,
         )
         if config.metrics_address is not None:
             agent.health = HealthServer(config.metrics_address, metrics, agent.healthy, agent.ready)

@@ -22,7 +22,14 @@ import injector
 from pcicore.engine import ClaimEngine
 from pcicore.naming import DeviceNamer
 from pcicore.pciids import PciIds
-from pcicore.ports import Clock, DriverControl, HostFactsSource, LedgerStore, PciBus
+from pcicore.ports import (
+    Clock,
+    DriverControl,
+    HostFactsSource,
+    LedgerStore,
+    PciBus,
+    SriovControl,
+)
 from pcicore.protection import DenyList, HostProtection
 from pcicore.resources import VfioNodes
 from pcihost.paths import (
@@ -104,6 +111,14 @@ class HostModule(injector.Module):
         from pcihost.binding import Modprobe, SysfsDriverControl  # noqa: PLC0415 - see the docstring
 
         return SysfsDriverControl(Modprobe(), sysfs=config.sysfs, proc=config.proc)
+
+    @injector.singleton
+    @injector.provider
+    def sriov_control(self, config: HostConfig) -> SriovControl:
+        """PFs' interfaces and their ``sriov_numvfs``, through sysfs."""
+        from pcihost.sriov import SysfsSriovControl  # noqa: PLC0415 - see the docstring
+
+        return SysfsSriovControl(config.sysfs)
 
     @injector.singleton
     @injector.provider

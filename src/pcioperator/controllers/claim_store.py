@@ -34,24 +34,6 @@ SKIP_VFIO_BINDING: Final = "pcidevices.harvesterhci.io/skip-vfio-binding"
 """On a claim: another component binds its device (Harvester's vGPU); see `pcicore.binding`."""
 
 
-def _to_domain(status: wire.ClaimStatus) -> ClaimStatus:
-    return ClaimStatus(
-        kernel_driver_to_unbind=status.kernel_driver_to_unbind,
-        passthrough_enabled=status.passthrough_enabled,
-        conditions=status.conditions,
-        group_members=status.group_members,
-    )
-
-
-def _to_wire(status: ClaimStatus) -> wire.ClaimStatus:
-    return wire.ClaimStatus(
-        kernel_driver_to_unbind=status.kernel_driver_to_unbind,
-        passthrough_enabled=status.passthrough_enabled,
-        conditions=status.conditions,
-        group_members=status.group_members,
-    )
-
-
 class KubeClaimStore:
     """The claims of one node, read from an informer's cache and written through the API."""
 
@@ -92,7 +74,7 @@ class KubeClaimStore:
             finalizers=claim.finalizers,
             address=claim.spec.address,
             node=NodeName(claim.spec.node_name),
-            status=_to_domain(claim.status),
+            status=claim.status,
             binding=claim_binding(
                 ((obj.get("metadata") or {}).get("annotations") or {}).get(SKIP_VFIO_BINDING)
             ),
@@ -104,7 +86,7 @@ class KubeClaimStore:
             self._api.patch(
                 PCIDEVICECLAIMS,
                 claim.name,
-                {"status": wire.status_to_wire(_to_wire(status))},
+                {"status": wire.status_to_wire(status)},
                 subresource="status",
             )
 

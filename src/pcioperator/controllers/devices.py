@@ -52,6 +52,7 @@ from pcioperator.kube.informer import Informer
 from pcioperator.wire.pcidevice import (
     NODE_LABEL,
     ORIGINAL_DRIVER_ANNOTATION,
+    PARENT_SRIOV_LABEL,
     pcidevice_manifest,
     pcidevice_status,
 )
@@ -83,8 +84,11 @@ class DeviceSync:
         rescan_interval: float = 30.0,
         protection: Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]] | None = None,
         dedicated: Callable[[], Collection[PciAddress]] | None = None,
+        sriov_parents: Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]] | None = None,
     ) -> None:
         """Sync the devices read from ``bus`` into the objects of ``store``.
+
+        ``sriov_parents`` names each VF's parent SRIOVNetworkDevice (the VF's label).
 
         ``informer`` is the cache behind ``store``; the sync only holds it for the agent, which
         runs it and waits for it to fill. ``dedicated`` gives the devices whose live claims
@@ -98,6 +102,7 @@ class DeviceSync:
         self._rescan_interval = rescan_interval
         self._protection = protection
         self._dedicated = dedicated
+        self._sriov_parents = sriov_parents
         self._owner: OwnerRef | None = None
         self.last_records: list[DeviceRecord] = []
 
@@ -135,6 +140,14 @@ class DeviceSync:
             refused = self._protection(devices)
             records = [
                 attrs.evolve(r, protection=refused.get(r.device.address, "")) for r in records
+            ]
+        if self._sriov_parents is not None:
+            parents = self._sriov_parents(devices)
+            records = [
+                attrs.evolve(r, parent_sriov=parents[r.device.address])
+                if r.device.address in parents
+                else r
+                for r in records
             ]
         return records
 
@@ -233,10 +246,12 @@ def owner_to_wire(owner: OwnerRef) -> JsonObject:
 def observed_from_wire(obj: JsonObject) -> ObservedDevice:
     """A PCIDevice object as the device sync sees it."""
     metadata = obj.get("metadata") or {}
+    labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
     return ObservedDevice(
         name=str(metadata["name"]),
-        node_label=(metadata.get("labels") or {}).get(NODE_LABEL),
+        node_label=labels.get(NODE_LABEL),
+        parent_sriov=labels.get(PARENT_SRIOV_LABEL),
         original_driver=annotations.get(ORIGINAL_DRIVER_ANNOTATION),
         owners=tuple(owner_from_wire(ref) for ref in metadata.get("ownerReferences") or []),
         status=obj.get("status") or {},
@@ -247,8 +262,13 @@ def observed_from_wire(obj: JsonObject) -> ObservedDevice:
 def metadata_patch_to_wire(patch: MetadataPatch) -> JsonObject:
     """The merge patch of ``metadata`` that carries out ``patch``."""
     wire: JsonObject = {}
+    labels: JsonObject = {}
     if patch.node_label is not None:
-        wire["labels"] = {NODE_LABEL: patch.node_label}
+        labels[NODE_LABEL] = patch.node_label
+    if patch.set_parent_sriov:
+        labels[PARENT_SRIOV_LABEL] = patch.parent_sriov  # None removes it (merge patch)
+    if labels:
+        wire["labels"] = labels
     if patch.set_original_driver:
         wire["annotations"] = {ORIGINAL_DRIVER_ANNOTATION: patch.original_driver}
     if patch.owners is not None:

@@ -66,6 +66,9 @@ PCIDEVICES: Final = Resource("devices.harvesterhci.io", "v1beta1", "pcidevices",
 PCIDEVICECLAIMS: Final = Resource(
     "devices.harvesterhci.io", "v1beta1", "pcideviceclaims", "PCIDeviceClaim"
 )
+SRIOVNETWORKDEVICES: Final = Resource(
+    "devices.harvesterhci.io", "v1beta1", "sriovnetworkdevices", "SRIOVNetworkDevice"
+)
 NODES: Final = Resource("", "v1", "nodes", "Node")
 EVENTS: Final = Resource("", "v1", "events", "Event", namespaced=True)
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)

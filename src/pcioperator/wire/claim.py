@@ -2,6 +2,7 @@
 
 The attrs classes here mirror the CRD in snake_case; `pcihost.converter.CONVERTER` renames every
 field to and from camelCase, so no camelCase key of a claim's spec or status is written by hand.
+The status is the domain's own `pcicore.cluster_claim.ClaimStatus`: its fields are the CRD's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from pcicore.conditions import Condition
+from pcicore.cluster_claim import ClaimStatus
 from pcihost.converter import CONVERTER
 from pcioperator.kube.api import JsonObject
 
@@ -38,23 +39,6 @@ class ClaimSpec:
     node_name: str
     user_name: str = ""
     disable_resource_pooling: bool = False
-
-
-@attrs.frozen
-class ClaimStatus:
-    """``status`` of a claim.
-
-    Attributes:
-        kernel_driver_to_unbind: The device's original driver.
-        passthrough_enabled: Whether the device is on vfio-pci.
-        conditions: Standard conditions (additive).
-        group_members: Other devices moved with it (additive).
-    """
-
-    kernel_driver_to_unbind: str = ""
-    passthrough_enabled: bool = False
-    conditions: tuple[Condition, ...] = ()
-    group_members: tuple[str, ...] = ()
 
 
 @attrs.frozen

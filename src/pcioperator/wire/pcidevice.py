@@ -23,6 +23,8 @@ API_GROUP: Final = "devices.harvesterhci.io"
 API_VERSION: Final = f"{API_GROUP}/v1beta1"
 NODE_LABEL: Final = "nodename"
 ORIGINAL_DRIVER_ANNOTATION: Final = "harvesterhci.io/pcideviceDriver"
+PARENT_SRIOV_LABEL: Final = "harvesterhci.io/parent-sriov-network-device"
+"""The label of a VF's PCIDevice: the name of its PF's SRIOVNetworkDevice."""
 
 
 @attrs.frozen
@@ -158,7 +160,10 @@ def reported_status(obj: Mapping[str, Any]) -> ReportedStatus:
 
 def pcidevice_manifest(record: DeviceRecord) -> dict[str, Any]:
     """A whole PCIDevice object as the agent writes it (owner references aside)."""
-    metadata: dict[str, Any] = {"name": record.name, "labels": {NODE_LABEL: record.node}}
+    labels: dict[str, str] = {NODE_LABEL: record.node}
+    if record.parent_sriov:
+        labels[PARENT_SRIOV_LABEL] = record.parent_sriov
+    metadata: dict[str, Any] = {"name": record.name, "labels": labels}
     if record.original_driver:
         metadata["annotations"] = {ORIGINAL_DRIVER_ANNOTATION: record.original_driver}
     return {
@@ -195,6 +200,9 @@ def pcidevice_json(record: DeviceRecord) -> str:
         if record.original_driver
         else ""
     )
+    parent = (
+        f', "{PARENT_SRIOV_LABEL}": {_quoted(record.parent_sriov)}' if record.parent_sriov else ""
+    )
     extra = ""
     if record.protection is not None:
         flag = "true" if record.protection else "false"
@@ -206,7 +214,8 @@ def pcidevice_json(record: DeviceRecord) -> str:
         extra += f', "totalVFs": {sriov.total_vfs}, "numVFs": {sriov.num_vfs or 0}'
     return (
         f'{{"apiVersion": "{API_VERSION}", "kind": "PCIDevice", "metadata": '
-        f'{{"name": "{record.name}", "labels": {{"{NODE_LABEL}": "{record.node}"}}{annotations}}}, '
+        f'{{"name": "{record.name}", "labels": {{"{NODE_LABEL}": "{record.node}"{parent}}}'
+        f"{annotations}}}, "
         f'"status": {{"address": "{device.address}", "vendorId": "{device.vendor_id:04x}", '
         f'"deviceId": "{device.device_id:04x}", "classId": "{klass.base:02x}{klass.sub:02x}", '
         f'"iommuGroup": "{"" if device.iommu_group is None else device.iommu_group}", '

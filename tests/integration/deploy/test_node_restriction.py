@@ -30,7 +30,15 @@ from harness.identity import applied, kubectl_ok, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
 from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
-from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi, Resource
+from pcioperator.kube.api import (
+    EVENTS,
+    NODES,
+    PCIDEVICECLAIMS,
+    PCIDEVICES,
+    SRIOVNETWORKDEVICES,
+    KubeApi,
+    Resource,
+)
 from pcioperator.kube.errors import ApiError, NotFoundError
 from polling import wait_for
 
@@ -47,7 +55,12 @@ MANIFESTS = (
     DEPLOY / "agent" / "rbac.yaml",
     DEPLOY / "agent" / "node-restriction.yaml",
 )
-POLICIES = ("pcidevices-agent-devices", "pcidevices-agent-claims", "pcidevices-agent-events")
+POLICIES = (
+    "pcidevices-agent-devices",
+    "pcidevices-agent-claims",
+    "pcidevices-agent-events",
+    "pcidevices-agent-sriov",
+)
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -884,3 +897,71 @@ class TestOthersUnaffected:
         admin.delete(PCIDEVICES, theirs.device)
         assert admin.get(PCIDEVICECLAIMS, theirs.device)["status"]["passthroughEnabled"] is False
         assert snapshot(admin, PCIDEVICES, theirs.device, None) is None
+
+
+def sriov_body(name: str, node: str) -> dict[str, object]:
+    """An SRIOVNetworkDevice of ``node``, as the agent creates one."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SRIOVNetworkDevice",
+        "metadata": {"name": name, "labels": {"nodename": node}},
+        "spec": {"address": SPARE, "nodeName": node, "numVFs": 0},
+    }
+
+
+SRIOV_STATUS = {"status": {"status": "sriovNetworkDeviceDisabled"}}
+
+
+class TestSriovNetworkDevices:
+    """An agent creates, reports on and deletes only its own node's SRIOVNetworkDevices."""
+
+    def test_own_node_life_cycle(self, two_nodes, kube):
+        """Create, write the status, delete: all allowed on the agent's own node."""
+        admin = KubeApi(kube.api_client)
+        mine = two_nodes[0].node
+        name = f"{mine}-enp6s0"
+        with agent_api(kube, two_nodes[0]) as api:
+            api.create(SRIOVNETWORKDEVICES, sriov_body(name, mine))
+            api.patch(SRIOVNETWORKDEVICES, name, SRIOV_STATUS, subresource="status")
+            written = admin.get(SRIOVNETWORKDEVICES, name)
+            api.delete(SRIOVNETWORKDEVICES, name)
+        assert written["status"]["status"] == "sriovNetworkDeviceDisabled"
+        assert snapshot(admin, SRIOVNETWORKDEVICES, name, None) is None
+
+    def test_the_other_nodes_objects_are_refused(self, two_nodes, kube):
+        """Creating one for node B, or writing or deleting B's, is refused; B's is unchanged."""
+        admin = KubeApi(kube.api_client)
+        mine, theirs = two_nodes[0].node, two_nodes[1].node
+        name = f"{theirs}-enp6s0"
+        admin.create(SRIOVNETWORKDEVICES, sriov_body(name, theirs))
+        try:
+            before = snapshot(admin, SRIOVNETWORKDEVICES, name, None)
+            pod = two_nodes[0].pod
+            with service_account_client(kube, NAMESPACE, SERVICE_ACCOUNT, pod) as client:
+                custom = k8s_client.CustomObjectsApi(client)
+                probe = sriov_body(f"{name}x", theirs)
+                # The policy loads asynchronously: wait until it refuses a dry-run create.
+                wait_for(
+                    lambda: refused_by_policy(
+                        lambda: custom.create_cluster_custom_object(
+                            GROUP, VERSION, "sriovnetworkdevices", probe, dry_run="All"
+                        )
+                    ),
+                    timeout=60,
+                    interval=0.2,
+                )
+            with agent_api(kube, two_nodes[0]) as api:
+                for write in (
+                    lambda: api.patch(
+                        SRIOVNETWORKDEVICES, name, SRIOV_STATUS, subresource="status"
+                    ),
+                    lambda: api.delete(SRIOVNETWORKDEVICES, name),
+                ):
+                    with pytest.raises(ApiError) as refused:
+                        write()
+                    assert refused.value.status == 403
+                    assert f'the pcidevices agent on node "{mine}" may not' in str(refused.value)
+                    assert f'it is on node "{theirs}"' in str(refused.value)
+            assert snapshot(admin, SRIOVNETWORKDEVICES, name, None) == before
+        finally:
+            admin.delete(SRIOVNETWORKDEVICES, name)

@@ -1,4 +1,4 @@
-"""The PCIDevice and PCIDeviceClaim CRDs, as the real kube-apiserver enforces them."""
+"""The PCIDevice, PCIDeviceClaim and SRIOVNetworkDevice CRDs, as kube-apiserver enforces them."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def custom(kube):
 class TestInstall:
     """Installing the CRDs."""
 
-    @pytest.mark.parametrize("name", ["pcidevices", "pcideviceclaims"])
+    @pytest.mark.parametrize("name", ["pcidevices", "pcideviceclaims", "sriovnetworkdevices"])
     def test_crd_is_established(self, kube, name):
         """Each CRD is accepted by the API server and reaches the Established condition."""
         crd = client.ApiextensionsV1Api(kube.api_client).read_custom_resource_definition(
@@ -82,7 +82,11 @@ class TestInstall:
     def test_install_is_idempotent(self, kube):
         """Installing the CRDs again on a cluster that has them succeeds and changes nothing."""
         extensions = client.ApiextensionsV1Api(kube.api_client)
-        crd_names = [f"pcideviceclaims.{GROUP}", f"pcidevices.{GROUP}"]
+        crd_names = [
+            f"pcideviceclaims.{GROUP}",
+            f"pcidevices.{GROUP}",
+            f"sriovnetworkdevices.{GROUP}",
+        ]
         versions = [
             extensions.read_custom_resource_definition(n).metadata.resource_version
             for n in crd_names
@@ -224,6 +228,50 @@ class TestHarvesterCompatibility:
         )
         stored = custom.get_cluster_custom_object(GROUP, VERSION, "pcideviceclaims", name)
         assert (stored["spec"], stored["status"]) == (spec, status)
+
+    def test_harvester_sriov_device_round_trips_unchanged(self, custom, unique_name):
+        """An SRIOVNetworkDevice as Harvester writes it reads back unchanged, spec and status."""
+        node = unique_name("node")
+        name = f"{node}-eno49"
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "SRIOVNetworkDevice",
+            "metadata": {
+                "name": name,
+                "labels": {"nodename": node},
+                "annotations": {"sriov.devices.harvesterhi.io/interface-name": "eno49"},
+            },
+            "spec": {"address": "0000:04:00.0", "nodeName": node, "numVFs": 2},
+        }
+        status = {
+            "status": "sriovNetworkDeviceEnabled",
+            "vfAddresses": ["0000:04:10.0", "0000:04:10.2"],
+            "vfPCIDevices": [f"{node}-000004100", f"{node}-000004102"],
+        }
+        custom.create_cluster_custom_object(GROUP, VERSION, "sriovnetworkdevices", body)
+        custom.patch_cluster_custom_object_status(
+            GROUP,
+            VERSION,
+            "sriovnetworkdevices",
+            name,
+            {"status": status},
+            _content_type="application/merge-patch+json",
+        )
+        stored = custom.get_cluster_custom_object(GROUP, VERSION, "sriovnetworkdevices", name)
+        assert (stored["spec"], stored["status"]) == (body["spec"], status)
+        assert stored["metadata"]["annotations"] == body["metadata"]["annotations"]
+
+    def test_negative_num_vfs_is_refused(self, custom, unique_name):
+        """The API server refuses numVFs below 0, naming the field."""
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "SRIOVNetworkDevice",
+            "metadata": {"name": unique_name("node") + "-eno49"},
+            "spec": {"address": "0000:04:00.0", "nodeName": "titan", "numVFs": -1},
+        }
+        with pytest.raises(ApiException) as refused:
+            custom.create_cluster_custom_object(GROUP, VERSION, "sriovnetworkdevices", body)
+        assert "spec.numVFs" in refusal(refused.value)
 
 
 GOOD_SPEC = {"address": "0000:00:1f.6", "nodeName": "titan", "userName": "admin"}
