@@ -159,14 +159,28 @@ def user_name_to_set(spec: ClaimSpecFacts, user: str) -> str | None:
     return user if not spec.user_name else None
 
 
+def review_requested_by(old: str | None, new: str | None) -> Verdict:
+    """Whether an update may change the record of who created a claim: never.
+
+    ``spec.userName`` is what the client says (Harvester's UI writes the Rancher user); the
+    mutating webhook records the authenticated creator beside it, and that record is kept.
+    """
+    if old == new:
+        return Verdict.allow()
+    return Verdict.deny(
+        f"the record of who created this claim ({old or 'none'}) cannot be changed; it is set "
+        "from the authenticated user when the claim is created"
+    )
+
+
 def review_create(request: CreateRequest) -> Verdict:
-    """Whether a new claim can ever succeed and its sender may make it."""
+    """Whether a new claim can ever succeed and its sender may make it.
+
+    ``spec.userName`` is not judged: it is the client's label (Harvester's UI sends the Rancher
+    user, which is not who the API server authenticated); who really asked is recorded by the
+    mutating webhook from the request.
+    """
     spec = request.spec
-    if spec.user_name and spec.user_name != request.user:
-        return Verdict.deny(
-            f'spec.userName "{spec.user_name}" is not the user who sent the request '
-            f'("{request.user}"); leave spec.userName empty and it is set to "{request.user}"'
-        )
     if not request.may_claim:
         return Verdict.deny(
             f'user "{request.user}" may not claim PCIDevice "{request.claim_name}"; ask an '
@@ -194,9 +208,17 @@ def review_create(request: CreateRequest) -> Verdict:
     return _review_device(request, device, misnamed)
 
 
+def _same_address(written: str, reported: str) -> bool:
+    """Whether two texts name one address (``00:1f.6`` is ``0000:00:1f.6``)."""
+    try:
+        return PciAddress.parse(written) == PciAddress.parse(reported)
+    except InvalidPciAddressError:
+        return written == reported
+
+
 def _review_device(request: CreateRequest, device: DeviceFacts, misnamed: str | None) -> Verdict:
     spec = request.spec
-    if spec.address != device.address:
+    if not _same_address(spec.address, device.address):
         return Verdict.deny(
             f'spec.address "{spec.address}" does not match PCIDevice "{device.name}", which is '
             f'at "{device.address}"; set spec.address to "{device.address}"'

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from pcicore.binding import ClaimBinding
 from pcicore.conditions import Condition
 from pcicore.device import NodeName
 
@@ -46,6 +47,8 @@ class ClusterClaim:
             `pcicore.claim_report.parse_claim` has parsed it.
         node: ``spec.nodeName``.
         status: The status as last written.
+        binding: Who binds its device's driver: `ClaimBinding.EXTERNAL` for a claim marked
+            to skip vfio binding (Harvester's vGPU claims), which the agent leaves alone.
     """
 
     name: str
@@ -57,6 +60,7 @@ class ClusterClaim:
     address: str
     node: NodeName
     status: ClaimStatus = ClaimStatus()
+    binding: ClaimBinding = ClaimBinding.VFIO
 
 
 @attrs.frozen

@@ -42,6 +42,7 @@ from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPlan, GroupPolicy, plan_group
 from pcicore.ports import Clock, DriverControl, HostFactsSource, LedgerStore, PciBus
 from pcicore.protection import HostProtection, condition_reason
+from pcicore.takeover import original_driver
 
 
 @attrs.frozen(order=True)
@@ -52,11 +53,15 @@ class ClaimRequest:
         address: The device.
         policy: What to do with the rest of its IOMMU group.
         resource_name: The resourceName the device plugin will advertise it under.
+        recorded_original: The original driver another controller recorded for the device
+            (Harvester's claim ``status.kernelDriverToUnbind``): used when the device is
+            already on ``vfio-pci`` and the ledger knows no original (`pcicore.takeover`).
     """
 
     address: PciAddress
     policy: GroupPolicy = attrs.field(default=GroupPolicy.STRICT, order=False)
     resource_name: str | None = attrs.field(default=None, order=False)
+    recorded_original: str | None = attrs.field(default=None, order=False)
 
 
 @attrs.frozen
@@ -198,7 +203,13 @@ class ClaimEngine:
                         ClaimRecord(member.address, request.policy, claimed_with=request.address)
                     )
         for member in group.members:
-            ledger = ledger.remember(member.address, member.driver)
+            driver = member.driver
+            if member.address == request.address:  # taken over on vfio-pci: whose record?
+                driver = (
+                    original_driver(member.driver, claim_driver_to_unbind=request.recorded_original)
+                    or driver
+                )
+            ledger = ledger.remember(member.address, driver)
         self._save(ledger)
         if not group.ready:
             return [

@@ -10,6 +10,10 @@ fields the sync owns are compared one by one and only those that differ are writ
 others write into the same status (conditions, say) are never touched. Which fields there are
 and how they are spelled is the wire mapping's business, not this module's.
 
+Which devices get an object at all is `is_published`: every function but PCI-to-PCI bridges
+(class 0604), as Harvester does: a bridge cannot be passed through (VFIO leaves it to the host),
+and Harvester's UI offers every PCIDevice as claimable. ``pcidevices scan`` still lists bridges.
+
 Everything here is pure: desired and observed in, writes out.
 """
 
@@ -20,13 +24,18 @@ from collections.abc import Iterable, Mapping, Sequence
 import attrs
 
 from pcicore.catalog import DeviceRecord
-from pcicore.device import DriverName, NodeName
+from pcicore.device import DriverName, NodeName, PciDevice
 
 StatusValue = str | int | bool
 """One field of a PCIDevice's status as the sync writes it."""
 
 StatusFields = Mapping[str, StatusValue]
 """A PCIDevice's status as flat fields, each named as the object reports it."""
+
+
+def is_published(device: PciDevice) -> bool:
+    """Whether the device gets a PCIDevice object: all but PCI-to-PCI bridges (class 0604)."""
+    return not device.pci_class.is_bridge
 
 
 @attrs.frozen
@@ -88,6 +97,8 @@ class ObservedDevice:
         owners: Its owner references, in order.
         status: Its status as flat fields (empty when it has none).
         parent_sriov: Its parent-SR-IOV-device label (``None`` when it has none).
+        resource_override: Its resource-name override annotation (``None`` when it has none):
+            the resourceName it must report instead of its pool's.
     """
 
     name: str
@@ -96,6 +107,7 @@ class ObservedDevice:
     owners: tuple[OwnerRef, ...] = ()
     status: Mapping[str, object] = attrs.field(factory=dict)
     parent_sriov: str | None = None
+    resource_override: str | None = None
 
 
 @attrs.frozen
@@ -268,6 +280,7 @@ __all__ = [
     "StatusFields",
     "StatusValue",
     "device_updates",
+    "is_published",
     "metadata_patch",
     "plan_device_writes",
 ]

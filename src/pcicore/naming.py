@@ -33,6 +33,22 @@ def object_name(node: NodeName, address: PciAddress) -> str:
     return f"{node}-{address.compact}"
 
 
+def object_name_as_written(node: NodeName, written: str) -> str:
+    """The object name Harvester derives from an address *as written*: only ``:`` and ``.`` go.
+
+    A full address gives `object_name`; the short form ``bb:dd.f`` (domain 0000), which older
+    Harvester agents wrote into PCIDevices and its samples into claims, keeps its shortness:
+    ``00:1f.6`` on ``titan`` is ``titan-001f6``, not ``titan-0000001f6``.
+
+    Raises:
+        InvalidPciAddressError: ``written`` is not a PCI address.
+    """
+    address = PciAddress.parse(written)
+    if written.count(":") == 1:
+        return f"{node}-{address.compact[4:]}"  # the four digits of domain 0000 were not written
+    return object_name(node, address)
+
+
 def vendor_domain(vendor_name: str | None) -> str:
     """The vendor part of a resourceName (``intel.com``, ``amd.com``, ``unknown.com``)."""
     if not vendor_name:

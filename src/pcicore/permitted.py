@@ -11,7 +11,11 @@ resourceName stops us from adding a duplicate of it.
 
 The controller reads the CR as a `PermittedDocument`, the claims as `ClaimedAddress`es and the
 PCIDevices as `DeviceKind`s; `claimed_kinds` joins them, `plan_permitted` decides, and
-`permitted_change` says what to write. Everything here is pure: entries in, plan out.
+`permitted_change` says what to write. `choose_kubevirt` picks the cluster's KubeVirt CR when
+the controller is not told which one to keep. Everything here is pure: entries in, plan out.
+
+Selectors are compared without regard to case (KubeVirt matches ``pciVendorSelector`` that way,
+and Harvester writes it in lower case); the selectors we write are lower case, as Harvester's.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class PermittedKey:
     """What identifies one permitted entry: the device kind and the resource it is offered as.
 
     Attributes:
-        selector: ``VVVV:DDDD`` in upper-case hex (KubeVirt's ``pciVendorSelector``).
+        selector: ``vvvv:dddd`` in lower-case hex (KubeVirt's ``pciVendorSelector``).
         resource_name: The extended resource the device plugin advertises.
     """
 
@@ -41,7 +45,7 @@ class PermittedKey:
     @classmethod
     def of(cls, vendor_id: int, device_id: int, resource_name: ResourceName) -> PermittedKey:
         """The key of a device kind offered as ``resource_name``."""
-        return cls(f"{vendor_id:04X}:{device_id:04X}", resource_name)
+        return cls(f"{vendor_id:04x}:{device_id:04x}", resource_name)
 
 
 @attrs.frozen
@@ -60,8 +64,8 @@ class PermittedEntry:
 
     @property
     def key(self) -> PermittedKey:
-        """The entry's key, its selector normalised to upper case."""
-        return PermittedKey(self.selector.upper(), self.resource_name)
+        """The entry's key, its selector normalised to lower case."""
+        return PermittedKey(self.selector.lower(), self.resource_name)
 
 
 @attrs.frozen
@@ -72,8 +76,10 @@ class ClaimedKind:
         address: The device.
         vendor_id: PCI vendor id.
         device_id: PCI device id.
-        resource_name: The pool resourceName of its kind.
+        resource_name: The resourceName its PCIDevice reports (the pool, or already the
+            device's own name when pooling is disabled).
         dedicated: The claim sets ``disableResourcePooling``.
+        node: The node the device is on (names the per-device resource as Harvester does).
     """
 
     address: PciAddress
@@ -81,12 +87,13 @@ class ClaimedKind:
     device_id: int
     resource_name: ResourceName
     dedicated: bool = False
+    node: NodeName | None = None
 
     @property
     def key(self) -> PermittedKey:
         """The entry KubeVirt needs for this device (per-device resource when dedicated)."""
         name = (
-            dedicated_resource_name(self.resource_name, self.address)
+            dedicated_resource_name(self.resource_name, self.address, self.node)
             if self.dedicated
             else self.resource_name
         )
@@ -101,11 +108,23 @@ class ClaimedAddress:
         node: The node the device is on.
         address: The device.
         dedicated: The claim sets ``disableResourcePooling``.
+        written_name: The PCIDevice name Harvester derives from the address as the claim
+            writes it (`pcicore.naming.object_name_as_written`); differs from
+            `pcicore.naming.object_name` only for a short address such as ``00:1f.6``.
     """
 
     node: NodeName
     address: PciAddress
     dedicated: bool = False
+    written_name: str | None = None
+
+    @property
+    def device_names(self) -> tuple[str, ...]:
+        """The names its PCIDevice may have, ours first."""
+        ours = object_name(self.node, self.address)
+        if self.written_name is None or self.written_name == ours:
+            return (ours,)
+        return (ours, self.written_name)
 
 
 @attrs.frozen
@@ -129,11 +148,15 @@ def claimed_kinds(
     """The kind of every claimed device, found by its object name in ``kinds``.
 
     A claim whose device has no PCIDevice (or one that does not report its kind yet) needs no
-    entry until it does: the device plugin cannot advertise it either.
+    entry until it does: the device plugin cannot advertise it either. A claim on a short
+    address finds the PCIDevice under either name (`ClaimedAddress.device_names`).
     """
     found: list[ClaimedKind] = []
     for claim in claims:
-        kind = kinds.get(object_name(claim.node, claim.address))
+        kind = next(
+            (kinds[name] for name in claim.device_names if name in kinds),
+            None,
+        )
         if kind is not None:
             found.append(
                 ClaimedKind(
@@ -142,6 +165,7 @@ def claimed_kinds(
                     kind.device_id,
                     kind.resource_name,
                     dedicated=claim.dedicated,
+                    node=claim.node,
                 )
             )
     return found
@@ -264,15 +288,73 @@ def permitted_change(document: PermittedDocument, plan: PermittedPlan) -> Permit
     return PermittedChange(document.version, keep, plan.add, plan.managed)
 
 
+@attrs.frozen(order=True)
+class KubeVirtRef:
+    """Where a KubeVirt CR is.
+
+    Attributes:
+        namespace: Its namespace (Harvester's is ``harvester-system``).
+        name: Its name (``kubevirt`` in both Harvester and a standard install).
+    """
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+
+@attrs.frozen
+class KubeVirtChoice:
+    """Which KubeVirt CR to keep, out of those in the cluster.
+
+    Attributes:
+        chosen: The CR (``None`` when none fits, or when several do).
+        candidates: Every CR that fits what the controller was told, sorted; more than one
+            means it must be told which (``--kubevirt-namespace``/``--kubevirt-name``).
+    """
+
+    chosen: KubeVirtRef | None
+    candidates: tuple[KubeVirtRef, ...] = ()
+
+    @property
+    def ambiguous(self) -> bool:
+        """Whether several CRs fit, so none is kept."""
+        return len(self.candidates) > 1
+
+
+def choose_kubevirt(
+    found: Iterable[KubeVirtRef], namespace: str | None = None, name: str | None = None
+) -> KubeVirtChoice:
+    """The KubeVirt CR to keep: the only one that fits ``namespace`` and ``name`` (``None``: any).
+
+    KubeVirt runs from one CR per cluster, so a controller that is not told where it is finds
+    it; with several that fit it keeps none rather than guess.
+    """
+    fits = tuple(
+        sorted(
+            ref
+            for ref in found
+            if (namespace is None or ref.namespace == namespace)
+            and (name is None or ref.name == name)
+        )
+    )
+    return KubeVirtChoice(fits[0] if len(fits) == 1 else None, fits)
+
+
 __all__ = [
     "ClaimedAddress",
     "ClaimedKind",
     "DeviceKind",
+    "KubeVirtChoice",
+    "KubeVirtRef",
     "PermittedChange",
     "PermittedDocument",
     "PermittedEntry",
     "PermittedKey",
     "PermittedPlan",
+    "choose_kubevirt",
     "claimed_kinds",
     "is_ours",
     "permitted_change",

@@ -11,15 +11,16 @@ module; everything else here is pure.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Protocol, TypeAlias
 
 import attrs
 
 from pcicore.address import PciAddress
-from pcicore.device import IommuGroup, PciDevice
+from pcicore.device import IommuGroup, NodeName, PciDevice
 from pcicore.errors import PciDevicesError
-from pcicore.naming import ResourceName
+from pcicore.naming import ResourceName, object_name
 from pcicore.ports import PciBus
 
 # A Kubernetes qualified name's name part (after the ``/``) is at most 63 characters.
@@ -60,18 +61,67 @@ class ClaimedDevice:
         return self.resource_name
 
 
-def dedicated_resource_name(pool: ResourceName, address: PciAddress) -> ResourceName:
-    """The resource of one device whose claim disables pooling: ``<pool>-<compact address>``.
+def dedicated_resource_name(
+    pool: ResourceName, address: PciAddress, node: NodeName | None = None
+) -> ResourceName:
+    """The resource of one device whose claim disables pooling.
 
-    ``intel.com/I350_GIGABIT_NETWORK_CONNECTION`` at ``0000:03:00.0`` becomes
-    ``intel.com/I350_GIGABIT_NETWORK_CONNECTION-000003000``. Pool names never contain ``-``
-    (the naming rules delete it), so the two kinds cannot collide. The part after ``/`` is cut
-    to the 63 characters Kubernetes allows, shortening the product, never the address.
+    With its ``node``, Harvester's name: ``<vendor part of the pool>/<PCIDevice name>``, so
+    ``intel.com/I350_GIGABIT_NETWORK_CONNECTION`` at ``0000:03:00.0`` on ``node1`` is
+    ``intel.com/node1-000003000`` — the name Harvester writes into the PCIDevice's
+    ``status.resourceName`` and that VMs made in its UI ask for. The vendor part of a name
+    already of that form is the same, so applying this twice changes nothing.
+
+    Without a node (callers that do not know it yet), the older form
+    ``<pool>-<compact address>`` (``intel.com/I350_GIGABIT_NETWORK_CONNECTION-000003000``),
+    the product cut so that the part after ``/`` fits the 63 characters Kubernetes allows.
     """
     vendor, _, product = pool.partition("/")
+    if node is not None:
+        return ResourceName(f"{vendor}/{object_name(node, address)}")
     room = _NAME_PART_MAX - 1 - _COMPACT_ADDRESS_LEN
     product = product[:room].rstrip("_.-") or "device"
     return ResourceName(f"{vendor}/{product}-{address.compact}")
+
+
+def device_resource_name(
+    pool: ResourceName,
+    device_name: str,
+    *,
+    override: str | None = None,
+    dedicated: bool = False,
+) -> ResourceName:
+    """The ``resourceName`` a PCIDevice reports and the device is advertised under.
+
+    In order: the PCIDevice's override annotation when it holds a valid resource name (Harvester
+    and its vGPU support write it; a user may too), else — while a claim on the device disables
+    pooling — ``<vendor part of the pool>/<PCIDevice name>`` (Harvester's per-device name), else
+    the pool.
+    """
+    if override and is_resource_name(override):
+        return ResourceName(override)
+    if dedicated:
+        vendor, _, _ = pool.partition("/")
+        return ResourceName(f"{vendor}/{device_name}")
+    return pool
+
+
+# A Kubernetes extended-resource name: a DNS subdomain prefix, ``/``, a qualified name part.
+_RESOURCE_NAME: Final = re.compile(
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+    r"/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
+_PREFIX_MAX: Final = 253
+
+
+def is_resource_name(text: str) -> bool:
+    """Whether ``text`` is a name the kubelet accepts for an extended resource (``x.com/y``)."""
+    prefix, _, name = text.partition("/")
+    return (
+        _RESOURCE_NAME.fullmatch(text) is not None
+        and len(prefix) <= _PREFIX_MAX
+        and len(name) <= _NAME_PART_MAX
+    )
 
 
 def env_var_name(resource: ResourceName) -> str:

@@ -15,6 +15,7 @@ from pcicore.admission import (
     VmiFacts,
     review_create,
     review_delete,
+    review_requested_by,
     review_update,
     user_name_to_set,
 )
@@ -52,7 +53,10 @@ class TestReviewCreate:
         ("request_", "fragment"),
         [
             pytest.param(create(), None, id="valid"),
-            pytest.param(create(user="bob"), 'userName "alice" is not the user', id="user"),
+            pytest.param(create(user="u-rancher-sa"), None, id="ui-user-name-is-a-label"),
+            pytest.param(
+                create(spec=ClaimSpecFacts("03:00.0", NODE, "alice")), None, id="short-address"
+            ),
             pytest.param(create(may_claim=False), 'RBAC verb "claim"', id="rbac"),
             pytest.param(
                 create(spec=ClaimSpecFacts("nic0", NODE, "alice")),
@@ -185,7 +189,7 @@ class TestUserNameToSet:
         assert user_name_to_set(ClaimSpecFacts(ADDRESS, NODE), "bob") == "bob"
 
     def test_given_is_kept(self):
-        """A given userName is not patched (the validating webhook judges it)."""
+        """A given userName is not patched (it is the client's label; who asked is recorded)."""
         assert user_name_to_set(SPEC, "bob") is None
 
 
@@ -235,3 +239,19 @@ class TestReviewDelete:
         assert review_delete(
             NAME, SPEC, None, [VmiFacts("ns", "vm", NODE, "Running", (POOL,))]
         ).allowed
+
+
+class TestReviewRequestedBy:
+    """The record of who created a claim never changes."""
+
+    def test_unchanged_is_allowed(self):
+        """An update that keeps the record (or has none) is admitted."""
+        assert review_requested_by("alice", "alice").allowed
+        assert review_requested_by(None, None).allowed
+
+    @pytest.mark.parametrize(("old", "new"), [("alice", "mallory"), ("alice", None), (None, "x")])
+    def test_changed_is_refused(self, old, new):
+        """Changing, removing or adding it after creation is refused, saying why."""
+        verdict = review_requested_by(old, new)
+        assert not verdict.allowed
+        assert "cannot be changed" in verdict.message

@@ -89,10 +89,32 @@ class TestClusterClaimedDevices:
         )
         bus = FakeBus(nic("0000:03:00.0"), nic("0000:04:00.0"), nic("0000:05:00.0"))
         claimed = ClusterClaimedDevices("n1", informer, bus, DeviceNamer(IDS)).claimed()
-        assert [(str(c.address), c.resource_name, c.dedicated) for c in claimed] == [
-            ("0000:03:00.0", "intel.com/I210_GIGABIT_NETWORK_CONNECTION", False),
-            ("0000:04:00.0", "intel.com/I210_GIGABIT_NETWORK_CONNECTION", True),
+        # A claim that disables pooling gets Harvester's per-device name: <vendor>/<PCIDevice>.
+        assert [(str(c.address), c.advertised_as) for c in claimed] == [
+            ("0000:03:00.0", "intel.com/I210_GIGABIT_NETWORK_CONNECTION"),
+            ("0000:04:00.0", "intel.com/n1-000004000"),
         ]
+
+    def test_dedicated_devices_are_those_of_live_claims_disabling_pooling(self):
+        """Only this node's live claims with disableResourcePooling count."""
+        informer = FakeInformer(
+            [
+                claim("n1-000003000", "0000:03:00.0", "n1"),
+                claim("n1-000004000", "0000:04:00.0", "n1", dedicated=True),
+                claim("n2-000004000", "0000:04:00.0", "n2", dedicated=True),
+                claim("n1-000005000", "0000:05:00.0", "n1", dedicated=True, deleting=True),
+            ]
+        )
+        found = ClusterClaimedDevices("n1", informer, FakeBus(), DeviceNamer(IDS)).dedicated()
+        assert found == {PciAddress.parse("0000:04:00.0")}
+
+    def test_claim_bound_by_another_component_is_not_advertised(self):
+        """A claim marked skip-vfio-binding (a vGPU) is served elsewhere: not advertised here."""
+        vgpu = claim("n1-000003000", "0000:03:00.0", "n1")
+        vgpu["metadata"]["annotations"] = {"pcidevices.harvesterhci.io/skip-vfio-binding": "true"}
+        informer = FakeInformer([vgpu])
+        bus = FakeBus(nic("0000:03:00.0"))
+        assert ClusterClaimedDevices("n1", informer, bus, DeviceNamer(IDS)).claimed() == []
 
     def test_claim_of_a_missing_device_is_not_advertised(self):
         """A claim whose device is not on the bus advertises nothing."""

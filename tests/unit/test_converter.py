@@ -222,7 +222,7 @@ class TestKubeVirtWire:
         st.frozensets(
             st.builds(
                 PermittedKey,
-                st.from_regex(r"[0-9A-F]{4}:[0-9A-F]{4}", fullmatch=True),
+                st.from_regex(r"[0-9a-f]{4}:[0-9a-f]{4}", fullmatch=True),
                 names.map(ResourceName),
             ),
             max_size=5,

@@ -122,3 +122,95 @@ class TestDeviceSync:
         """After a reconcile the sync holds the records it wrote (the agent's device metric)."""
         host.sync.reconcile()
         assert [record.name for record in host.sync.last_records] == [NIC_NAME, GPU_NAME]
+
+
+BRIDGE = PciDevice(PciAddress.parse("0000:00:1c.0"), 0x8086, 0x06B8, PciClass(6, 4))
+
+
+class TestHarvesterNames:
+    """What Harvester's clients expect of the objects: no bridges, its resource names."""
+
+    def test_bridges_get_no_object(self, host):
+        """A PCI-to-PCI bridge on the bus gets no PCIDevice (Harvester publishes none)."""
+        host.bus.present.append(BRIDGE)
+        host.sync.reconcile()
+        assert set(host.store.objects) == {GPU_NAME, NIC_NAME}
+
+    def test_override_annotation_is_the_resource_name(self, host):
+        """A PCIDevice's override annotation becomes its status.resourceName."""
+        host.sync.reconcile()
+        pooled = host.store.objects[GPU_NAME].status["resourceName"]
+        host.store.objects[GPU_NAME] = attrs.evolve(
+            host.store.objects[GPU_NAME], resource_override="nvidia.com/NVIDIA_L40S-1A"
+        )
+        host.sync.reconcile()
+        assert host.store.objects[GPU_NAME].status["resourceName"] == "nvidia.com/NVIDIA_L40S-1A"
+        host.store.objects[GPU_NAME] = attrs.evolve(
+            host.store.objects[GPU_NAME], resource_override=None
+        )
+        host.sync.reconcile()
+        assert host.store.objects[GPU_NAME].status["resourceName"] == pooled
+
+    def test_invalid_override_is_ignored(self, host):
+        """An override that is no resource name leaves the pool's name."""
+        host.sync.reconcile()
+        pooled = host.store.objects[GPU_NAME].status["resourceName"]
+        host.store.objects[GPU_NAME] = attrs.evolve(
+            host.store.objects[GPU_NAME], resource_override="not a resource"
+        )
+        host.sync.reconcile()
+        assert host.store.objects[GPU_NAME].status["resourceName"] == pooled
+
+    def test_dedicated_claim_reports_harvesters_per_device_name(self, host):
+        """While a claim disables pooling the device reports ``<vendor>/<PCIDevice name>``."""
+        dedicated: set[PciAddress] = {NIC.address}
+        sync = DeviceSync(
+            bus=host.bus,
+            catalog=DeviceCatalog(NodeName(NODE), DeviceNamer(PciIds.empty())),
+            store=host.store,
+            informer=None,
+            original_drivers=lambda: host.originals,
+            dedicated=lambda: dedicated,
+        )
+        sync.reconcile()
+        vendor = str(host.store.objects[NIC_NAME].status["resourceName"]).split("/")[0]
+        assert vendor == "unknown.com"  # no pci.ids here
+        assert host.store.objects[NIC_NAME].status["resourceName"] == f"{vendor}/{NIC_NAME}"
+        dedicated.clear()
+        sync.reconcile()
+        assert host.store.objects[NIC_NAME].status["resourceName"] != f"{vendor}/{NIC_NAME}"
+
+
+class TestHarvestersOriginalDriver:
+    """A device Harvester moved to vfio-pci keeps Harvester's record of its driver."""
+
+    def moved(self, host) -> None:
+        """The NIC as Harvester leaves it: on vfio-pci, its object annotated with igb."""
+        host.sync.reconcile()
+        host.bus.present = [
+            attrs.evolve(d, driver=DriverName("vfio-pci")) if d.address == NIC.address else d
+            for d in host.bus.present
+        ]
+        host.store.objects[NIC_NAME] = attrs.evolve(
+            host.store.objects[NIC_NAME], original_driver="igb"
+        )
+
+    def test_annotation_is_not_replaced_by_vfio(self, host):
+        """Unknown to our ledger: the annotation still names igb after a sync."""
+        self.moved(host)
+        host.sync.reconcile()
+        assert host.store.objects[NIC_NAME].original_driver == "igb"
+
+    def test_ledger_record_of_vfio_does_not_win(self, host):
+        """A ledger that took the claim over on vfio-pci records vfio-pci: igb is kept."""
+        self.moved(host)
+        host.originals[NIC.address] = DriverName("vfio-pci")
+        host.sync.reconcile()
+        assert host.store.objects[NIC_NAME].original_driver == "igb"
+
+    def test_ledger_record_of_a_real_driver_wins(self, host):
+        """Our own record of a real driver is what the annotation says."""
+        self.moved(host)
+        host.originals[NIC.address] = DriverName("e1000e")
+        host.sync.reconcile()
+        assert host.store.objects[NIC_NAME].original_driver == "e1000e"

@@ -17,6 +17,7 @@ from pcicore.inventory import (
     OwnerRef,
     PatchDeviceMetadata,
     PatchDeviceStatus,
+    is_published,
     plan_device_writes,
 )
 from pcicore.naming import ResourceName
@@ -199,3 +200,20 @@ class TestMetadataPatch:
     def test_truth(self, patch, changes):
         """Only a patch with some change is true."""
         assert bool(patch) is changes
+
+
+class TestIsPublished:
+    """Which devices get a PCIDevice object."""
+
+    @pytest.mark.parametrize(
+        ("klass", "published"),
+        [
+            pytest.param(PciClass(6, 4), False, id="pci-bridge"),
+            pytest.param(PciClass(6, 0), True, id="host-bridge"),
+            pytest.param(PciClass(2, 0), True, id="ethernet"),
+        ],
+    )
+    def test_bridges_are_not(self, klass, published):
+        """PCI-to-PCI bridges (class 0604) are not published, as in Harvester; others are."""
+        device = PciDevice(PciAddress.parse("0000:00:1c.0"), 0x8086, 0x06B8, klass)
+        assert is_published(device) is published

@@ -124,7 +124,9 @@ class TestPermittedDevicesSync:
         """A claim with resource pooling off permits the device's own resource name."""
         cluster.claim("titan", dedicated=True)
         cluster.sync.reconcile()
-        dedicated = PermittedEntry("8086:1521", ResourceName(f"{NIC}-000003000"), external=True)
+        dedicated = PermittedEntry(
+            "8086:1521", ResourceName("intel.com/titan-000003000"), external=True
+        )
         assert cluster.entries() == [USERS, (dedicated, "")]
 
     def test_removed_entry_comes_back_and_users_edits_stay(self, cluster):

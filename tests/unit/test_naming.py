@@ -4,7 +4,14 @@ import pytest
 
 from pcicore.address import PciAddress
 from pcicore.device import NodeName, PciClass, PciDevice
-from pcicore.naming import description, object_name, resource_name, vendor_domain
+from pcicore.errors import InvalidPciAddressError
+from pcicore.naming import (
+    description,
+    object_name,
+    object_name_as_written,
+    resource_name,
+    vendor_domain,
+)
 
 
 class TestObjectName:
@@ -131,3 +138,24 @@ class TestDescription:
     def test_unknown_names_fall_back_to_ids(self):
         """Unknown class, vendor and device read as Class CCSS, Vendor VVVV, Device DDDD."""
         assert description(None, None, None, self.DEVICE) == ("Class 0200: Vendor 8086 Device 15bb")
+
+
+class TestObjectNameAsWritten:
+    """Harvester's object name of an address as a claim or an older agent wrote it."""
+
+    @pytest.mark.parametrize(
+        ("written", "expected"),
+        [
+            pytest.param("00:1f.6", "titan-001f6", id="short-keeps-its-shortness"),
+            pytest.param("0000:00:1f.6", "titan-0000001f6", id="full-is-object-name"),
+            pytest.param("0001:00:1f.6", "titan-0001001f6", id="other-domain"),
+        ],
+    )
+    def test_name(self, written, expected):
+        """Only ``:`` and ``.`` are removed from the text as written."""
+        assert object_name_as_written(NodeName("titan"), written) == expected
+
+    def test_not_an_address_is_refused(self):
+        """Text that is no PCI address raises the named error, not a made-up name."""
+        with pytest.raises(InvalidPciAddressError):
+            object_name_as_written(NodeName("titan"), "../1f.6")

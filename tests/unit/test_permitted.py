@@ -9,9 +9,11 @@ from pcicore.permitted import (
     ClaimedAddress,
     ClaimedKind,
     DeviceKind,
+    KubeVirtRef,
     PermittedDocument,
     PermittedEntry,
     PermittedKey,
+    choose_kubevirt,
     claimed_kinds,
     permitted_change,
     plan_document,
@@ -22,7 +24,7 @@ from pcicore.permitted import (
 NIC = ResourceName("intel.com/I350_GIGABIT_NETWORK_CONNECTION")
 GPU = ResourceName("nvidia.com/GA102GL_A10")
 NIC_KEY = PermittedKey("8086:1521", NIC)
-GPU_KEY = PermittedKey("10DE:2236", GPU)
+GPU_KEY = PermittedKey("10de:2236", GPU)
 
 
 def ours(key):
@@ -98,13 +100,22 @@ CASES = [
         id="swap-keeps-unrelated-user-entry",
     ),
     pytest.param(
-        [PermittedEntry("10de:2236", GPU, external=True)],
+        [PermittedEntry("10DE:2236", GPU, external=True)],
         {GPU_KEY},
         {GPU_KEY},
         (),
         set(),
         {GPU_KEY},
         id="selector-case-insensitive",
+    ),
+    pytest.param(
+        [PermittedEntry("10DE:2236", GPU, external=True)],
+        set(),
+        {GPU_KEY},
+        (),
+        set(),
+        set(),
+        id="users-upper-case-entry-serves-lower-case-key",
     ),
     pytest.param(
         [], set(), {GPU_KEY, NIC_KEY}, (GPU_KEY, NIC_KEY), set(), {GPU_KEY, NIC_KEY}, id="sorted"
@@ -156,15 +167,25 @@ class TestWantedKeys:
             pytest.param(False, PermittedKey("8086:1521", NIC), id="pooled"),
             pytest.param(
                 True,
-                PermittedKey("8086:1521", ResourceName(f"{NIC}-000003000")),
-                id="dedicated-per-device",
+                PermittedKey("8086:1521", ResourceName("intel.com/titan-000003000")),
+                id="dedicated-named-as-harvester-does",
             ),
         ],
     )
     def test_key_of_claimed_kind(self, dedicated, expected):
         """A pooled claim needs the pool's resource; a dedicated one its own resource."""
-        kind = ClaimedKind(self.A, 0x8086, 0x1521, NIC, dedicated=dedicated)
+        kind = ClaimedKind(self.A, 0x8086, 0x1521, NIC, dedicated=dedicated, node=NodeName("titan"))
         assert wanted_keys([kind]) == {expected}
+
+    def test_dedicated_key_of_device_already_named_per_device(self):
+        """A PCIDevice that already reports its own resource (Harvester wrote it) keeps it."""
+        own = ResourceName("intel.com/titan-000003000")
+        kind = ClaimedKind(self.A, 0x8086, 0x1521, own, dedicated=True, node=NodeName("titan"))
+        assert wanted_keys([kind]) == {PermittedKey("8086:1521", own)}
+
+    def test_key_selector_is_lower_case_as_harvester_writes(self):
+        """The selector we write is lower-case hex, as in Harvester's entries."""
+        assert PermittedKey.of(0x10DE, 0x2236, GPU).selector == "10de:2236"
 
     def test_identical_devices_need_one_entry(self):
         """Two claimed devices of one kind need a single entry."""
@@ -184,8 +205,23 @@ class TestClaimedKinds:
         claims = [ClaimedAddress(NodeName("titan"), self.A, dedicated=True)]
         kinds = {"titan-000003000": self.KIND, "atlas-000003000": DeviceKind(1, 2, GPU)}
         assert claimed_kinds(claims, kinds) == [
-            ClaimedKind(self.A, 0x8086, 0x1521, NIC, dedicated=True)
+            ClaimedKind(self.A, 0x8086, 0x1521, NIC, dedicated=True, node=NodeName("titan"))
         ]
+
+    def test_short_address_claim_finds_harvesters_short_named_device(self):
+        """A claim on ``00:1f.6`` finds a PCIDevice named ``titan-001f6`` (Harvester's name)."""
+        short = PciAddress.parse("00:1f.6")
+        claims = [ClaimedAddress(NodeName("titan"), short, written_name="titan-001f6")]
+        kinds = {"titan-001f6": self.KIND}
+        assert claimed_kinds(claims, kinds) == [
+            ClaimedKind(short, 0x8086, 0x1521, NIC, node=NodeName("titan"))
+        ]
+
+    def test_short_address_claim_finds_our_full_named_device(self):
+        """A claim on ``00:1f.6`` also finds a PCIDevice named ``titan-0000001f6`` (ours)."""
+        short = PciAddress.parse("00:1f.6")
+        claims = [ClaimedAddress(NodeName("titan"), short, written_name="titan-001f6")]
+        assert len(claimed_kinds(claims, {"titan-0000001f6": self.KIND})) == 1
 
     def test_claim_without_device_needs_nothing(self):
         """A claim whose device has no (readable) PCIDevice yet needs no entry."""
@@ -211,3 +247,38 @@ class TestPermittedChange:
         assert change.keep == (0, 2)
         assert change.add == (GPU_KEY,)
         assert change.managed == {GPU_KEY}
+
+
+class TestChooseKubeVirt:
+    """The KubeVirt CR to keep, when the controller is not told which."""
+
+    HARVESTER = KubeVirtRef("harvester-system", "kubevirt")
+    STANDARD = KubeVirtRef("kubevirt", "kubevirt")
+
+    def test_only_cr_is_chosen(self):
+        """The cluster's only KubeVirt CR is kept, wherever it is."""
+        assert choose_kubevirt([self.HARVESTER]).chosen == self.HARVESTER
+
+    def test_none_found(self):
+        """No CR: nothing is chosen, and nothing is ambiguous."""
+        choice = choose_kubevirt([])
+        assert (choice.chosen, choice.ambiguous) == (None, False)
+
+    def test_several_without_being_told_keeps_none(self):
+        """Two CRs and no namespace or name: none is kept, both are named."""
+        choice = choose_kubevirt([self.STANDARD, self.HARVESTER])
+        assert choice.chosen is None
+        assert choice.ambiguous
+        assert choice.candidates == (self.HARVESTER, self.STANDARD)
+
+    @pytest.mark.parametrize(
+        ("namespace", "name", "expected"),
+        [
+            pytest.param("kubevirt", None, STANDARD, id="namespace-given"),
+            pytest.param("harvester-system", "kubevirt", HARVESTER, id="both-given"),
+            pytest.param("elsewhere", None, None, id="namespace-without-cr"),
+        ],
+    )
+    def test_told_namespace_or_name_narrows(self, namespace, name, expected):
+        """A namespace or name given picks among several CRs."""
+        assert choose_kubevirt([self.STANDARD, self.HARVESTER], namespace, name).chosen == expected

@@ -21,15 +21,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     controller.add_argument(
         "--kubevirt-namespace",
-        default="kubevirt",
         metavar="NS",
-        help="namespace of the KubeVirt CR (default: kubevirt)",
+        help="namespace of the KubeVirt CR (default: the namespace of the cluster's only "
+        "KubeVirt CR, e.g. harvester-system in Harvester, kubevirt in a standard install)",
     )
     controller.add_argument(
         "--kubevirt-name",
-        default="kubevirt",
         metavar="NAME",
-        help="name of the KubeVirt CR (default: kubevirt)",
+        help="name of the KubeVirt CR (default: the cluster's only KubeVirt CR, usually kubevirt)",
     )
     controller.add_argument(
         "--lease-namespace",

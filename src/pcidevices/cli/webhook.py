@@ -32,6 +32,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     webhook.add_argument(
         "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, else $KUBECONFIG)"
     )
+    webhook.add_argument(
+        "--require-claim-verb",
+        action="store_true",
+        help="also require RBAC verb 'claim' on the PCIDevice (per-device permission; no "
+        "Harvester role grants it, so its UI's claims are refused until you grant it)",
+    )
     webhook.add_argument("--allow-no-iommu", action=RemovedOption, default=NO_IOMMU_UNSUPPORTED)
     webhook.set_defaults(run=_run)
 
@@ -56,7 +62,10 @@ def _run(args: argparse.Namespace) -> int:
     from pcidevices.wiring import webhook  # noqa: PLC0415 - imported only when it runs
 
     config = webhook.WebhookConfig(
-        cert=args.cert, key=args.key, address=(args.bind_address, args.port)
+        cert=args.cert,
+        key=args.key,
+        address=(args.bind_address, args.port),
+        require_claim_verb=args.require_claim_verb,
     )
     return webhook.run(config, args.kubeconfig)
 

@@ -9,7 +9,7 @@ same wiring runs in tests against a real API server with a fake kernel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +19,7 @@ import injector
 from kubernetes import client as k8s_client
 
 from pcicore.address import PciAddress
+from pcicore.binding import claim_binding, moves_driver
 from pcicore.catalog import DeviceCatalog
 from pcicore.device import NodeName, PciDevice
 from pcicore.engine import ClaimEngine
@@ -28,7 +29,7 @@ from pcicore.pciids import PciIds
 from pcicore.policy import GroupPolicy
 from pcicore.ports import HostFactsSource, LedgerStore, PciBus, SriovControl
 from pcicore.protection import DenyList, HostProtection
-from pcicore.resources import ClaimedDevice, ClaimedDevices
+from pcicore.resources import ClaimedDevice, ClaimedDevices, dedicated_resource_name
 from pcidevices.process import (
     CountedApiModule,
     configure_logging,
@@ -47,7 +48,7 @@ from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
 from pcihost.uevents import KernelPciEvents
 from pcioperator.agent import Agent, Service
-from pcioperator.controllers.claim_store import KubeClaimEvents, KubeClaimStore
+from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
 from pcioperator.controllers.sriov import KubeSriovStore, SriovSync
@@ -55,6 +56,7 @@ from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, SRIOVNETWORKDEVICE
 from pcioperator.kube.events import EventRecorder
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
+from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
 from pcioperator.wire.claim import claim_from_object
 from pciplugin.host import DevicePluginHost, PluginSettings
@@ -106,24 +108,37 @@ class ClusterClaimedDevices:
         self._namer = namer
         self._names: dict[PciAddress, ResourceName] = {}
 
-    def claimed(self) -> Sequence[ClaimedDevice]:
-        """Every live claim of this node whose device has a known resourceName."""
-        found: list[ClaimedDevice] = []
+    def _live(self) -> Iterator[tuple[PciAddress, bool]]:
+        """(device, pooling disabled) of every live claim of this node that parses."""
         for obj in self._informer.objects():
             try:
                 claim = claim_from_object(obj)
                 address = PciAddress.parse(claim.spec.address)
             except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
                 continue
-            if claim.spec.node_name != self._node or claim.deleting:
-                continue
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if not moves_driver(claim_binding(annotations.get(SKIP_VFIO_BINDING))):
+                continue  # bound and served by another component (a vGPU), not advertised here
+            if claim.spec.node_name == self._node and not claim.deleting:
+                yield address, claim.spec.disable_resource_pooling
+
+    def dedicated(self) -> frozenset[PciAddress]:
+        """The devices of this node whose live claims disable resource pooling."""
+        return frozenset(address for address, dedicated in self._live() if dedicated)
+
+    def claimed(self) -> Sequence[ClaimedDevice]:
+        """Every live claim of this node whose device has a known resourceName."""
+        found: list[ClaimedDevice] = []
+        for address, dedicated in self._live():
             name = self._names.get(address)
             if name is None:
                 device = self._bus.device(address)
                 if device is None:
                     continue
                 name = self._names[address] = self._namer.resource_name(device)
-            found.append(ClaimedDevice(address, name, claim.spec.disable_resource_pooling))
+            if dedicated:  # Harvester's name: <vendor>/<PCIDevice name>
+                name = dedicated_resource_name(name, address, NodeName(self._node))
+            found.append(ClaimedDevice(address, name))
         return sorted(found, key=lambda c: c.address.sort_key)
 
 
@@ -207,6 +222,7 @@ class AgentModule(injector.Module):
         protection: HostProtection,
         facts: HostFactsSource,
         queue: AgentQueue,
+        claimed: ClaimedDevices,
         sriov: SriovSync,
     ) -> DeviceSync:
         """The PCIDevice sync of this node."""
@@ -224,6 +240,7 @@ class AgentModule(injector.Module):
             original_drivers=lambda: ledger.load().originals,
             rescan_interval=config.rescan_interval,
             protection=protected_devices(protection, facts),
+            dedicated=claimed.dedicated if isinstance(claimed, ClusterClaimedDevices) else None,
             sriov_parents=sriov.parents,
         )
 
@@ -372,6 +389,7 @@ def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> i
     SysfsPciBus(config.sysfs).check()
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
+    check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
     agent = agent_injector(config, api_client, ids).get(Agent)
     stop = termination_signal()
     agent.start()

@@ -37,6 +37,7 @@ from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.leader import LeaderElector, LeaseSettings
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
+from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def run(config: ControllerConfig, kubeconfig: Path | None) -> int:
     """Run the controller until SIGTERM or SIGINT; return the exit status."""
     configure_logging()
     api_client = load_api_client(kubeconfig)
+    check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
     inj = controller_injector(config, api_client)
     controller = inj.get(KubeVirtController)
     health = None

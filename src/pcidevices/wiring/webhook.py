@@ -22,6 +22,7 @@ from pcidevices.process import (
     termination_signal,
 )
 from pcioperator.kube.api import KubeApi
+from pcioperator.kube.schema import check_installed_schema
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
 from pcioperator.webhook.server import WebhookServer
@@ -37,11 +38,13 @@ class WebhookConfig:
         cert: TLS certificate (PEM), e.g. ``tls.crt`` of a mounted Secret.
         key: Its private key (PEM).
         address: Host and port to listen on (port 0: any free one).
+        require_claim_verb: Also require RBAC verb ``claim`` on the PCIDevice (opt-in).
     """
 
     cert: Path
     key: Path
     address: tuple[str, int] = ("0.0.0.0", 8443)  # noqa: S104 - a pod's port
+    require_claim_verb: bool = False
 
 
 class WebhookModule(injector.Module):
@@ -63,9 +66,9 @@ class WebhookModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def admission(self, facts: ClusterFacts) -> ClaimAdmission:
+    def admission(self, config: WebhookConfig, facts: ClusterFacts) -> ClaimAdmission:
         """Decisions on claims."""
-        return ClaimAdmission(facts)
+        return ClaimAdmission(facts, require_claim_verb=config.require_claim_verb)
 
     @injector.singleton
     @injector.provider
@@ -83,6 +86,7 @@ def run(config: WebhookConfig, kubeconfig: Path | None) -> int:
     """Serve until SIGTERM or SIGINT; return the exit status."""
     configure_logging()
     api_client = load_api_client(kubeconfig)
+    check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
     try:
         server = webhook_injector(config, api_client).get(WebhookServer)
     except (OSError, ValueError) as err:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Final
 
 import attrs
 import cattrs
 
+from pcicore.binding import claim_binding
 from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
 from pcicore.device import NodeName
 from pcioperator.kube.api import PCIDEVICECLAIMS, JsonObject, KubeApi
@@ -27,6 +29,9 @@ from pcioperator.kube.informer import Informer
 from pcioperator.wire import claim as wire
 
 log = logging.getLogger(__name__)
+
+SKIP_VFIO_BINDING: Final = "pcidevices.harvesterhci.io/skip-vfio-binding"
+"""On a claim: another component binds its device (Harvester's vGPU); see `pcicore.binding`."""
 
 
 class KubeClaimStore:
@@ -70,6 +75,9 @@ class KubeClaimStore:
             address=claim.spec.address,
             node=NodeName(claim.spec.node_name),
             status=claim.status,
+            binding=claim_binding(
+                ((obj.get("metadata") or {}).get("annotations") or {}).get(SKIP_VFIO_BINDING)
+            ),
         )
 
     def write_status(self, claim: ClusterClaim, status: ClaimStatus) -> None:

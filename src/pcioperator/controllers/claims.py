@@ -6,7 +6,11 @@ decisions in `pcicore.claim_report` what each claim means, hands the wanted ones
 idempotently, and never waits for a busy device), then writes through the store only what
 changed and records Events through a `pcicore.ports.ClaimEvents`. One key covers the node; the
 returned delay tells the work queue when to look again (at the end of a busy device's backoff).
-A finalizer holds a deleted claim until its devices are back on their original drivers.
+A finalizer holds a deleted claim until its devices are back on their original drivers; then
+it goes, and with it the finalizer of Harvester's controller on claims that controller made
+(`pcicore.takeover.finalizers_after_release`), so they finish deleting. A claim on a device
+already on ``vfio-pci`` passes the original driver its status records (Harvester's
+``kernelDriverToUnbind``) to the engine, which returns the device to it on release.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.binding import moves_driver
 from pcicore.claim_report import (
+    FINALIZER,
     INVALID_SPEC,
     RELEASING,
     UNSYNCED_RETRY,
@@ -32,13 +38,13 @@ from pcicore.claim_report import (
     report_release,
     requeue_after,
     with_finalizer,
-    without_finalizer,
 )
 from pcicore.cluster_claim import ClusterClaim
 from pcicore.engine import ClaimEngine, ClaimRequest, Outcome
 from pcicore.ledger import Ledger
 from pcicore.policy import GroupPolicy
 from pcicore.ports import ClaimEvents, ClaimStore, LedgerStore
+from pcicore.takeover import finalizers_after_release
 from pcihost.wirefields import format_timestamp
 
 
@@ -81,6 +87,8 @@ class ClaimController:
         self.phases = {}
         valid: list[tuple[ClusterClaim, PciAddress]] = []
         for claim in self._store.claims():
+            if not moves_driver(claim.binding):
+                continue  # another component binds its device (a vGPU): not ours to touch
             parsed = parse_claim(claim)
             if isinstance(parsed, InvalidClaim):
                 self._invalid(claim, parsed)
@@ -88,7 +96,12 @@ class ClaimController:
                 valid.append((claim, parsed))
         valid = [(self._accept(claim, address), address) for claim, address in valid]
         requests = [
-            ClaimRequest(address, self._policy, self._resource_name_of(address))
+            ClaimRequest(
+                address,
+                self._policy,
+                self._resource_name_of(address),
+                recorded_original=claim.status.kernel_driver_to_unbind or None,
+            )
             for claim, address in valid
             if not claim.deleting
         ]
@@ -123,7 +136,9 @@ class ClaimController:
     def _invalid(self, claim: ClusterClaim, invalid: InvalidClaim) -> None:
         self._apply(claim, report_invalid(claim, invalid, self._now()))
         self.phases[claim.name] = INVALID_SPEC
-        finalizers = without_finalizer(claim.finalizers) if claim.deleting else None
+        finalizers = (
+            finalizers_after_release(claim.finalizers, FINALIZER) if claim.deleting else None
+        )
         if finalizers is not None:
             self._store.set_finalizers(claim, finalizers)
 
@@ -136,7 +151,7 @@ class ClaimController:
     ) -> bool:
         """Let a deleted claim go once its devices are back; return whether it is done."""
         self.phases[claim.name] = RELEASING
-        finalizers = without_finalizer(claim.finalizers)
+        finalizers = finalizers_after_release(claim.finalizers, FINALIZER)
         if finalizers is None:
             return True
         if not may_release(claim, address, ledger):

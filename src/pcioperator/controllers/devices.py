@@ -8,6 +8,11 @@ the API server nothing.
 `DeviceSync` is the reconcile, written against the `pcicore.ports.DeviceObjectStore` port;
 `KubeDeviceStore` is that port on the API server (reads from an `Informer`, writes with
 `KubeApi`).
+
+As Harvester, it publishes no PCI-to-PCI bridges (`pcicore.inventory.is_published`), and a
+PCIDevice's ``status.resourceName`` is its `RESOURCE_OVERRIDE_ANNOTATION` when it has one, else
+the device's own resource while a claim disables pooling, else its pool
+(`pcicore.resources.device_resource_name`).
 """
 
 from __future__ import annotations
@@ -15,14 +20,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from pcicore.address import PciAddress
 from pcicore.catalog import DeviceCatalog, DeviceRecord
-from pcicore.device import DriverName, PciDevice
+from pcicore.device import VFIO_DRIVER, DriverName, PciDevice
 from pcicore.inventory import (
     CreateDevice,
     DeleteDevice,
@@ -35,9 +40,12 @@ from pcicore.inventory import (
     PatchDeviceStatus,
     StatusFields,
     device_updates,
+    is_published,
     plan_device_writes,
 )
 from pcicore.ports import DeviceObjectStore, PciBus
+from pcicore.resources import device_resource_name
+from pcicore.takeover import original_driver
 from pcioperator.kube.api import NODES, PCIDEVICES, JsonObject, KubeApi
 from pcioperator.kube.errors import ConflictError, NotFoundError
 from pcioperator.kube.informer import Informer
@@ -50,6 +58,9 @@ from pcioperator.wire.pcidevice import (
 )
 
 log = logging.getLogger(__name__)
+
+RESOURCE_OVERRIDE_ANNOTATION = "pcidevice.harvesterhci.io/override-resource-name"
+"""On a PCIDevice: the resourceName it reports instead of its pool's (Harvester's key)."""
 
 
 def node_selector(node: str) -> str:
@@ -72,6 +83,7 @@ class DeviceSync:
         original_drivers: Callable[[], Mapping[PciAddress, DriverName | None]],
         rescan_interval: float = 30.0,
         protection: Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]] | None = None,
+        dedicated: Callable[[], Collection[PciAddress]] | None = None,
         sriov_parents: Callable[[Sequence[PciDevice]], Mapping[PciAddress, str]] | None = None,
     ) -> None:
         """Sync the devices read from ``bus`` into the objects of ``store``.
@@ -79,7 +91,8 @@ class DeviceSync:
         ``sriov_parents`` names each VF's parent SRIOVNetworkDevice (the VF's label).
 
         ``informer`` is the cache behind ``store``; the sync only holds it for the agent, which
-        runs it and waits for it to fill.
+        runs it and waits for it to fill. ``dedicated`` gives the devices whose live claims
+        disable resource pooling (none when not given).
         """
         self._bus = bus
         self._catalog = catalog
@@ -88,27 +101,40 @@ class DeviceSync:
         self._original_drivers = original_drivers
         self._rescan_interval = rescan_interval
         self._protection = protection
+        self._dedicated = dedicated
         self._sriov_parents = sriov_parents
         self._owner: OwnerRef | None = None
         self.last_records: list[DeviceRecord] = []
 
     def reconcile(self, _key: str = KEY) -> float:
         """Make the objects match the bus; return when to rescan."""
-        records = self._records()
-        self.last_records = records
-        desired = [DesiredDevice(record, pcidevice_status(record)) for record in records]
-        owner = self._node_owner() if desired else None
-        for write in plan_device_writes(desired, self._store.observed(), owner):
-            self._apply(write)
-        return self._rescan_interval
-
-    def _records(self) -> list[DeviceRecord]:
         originals = {
             address: driver
             for address, driver in self._original_drivers().items()
             if driver is not None
         }
-        devices = self._bus.devices()
+        records = self._records(originals)
+        observed = self._store.observed()
+        overrides = {obj.name: obj.resource_override for obj in observed if obj.resource_override}
+        recorded = {obj.name: obj.original_driver for obj in observed if obj.original_driver}
+        dedicated = frozenset(self._dedicated()) if self._dedicated is not None else frozenset()
+        records = [
+            _with_resource_name(
+                _with_original_driver(record, originals, recorded.get(record.name)),
+                overrides.get(record.name),
+                dedicated,
+            )
+            for record in records
+        ]
+        self.last_records = records
+        desired = [DesiredDevice(record, pcidevice_status(record)) for record in records]
+        owner = self._node_owner() if desired else None
+        for write in plan_device_writes(desired, observed, owner):
+            self._apply(write)
+        return self._rescan_interval
+
+    def _records(self, originals: Mapping[PciAddress, DriverName]) -> list[DeviceRecord]:
+        devices = [device for device in self._bus.devices() if is_published(device)]
         records = self._catalog.records(devices, originals)
         if self._protection is not None:
             refused = self._protection(devices)
@@ -145,6 +171,39 @@ class DeviceSync:
             case DeleteDevice(name=name):
                 log.info("device %s is gone from the bus; deleting its PCIDevice", name)
                 self._store.delete(name)
+
+
+def _with_original_driver(
+    record: DeviceRecord, ledger: Mapping[PciAddress, DriverName], annotation: str | None
+) -> DeviceRecord:
+    """``record`` keeping Harvester's record of the original driver of a device it moved.
+
+    A device on ``vfio-pci`` that our ledger does not know (or knows only as ``vfio-pci``, as
+    when a claim was taken over on a device already moved) was moved by someone else (Harvester,
+    before the switch): its annotation, if it names a real driver, is kept rather than replaced
+    by ``vfio-pci`` (`pcicore.takeover.original_driver`).
+    """
+    device = record.device
+    known = ledger.get(device.address)
+    if (known is not None and known != VFIO_DRIVER) or not device.is_bound_to_vfio:
+        return record
+    driver = original_driver(device.driver, device_annotation=annotation)
+    if driver is None or driver == record.original_driver:
+        return record
+    return attrs.evolve(record, original_driver=driver)
+
+
+def _with_resource_name(
+    record: DeviceRecord, override: str | None, dedicated: frozenset[PciAddress]
+) -> DeviceRecord:
+    """``record`` reporting the resourceName its object must show (see the module's docstring)."""
+    name = device_resource_name(
+        record.resource_name,
+        record.name,
+        override=override,
+        dedicated=record.device.address in dedicated,
+    )
+    return record if name == record.resource_name else attrs.evolve(record, resource_name=name)
 
 
 # --- The port on the API server ------------------------------------------------------------
@@ -188,13 +247,15 @@ def observed_from_wire(obj: JsonObject) -> ObservedDevice:
     """A PCIDevice object as the device sync sees it."""
     metadata = obj.get("metadata") or {}
     labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
     return ObservedDevice(
         name=str(metadata["name"]),
         node_label=labels.get(NODE_LABEL),
         parent_sriov=labels.get(PARENT_SRIOV_LABEL),
-        original_driver=(metadata.get("annotations") or {}).get(ORIGINAL_DRIVER_ANNOTATION),
+        original_driver=annotations.get(ORIGINAL_DRIVER_ANNOTATION),
         owners=tuple(owner_from_wire(ref) for ref in metadata.get("ownerReferences") or []),
         status=obj.get("status") or {},
+        resource_override=annotations.get(RESOURCE_OVERRIDE_ANNOTATION) or None,
     )
 
 

@@ -15,6 +15,10 @@ The module also holds the ports' adapters on the informers (`KubeClaimedDeviceKi
 
 Only the elected leader (`pcioperator.kube.leader`) writes; every replica keeps its caches warm.
 A cluster without KubeVirt is normal: the controller says so once and looks again slowly.
+
+Which CR: the one named by ``--kubevirt-namespace``/``--kubevirt-name`` when given, else the
+cluster's only KubeVirt CR, found by listing them once at start-up (`KubeVirtLocation`;
+Harvester's is ``harvester-system/kubevirt``, a standard install's ``kubevirt/kubevirt``).
 """
 
 from __future__ import annotations
@@ -31,15 +35,18 @@ import cattrs
 from pcicore.address import PciAddress
 from pcicore.device import NodeName
 from pcicore.errors import InvalidPciAddressError
-from pcicore.naming import ResourceName
+from pcicore.naming import ResourceName, object_name, object_name_as_written
 from pcicore.permitted import (
     ClaimedAddress,
     DeviceKind,
+    KubeVirtChoice,
+    KubeVirtRef,
     PermittedChange,
     PermittedDocument,
     PermittedEntry,
     PermittedKey,
     PermittedPlan,
+    choose_kubevirt,
     claimed_kinds,
     permitted_change,
     plan_document,
@@ -60,6 +67,8 @@ MANAGED_ANNOTATION: Final = "devices.harvesterhci.io/managed-pci-host-devices"
 """JSON list of ``{pciVendorSelector, resourceName}``: the entries this controller added."""
 
 KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts", "KubeVirt", namespaced=True)
+ALL_KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts", "KubeVirt")
+"""The KubeVirt CRs of every namespace (a list across namespaces: only to find the CR)."""
 _NOT_SYNCED_RETRY: Final = 0.5
 
 
@@ -86,14 +95,69 @@ class KubeVirtTarget:
     """Which KubeVirt CR to keep, and how patiently to look for it.
 
     Attributes:
-        namespace: Its namespace (``kubevirt`` in a standard install).
-        name: Its name (``kubevirt``).
-        absent_retry: Seconds between looks for the KubeVirt API while it is not installed.
+        namespace: Its namespace (``None``: find it; ``harvester-system`` in Harvester,
+            ``kubevirt`` in a standard install).
+        name: Its name (``None``: find it; ``kubevirt`` in both).
+        absent_retry: Seconds between looks for the KubeVirt API, or for a CR to keep, while
+            there is none.
     """
 
-    namespace: str = "kubevirt"
-    name: str = "kubevirt"
+    namespace: str | None = None
+    name: str | None = None
     absent_retry: float = 30.0
+
+
+class KubeVirtLocation:
+    """Where the kept KubeVirt CR is: as given, or as found (`choose_kubevirt`).
+
+    Given a namespace, the controller watches it at once and keeps the one CR there (or the
+    one named); given none, it lists the CRs of every namespace until one fits, then watches
+    that CR's namespace.
+    """
+
+    def __init__(self, target: KubeVirtTarget) -> None:
+        """Keep ``target``'s CR."""
+        self.target = target
+        self._namespace = target.namespace
+
+    @property
+    def namespace(self) -> str | None:
+        """The namespace watched (``None`` until found)."""
+        return self._namespace
+
+    def choose(self, found: list[JsonObject]) -> KubeVirtChoice:
+        """Pick the CR to keep out of the KubeVirt CRs ``found``; watch its namespace."""
+        refs = (
+            KubeVirtRef(str(obj["metadata"].get("namespace", "")), str(obj["metadata"]["name"]))
+            for obj in found
+        )
+        choice = choose_kubevirt(refs, self.target.namespace, self.target.name)
+        if choice.chosen is not None and self._namespace is None:
+            self._namespace = choice.chosen.namespace
+        return choice
+
+    def __str__(self) -> str:
+        """``namespace/name``, with ``*`` for what is still to be found."""
+        return f"{self._namespace or '*'}/{self.target.name or '*'}"
+
+
+@attrs.frozen
+class LocatedCollection(Resource):
+    """The KubeVirt CRs of the kept CR's namespace, once `KubeVirtLocation` knows it.
+
+    `Informer` lists and watches ``resource.path()``; the namespace is filled in from the
+    location, so the informer must not run before the CR is found.
+
+    Attributes:
+        location: Where the kept CR is.
+    """
+
+    location: KubeVirtLocation | None = None
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The URL path, in the kept CR's namespace unless another is given."""
+        watched = self.location.namespace if self.location is not None else None
+        return super().path(namespace or watched, name)
 
 
 # --- The wire form of the entries and of the ownership record ------------------------------
@@ -128,7 +192,7 @@ def managed_from_wire(cr: JsonObject) -> frozenset[PermittedKey]:
     try:
         items = json.loads(text)
         return frozenset(
-            PermittedKey(str(item["pciVendorSelector"]).upper(), ResourceName(item["resourceName"]))
+            PermittedKey(str(item["pciVendorSelector"]).lower(), ResourceName(item["resourceName"]))
             for item in items
         )
     except (ValueError, TypeError, KeyError) as err:
@@ -217,8 +281,13 @@ def claimed_from_wire(obj: JsonObject) -> ClaimedAddress | None:
         address = PciAddress.parse(claim.spec.address)
     except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
         return None
+    node = NodeName(claim.spec.node_name)
+    written = object_name_as_written(node, claim.spec.address)
     return ClaimedAddress(
-        NodeName(claim.spec.node_name), address, dedicated=claim.spec.disable_resource_pooling
+        node,
+        address,
+        dedicated=claim.spec.disable_resource_pooling,
+        written_name=None if written == object_name(node, address) else written,
     )
 
 
@@ -285,10 +354,21 @@ class KubeVirtPermittedStore:
     """`pcicore.ports.PermittedDevicesStore` on the KubeVirt CR's informer and a merge patch."""
 
     def __init__(self, api: KubeApi, target: KubeVirtTarget, kubevirts: Informer) -> None:
-        """Read ``target`` from ``kubevirts``; write it with ``api``."""
+        """Read the kept CR from ``kubevirts`` (see `kubevirt_informer`); write it with ``api``.
+
+        ``target`` is what the controller was told; where the CR is comes from the informer's
+        `KubeVirtLocation`, which the controller fills in when it finds the CR.
+        """
         self._api = api
-        self._target = target
         self._kubevirts = kubevirts
+        self.location = location_of(kubevirts, target)
+
+    def _cached(self) -> tuple[KubeVirtRef | None, JsonObject | None]:
+        """The kept CR among the cached ones of the watched namespace (none, or several: none)."""
+        if self.location.namespace is None:
+            return None, None
+        ref = self.location.choose(self._kubevirts.objects()).chosen
+        return ref, None if ref is None else self._kubevirts.get(ref.name)
 
     def synced(self) -> bool:
         """Whether the KubeVirt informer has listed once."""
@@ -296,17 +376,17 @@ class KubeVirtPermittedStore:
 
     def read(self) -> PermittedDocument | None:
         """The cached CR's list (``None`` when there is no CR)."""
-        cr = self._kubevirts.get(self._target.name)
+        _, cr = self._cached()
         return None if cr is None else document_from_wire(cr)
 
     def write(self, change: PermittedChange) -> bool:
         """One merge patch guarded by the ``resourceVersion`` the change was planned from."""
-        cr = self._kubevirts.get(self._target.name)
-        if cr is None or resource_version(cr) != change.version:
+        ref, cr = self._cached()
+        if ref is None or cr is None or resource_version(cr) != change.version:
             return False  # gone, or moved on: the informer has queued a new reconcile
         patch = change_to_wire(cr, change)
         try:
-            self._api.patch(KUBEVIRTS, self._target.name, patch, namespace=self._target.namespace)
+            self._api.patch(KUBEVIRTS, ref.name, patch, namespace=ref.namespace)
         except NotFoundError:
             return False  # deleted meanwhile: its informer brings us back if it returns
         return True
@@ -330,6 +410,12 @@ class PermittedDevicesSync:
     ) -> None:
         """Keep ``permitted`` (the CR ``target``) in step with what ``claims`` ask for."""
         self.target = target
+        # Where the CR is, for the log (a store on the API server knows once it is found).
+        self.where = (
+            permitted.location
+            if isinstance(permitted, KubeVirtPermittedStore)
+            else KubeVirtLocation(target)
+        )
         self._claims = claims
         self._permitted = permitted
         self._may_write = may_write
@@ -345,9 +431,7 @@ class PermittedDevicesSync:
         if document is None:
             if not self._absent_logged:
                 log.info(
-                    "KubeVirt CR %s/%s does not exist; nothing to permit until it does",
-                    self.target.namespace,
-                    self.target.name,
+                    "KubeVirt CR %s does not exist; nothing to permit until it does", self.where
                 )
                 self._absent_logged = True
             return None
@@ -362,9 +446,8 @@ class PermittedDevicesSync:
             return None
         self._written_from = document.version
         log.info(
-            "KubeVirt CR %s/%s: permitted %s; removed %s",
-            self.target.namespace,
-            self.target.name,
+            "KubeVirt CR %s: permitted %s; removed %s",
+            self.where,
             [key.resource_name for key in plan.add] or "nothing",
             sorted(key.resource_name for key in plan.remove) or "nothing",
         )
@@ -425,41 +508,70 @@ class KubeVirtController:
         log.info("controller stopped")
 
     def _run_kubevirt_informer(self, stop: threading.Event) -> None:
-        """Wait (quietly) until the KubeVirt API answers, then run its informer."""
+        """Wait (quietly) until the KubeVirt API answers and the CR is found; then watch it."""
         target = self.sync.target
-        told = False
+        location = location_of(self.caches.kubevirts, target)
+        told = ""
         while not stop.is_set():
             try:
-                self.api.list_objects(self.caches.kubevirts.resource)
-                break
+                message = self._look_for_kubevirt(location)
             except ApiError as err:
-                if not told:
-                    log.info(
-                        "KubeVirt API not available (%s); is KubeVirt installed? looking again "
-                        "every %.0fs",
-                        err,
-                        target.absent_retry,
-                    )
-                    told = True
-                stop.wait(target.absent_retry)
+                message = f"KubeVirt API not available ({err}); is KubeVirt installed?"
+            if message is None:
+                break
+            if message != told:  # each new state is said once, not on every look
+                log.warning("%s; looking again every %.0fs", message, target.absent_retry)
+                told = message
+            stop.wait(target.absent_retry)
         if not stop.is_set():
-            log.info("KubeVirt API found; watching %s/%s", target.namespace, target.name)
+            log.info("KubeVirt API found; keeping the KubeVirt CR %s", location)
             self.caches.kubevirts.run(stop)
+
+    def _look_for_kubevirt(self, location: KubeVirtLocation) -> str | None:
+        """One look for the kept CR's namespace: ``None`` when it is known, else what is wrong."""
+        if location.namespace is not None:
+            self.api.list_objects(KUBEVIRTS, namespace=location.namespace)
+            return None
+        found, _ = self.api.list_objects(ALL_KUBEVIRTS)
+        choice = location.choose(found)
+        if choice.chosen is not None:
+            return None
+        if choice.ambiguous:
+            return (
+                f"several KubeVirt CRs fit ({', '.join(map(str, choice.candidates))}); keeping "
+                "none. Name the one to keep with --kubevirt-namespace and --kubevirt-name"
+            )
+        return (
+            f"no KubeVirt CR {location} in the cluster; nothing to permit until KubeVirt is "
+            "deployed (or name it with --kubevirt-namespace and --kubevirt-name)"
+        )
+
+
+def location_of(kubevirts: Informer, target: KubeVirtTarget) -> KubeVirtLocation:
+    """The location the informer of `kubevirt_informer` watches (a new one for other informers)."""
+    resource = kubevirts.resource
+    if isinstance(resource, LocatedCollection) and resource.location is not None:
+        return resource.location
+    return KubeVirtLocation(target)
 
 
 def kubevirt_informer(
     api: KubeApi, target: KubeVirtTarget, on_change: Callable[[str], None]
 ) -> Informer:
-    """An informer on the KubeVirt CRs of ``target``'s namespace, patient when the API is gone."""
+    """An informer on the KubeVirt CRs of the kept CR's namespace, patient when the API is gone.
+
+    It carries the `KubeVirtLocation` of ``target``: the controller fills it in (finding the
+    CR when ``target`` does not name it) before it runs the informer.
+    """
     return Informer(
         api,
-        NamespacedCollection(
+        LocatedCollection(
             KUBEVIRTS.group,
             KUBEVIRTS.version,
             KUBEVIRTS.plural,
             KUBEVIRTS.kind,
             namespaced=True,
-            namespace=target.namespace,
+            location=KubeVirtLocation(target),
         ),
         on_change=on_change,
         backoff=Backoff(base=1.0, cap=target.absent_retry),
@@ -467,14 +579,18 @@ def kubevirt_informer(
 
 
 __all__ = [
+    "ALL_KUBEVIRTS",
     "KUBEVIRTS",
     "MANAGED_ANNOTATION",
     "KubeClaimedDeviceKinds",
     "KubeVirtCaches",
     "KubeVirtController",
+    "KubeVirtLocation",
     "KubeVirtPermittedStore",
     "KubeVirtTarget",
+    "LocatedCollection",
     "NamespacedCollection",
     "PermittedDevicesSync",
     "kubevirt_informer",
+    "location_of",
 ]

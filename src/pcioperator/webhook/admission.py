@@ -1,8 +1,13 @@
 """`ClaimAdmission`: reads what a request needs, asks `pcicore.admission`, and answers.
 
-The validating webhook answers every operation on claims; the mutating one only fills
-``spec.userName`` on create. A read that fails is a denial that says to retry: with
-``failurePolicy: Fail`` the API server would refuse anyway, and this way the user learns why.
+The validating webhook answers every operation on claims; the mutating one, on create, fills an
+empty ``spec.userName`` and records the authenticated user in `REQUESTED_BY` (whatever the
+request says there), which no update may change. ``spec.userName`` itself is the client's label:
+Harvester's UI sends the Rancher user. The per-device RBAC verb ``claim`` is checked only when
+``require_claim_verb`` is set (no shipped or Harvester role grants it).
+
+A read that fails is a denial that says to retry: with ``failurePolicy: Fail`` the API server
+would refuse anyway, and this way the user learns why.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pcicore.admission import (
     Verdict,
     review_create,
     review_delete,
+    review_requested_by,
     review_update,
     user_name_to_set,
 )
@@ -32,13 +38,25 @@ log = logging.getLogger(__name__)
 
 JsonPatch = list[Mapping[str, Any]]
 
+REQUESTED_BY = "devices.harvesterhci.io/requested-by"
+"""Annotation: the authenticated user who created the claim, set by the mutating webhook."""
+
+
+def _requested_by(obj: object) -> str | None:
+    """The `REQUESTED_BY` annotation of ``obj`` (``None``: none)."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    value = annotations.get(REQUESTED_BY) if isinstance(annotations, dict) else None
+    return value if isinstance(value, str) else None
+
 
 class ClaimAdmission:
     """Admission decisions for PCIDeviceClaims."""
 
-    def __init__(self, facts: ClusterFacts) -> None:
-        """Decide with what ``facts`` reads."""
+    def __init__(self, facts: ClusterFacts, *, require_claim_verb: bool = False) -> None:
+        """Decide with what ``facts`` reads; ask RBAC for ``claim`` only if told to."""
         self._facts = facts
+        self._require_claim_verb = require_claim_verb
 
     def validate(self, request: AdmissionRequest) -> Verdict:
         """The validating webhook's verdict on ``request``."""
@@ -65,7 +83,10 @@ class ClaimAdmission:
             old, new = spec_facts(request.old_object), spec_facts(request.object)
             if old is None or new is None:
                 return _malformed()
-            return review_update(old, new)
+            recorded = review_requested_by(
+                _requested_by(request.old_object), _requested_by(request.object)
+            )
+            return recorded if not recorded.allowed else review_update(old, new)
         if request.operation == "DELETE":
             spec = spec_facts(request.old_object)
             if spec is None:
@@ -92,21 +113,42 @@ class ClaimAdmission:
                 user=request.user,
                 device=device,
                 node_devices=node_devices,
-                may_claim=self._facts.may_claim(request.user_info, request.name),
+                may_claim=(
+                    self._facts.may_claim(request.user_info, request.name)
+                    if self._require_claim_verb
+                    else True
+                ),
             )
         )
 
     def mutate(self, request: AdmissionRequest) -> JsonPatch:
-        """The JSONPatch of the mutating webhook: ``spec.userName`` on create when empty."""
+        """The JSONPatch of the mutating webhook on create: who asked, and an empty userName."""
         if request.operation != "CREATE" or not isinstance(request.object, dict):
             return []
         spec = spec_facts(request.object)
         if spec is None or not isinstance(request.object.get("spec"), dict):
             return []  # the schema refuses it, with its own message
+        metadata = request.object.get("metadata")
+        has_annotations = isinstance(metadata, dict) and isinstance(
+            metadata.get("annotations"), dict
+        )
+        patch: JsonPatch = [
+            {
+                "op": "add",
+                "path": "/metadata/annotations/" + REQUESTED_BY.replace("/", "~1"),
+                "value": request.user,
+            }
+            if has_annotations
+            else {
+                "op": "add",
+                "path": "/metadata/annotations",
+                "value": {REQUESTED_BY: request.user},
+            }
+        ]
         user_name = user_name_to_set(spec, request.user)
-        if user_name is None:
-            return []
-        return [{"op": "add", "path": "/spec/userName", "value": user_name}]
+        if user_name is not None:
+            patch.append({"op": "add", "path": "/spec/userName", "value": user_name})
+        return patch
 
 
 def spec_facts(obj: Mapping[str, Any] | None) -> ClaimSpecFacts | None:

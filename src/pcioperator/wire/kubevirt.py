@@ -102,7 +102,7 @@ def managed_from_wire(cr: JsonObject) -> frozenset[PermittedKey]:
         )
         return frozenset()
     return frozenset(
-        PermittedKey(entry.pci_vendor_selector.upper(), ResourceName(entry.resource_name))
+        PermittedKey(entry.pci_vendor_selector.lower(), ResourceName(entry.resource_name))
         for entry in entries
     )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC, workstation
+from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC, ROOT_PORT, workstation
 from fakesys.tree import FakeDevice, SysfsTree
 from pcicore.address import PciAddress
 from pcicore.device import DriverName
@@ -22,6 +22,9 @@ from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
 
 pytestmark = pytest.mark.kube
+
+PUBLISHED = 7
+"""The workstation's 8 functions less its PCIe root port (a bridge: not published)."""
 
 
 def devices_of(api, node):
@@ -75,7 +78,7 @@ class TestDeviceSync:
     def test_devices_appear_with_owner_label_and_status(self, start_agent):
         """Every device on the bus gets an object owned by the Node, labelled and with status."""
         running = start_agent()
-        devices = wait_for(lambda: published(running.api, running.node, 8))
+        devices = wait_for(lambda: published(running.api, running.node, PUBLISHED))
         nic = devices[f"{running.node}-{compact(MGMT_NIC)}"]
         assert nic["metadata"]["labels"] == {"nodename": running.node}
         assert nic["metadata"]["annotations"] == {"harvesterhci.io/pcideviceDriver": "e1000e"}
@@ -88,11 +91,13 @@ class TestDeviceSync:
         assert "default route" in nic["status"]["protectionReason"]
         free = devices[f"{running.node}-{compact(FREE_NIC)}"]
         assert (free["status"]["hostProtected"], free["status"]["protectionReason"]) == (False, "")
+        # As in Harvester, the PCIe root port (a PCI-to-PCI bridge, class 0604) is not published.
+        assert f"{running.node}-{compact(ROOT_PORT)}" not in devices
 
     def test_idle_rescans_write_nothing(self, start_agent):
         """With nothing changed, rescans make no API request at all."""
         running = start_agent(rescan_interval=0.1)
-        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
+        wait_for(lambda: len(devices_of(running.api, running.node)) == PUBLISHED)
         wait_for(lambda: running.agent.queue.failures("devices") == 0)
         time.sleep(1.0)  # let the writes of the first sync settle
         before = requests_made(running.agent)
@@ -118,7 +123,7 @@ class TestDeviceSync:
     def test_deleting_the_node_garbage_collects_its_devices(self, start_agent, kube):
         """Objects are owned by the Node: deleting the Node removes them (real GC)."""
         running = start_agent()
-        wait_for(lambda: len(devices_of(running.api, running.node)) == 8)
+        wait_for(lambda: len(devices_of(running.api, running.node)) == PUBLISHED)
         running.agent.stop()
         running.api.delete(NODES, running.node)
         wait_for(lambda: not devices_of(running.api, running.node), timeout=60)

@@ -479,7 +479,7 @@ class TestAgentsAtWork:
         """Both nodes' devices appear; a claim on each node binds and is released; no refusals."""
         admin = KubeApi(kube.api_client)
         a, b = two_agents
-        for each, count in ((a, 8), (b, 2)):
+        for each, count in ((a, 7), (b, 2)):  # a: the workstation less its root port (a bridge)
             devices = wait_for(
                 lambda each=each, count=count: published(admin, each.node, count), 60
             )

@@ -277,6 +277,36 @@ class TestHarvesterCompatibility:
 GOOD_SPEC = {"address": "0000:00:1f.6", "nodeName": "titan", "userName": "admin"}
 
 
+class TestHarvesterSamples:
+    """What Harvester's samples and real objects contain is accepted as written."""
+
+    def test_claim_with_short_address_and_empty_user_is_stored(self, custom, unique_name):
+        """A claim on ``00:1f.6`` with ``userName: ""`` (Harvester's sample) is stored as is."""
+        name = unique_name("node") + "-001f6"
+        spec = {"address": "00:1f.6", "nodeName": "titan", "userName": ""}
+        custom.create_cluster_custom_object(GROUP, VERSION, "pcideviceclaims", claim(name, **spec))
+        stored = custom.get_cluster_custom_object(GROUP, VERSION, "pcideviceclaims", name)
+        assert stored["spec"] == spec
+
+    def test_device_with_short_address_and_no_iommu_group_is_stored(self, custom, unique_name):
+        """A PCIDevice an older Harvester agent wrote (``00:1f.6``, ``iommuGroup: ""``) is kept."""
+        node = unique_name("node")
+        body = harvester_device(node) | {}
+        body["metadata"] = {**body["metadata"], "name": f"{node}-001f6"}
+        custom.create_cluster_custom_object(GROUP, VERSION, "pcidevices", body)
+        status = HARVESTER_STATUS | {"address": "00:1f.6", "iommuGroup": ""}
+        custom.patch_cluster_custom_object_status(
+            GROUP,
+            VERSION,
+            "pcidevices",
+            f"{node}-001f6",
+            {"status": status},
+            _content_type="application/merge-patch+json",
+        )
+        stored = custom.get_cluster_custom_object(GROUP, VERSION, "pcidevices", f"{node}-001f6")
+        assert stored["status"] == status
+
+
 class TestValidation:
     """Invalid objects are refused by the API server, naming the field."""
 
@@ -286,13 +316,18 @@ class TestValidation:
             pytest.param(
                 GOOD_SPEC | {"address": "0000:00:1F.6"},
                 'spec.address: Invalid value: "0000:00:1F.6": spec.address in body should '
-                "match '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]$'",
+                "match '^([0-9a-f]{4}:)?[0-9a-f]{2}:[01][0-9a-f]\\.[0-7]$'",
                 id="upper-case-address",
             ),
             pytest.param(
-                GOOD_SPEC | {"address": "00:1f.6"},
+                GOOD_SPEC | {"address": "00:20.0"},
                 "spec.address: Invalid value",
-                id="short-address",
+                id="device-above-1f",
+            ),
+            pytest.param(
+                GOOD_SPEC | {"address": "0:1f.6"},
+                "spec.address: Invalid value",
+                id="one-digit-bus",
             ),
             pytest.param(
                 GOOD_SPEC | {"address": "../../../etc"},
@@ -379,6 +414,23 @@ class TestValidation:
             )
         assert caught.value.status == 422
         assert expected in refusal(caught.value)
+
+    def test_short_device_address_is_refused_only_when_invalid(self, custom, unique_name):
+        """A PCIDevice status with the short form is stored; a short form with device 20 is not."""
+        body = harvester_device(unique_name("node"))
+        name = body["metadata"]["name"]
+        custom.create_cluster_custom_object(GROUP, VERSION, "pcidevices", body)
+        with pytest.raises(ApiException) as caught:
+            custom.patch_cluster_custom_object_status(
+                GROUP,
+                VERSION,
+                "pcidevices",
+                name,
+                {"status": {"address": "00:20.0"}},
+                _content_type="application/merge-patch+json",
+            )
+        assert caught.value.status == 422
+        assert "status.address: Invalid value" in refusal(caught.value)
 
     def test_claim_spec_is_immutable(self, custom, unique_name):
         """Changing a claim's spec after creation is refused with the CEL rule's message."""

@@ -106,7 +106,7 @@ class TestPermittedDevices:
         node = unique_name("node")
         make_device(api, node, "0000:03:00.1")
         make_claim(api, node, "0000:03:00.1", disableResourcePooling=True)
-        dedicated = {**OURS, "resourceName": f"{NIC}-000003001"}
+        dedicated = {**OURS, "resourceName": f"intel.com/{node}-000003001"}
         wait_for(lambda: permitted(api, namespace) == [USER_ENTRY, dedicated], timeout=SLOW)
 
     def test_user_edits_survive_and_removed_entry_comes_back(self, api, kubevirt, unique_name):

@@ -60,7 +60,7 @@ def webhook_server(kube, admin) -> Iterator[WebhookServer]:
     """The webhook on 127.0.0.1 with a certificate from the cluster CA, as `webhook` runs it."""
     prefix = kube.serving_cert("pcidevices-webhook")
     server = WebhookServer(
-        ClaimAdmission(ClusterFacts(admin)),
+        ClaimAdmission(ClusterFacts(admin), require_claim_verb=True),
         ("127.0.0.1", 0),
         Path(f"{prefix}.crt"),
         Path(f"{prefix}.key"),

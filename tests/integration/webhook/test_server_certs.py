@@ -67,7 +67,10 @@ def test_malformed_review_is_a_bad_request(served):
 
 
 def test_mutate_sets_user_name(served):
-    """The mutating path answers a create without userName with a JSONPatch adding it."""
+    """The mutating path answers a create without userName with a JSONPatch adding it.
+
+    It records the authenticated user in an annotation as well (who really asked).
+    """
     review = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -91,5 +94,10 @@ def test_mutate_sets_user_name(served):
     assert answer["allowed"] is True
     assert answer["patchType"] == "JSONPatch"
     assert json.loads(base64.b64decode(answer["patch"])) == [
-        {"op": "add", "path": "/spec/userName", "value": "carol"}
+        {
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {"devices.harvesterhci.io/requested-by": "carol"},
+        },
+        {"op": "add", "path": "/spec/userName", "value": "carol"},
     ]

@@ -11,6 +11,8 @@ from kubernetes.client.exceptions import ApiException
 from webhook_support import create_device, denial, refusal
 
 from pcioperator.kube.api import PCIDEVICECLAIMS, KubeApi, Resource
+from pcioperator.kube.errors import ApiError
+from pcioperator.webhook.admission import REQUESTED_BY
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -164,14 +166,24 @@ class TestCreate:
         created = webhook.admin.create(PCIDEVICECLAIMS, webhook.claim_body(device, ADDRESS, node))
         assert created["spec"]["userName"] == "admin"
 
-    def test_other_user_name_refused(self, kube, webhook, node):
-        """A userName other than the requesting user's is refused, naming both."""
+    def test_ui_user_name_is_admitted_and_the_requester_recorded(self, kube, webhook, node):
+        """Harvester's UI claim (userName: the Rancher user) is admitted; who sent it is kept."""
         device = create_device(webhook.admin, node, ADDRESS)
-        body = webhook.claim_body(device, ADDRESS, node, user_name="mallory")
-        assert refusal(_admin_create(kube, body)) == denial(
-            'spec.userName "mallory" is not the user who sent the request ("admin"); leave '
-            'spec.userName empty and it is set to "admin"'
-        )
+        body = webhook.claim_body(device, ADDRESS, node, user_name="u-rancher")
+        body["metadata"]["annotations"] = {REQUESTED_BY: "mallory"}  # a forged record is replaced
+        created = webhook.admin.create(PCIDEVICECLAIMS, body)
+        assert created["spec"]["userName"] == "u-rancher"
+        assert created["metadata"]["annotations"][REQUESTED_BY] == "admin"
+
+    def test_requester_record_cannot_be_changed(self, kube, webhook, node):
+        """An update that rewrites who created the claim is refused, saying why."""
+        device = create_device(webhook.admin, node, ADDRESS)
+        webhook.admin.create(PCIDEVICECLAIMS, webhook.claim_body(device, ADDRESS, node))
+        with pytest.raises(ApiError) as caught:
+            webhook.admin.patch(
+                PCIDEVICECLAIMS, device, {"metadata": {"annotations": {REQUESTED_BY: "mallory"}}}
+            )
+        assert "the record of who created this claim (admin) cannot be changed" in str(caught.value)
 
     def test_own_user_name_accepted(self, kube, webhook, node):
         """A userName equal to the requesting user's is kept."""
