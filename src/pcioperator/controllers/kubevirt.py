@@ -23,11 +23,10 @@ Harvester's is ``harvester-system/kubevirt``, a standard install's ``kubevirt/ku
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final
+from typing import Final
 
 import attrs
 import cattrs
@@ -43,8 +42,6 @@ from pcicore.permitted import (
     KubeVirtRef,
     PermittedChange,
     PermittedDocument,
-    PermittedEntry,
-    PermittedKey,
     PermittedPlan,
     choose_kubevirt,
     claimed_kinds,
@@ -60,11 +57,17 @@ from pcioperator.kube.runner import Controller, ReconcileObserver
 from pcioperator.kube.threads import Loop, LoopThreads
 from pcioperator.kube.workqueue import Backoff, WorkQueue
 from pcioperator.wire.claim import claim_from_object
+from pcioperator.wire.kubevirt import (
+    MANAGED_ANNOTATION,
+    entry_from_wire,
+    entry_to_wire,
+    managed_from_wire,
+    managed_to_wire,
+    pci_host_devices,
+)
 
 log = logging.getLogger(__name__)
 
-MANAGED_ANNOTATION: Final = "devices.harvesterhci.io/managed-pci-host-devices"
-"""JSON list of ``{pciVendorSelector, resourceName}``: the entries this controller added."""
 
 KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts", "KubeVirt", namespaced=True)
 ALL_KUBEVIRTS: Final = Resource("kubevirt.io", "v1", "kubevirts", "KubeVirt")
@@ -158,70 +161,6 @@ class LocatedCollection(Resource):
         """The URL path, in the kept CR's namespace unless another is given."""
         watched = self.location.namespace if self.location is not None else None
         return super().path(namespace or watched, name)
-
-
-# --- The wire form of the entries and of the ownership record ------------------------------
-# The two pairs below are the only places that spell the CR's pciHostDevices items and the
-# MANAGED_ANNOTATION value.
-
-
-def entry_from_wire(raw: object) -> PermittedEntry:
-    """A ``pciHostDevices`` item as the domain sees it (anything malformed is a user's entry)."""
-    item: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    return PermittedEntry(
-        selector=str(item.get("pciVendorSelector") or ""),
-        resource_name=ResourceName(str(item.get("resourceName") or "")),
-        external=item.get("externalResourceProvider") is True,
-    )
-
-
-def entry_to_wire(key: PermittedKey) -> JsonObject:
-    """The item this controller writes for ``key``."""
-    return {
-        "pciVendorSelector": key.selector,
-        "resourceName": key.resource_name,
-        "externalResourceProvider": True,
-    }
-
-
-def managed_from_wire(cr: JsonObject) -> frozenset[PermittedKey]:
-    """The keys recorded in the CR's annotation (none if absent or unreadable)."""
-    text = ((cr.get("metadata") or {}).get("annotations") or {}).get(MANAGED_ANNOTATION)
-    if not text:
-        return frozenset()
-    try:
-        items = json.loads(text)
-        return frozenset(
-            PermittedKey(str(item["pciVendorSelector"]).lower(), ResourceName(item["resourceName"]))
-            for item in items
-        )
-    except (ValueError, TypeError, KeyError) as err:
-        log.warning(
-            "KubeVirt CR: annotation %s is not a JSON list of {pciVendorSelector, resourceName} "
-            "(%s); treating every entry as a user's, so none is removed. Delete the annotation "
-            "to let the controller start over",
-            MANAGED_ANNOTATION,
-            err,
-        )
-        return frozenset()
-
-
-def managed_to_wire(keys: frozenset[PermittedKey]) -> str | None:
-    """The annotation's value (``None`` removes it)."""
-    if not keys:
-        return None
-    return json.dumps(
-        [{"pciVendorSelector": k.selector, "resourceName": k.resource_name} for k in sorted(keys)],
-        separators=(",", ":"),
-    )
-
-
-def pci_host_devices(cr: JsonObject) -> list[Any]:
-    """The CR's ``permittedHostDevices.pciHostDevices`` as written."""
-    spec = cr.get("spec") or {}
-    permitted = (spec.get("configuration") or {}).get("permittedHostDevices") or {}
-    items = permitted.get("pciHostDevices") or []
-    return list(items) if isinstance(items, list) else []
 
 
 def resource_version(cr: JsonObject) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pcicore.address import PciAddress
-from pcioperator.controllers.kubevirt import KUBEVIRTS, MANAGED_ANNOTATION, PermittedDevicesSync
+from pcioperator.controllers.kubevirt import KUBEVIRTS, PermittedDevicesSync
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import NotFoundError
+from pcioperator.wire.kubevirt import MANAGED_ANNOTATION
 
 CRD = Path(__file__).with_name("kubevirt-crd.yaml")
 NIC = "intel.com/I350_GIGABIT_NETWORK_CONNECTION"
