@@ -185,6 +185,10 @@ def test_agent_takes_over_harvesters_claim_without_moving_the_nic(cluster, kubel
             assert claim["status"]["kernelDriverToUnbind"] == "e1000e"
             assert set(claim["metadata"]["finalizers"]) == {HARVESTER_FINALIZER, FINALIZER}
             assert claim["spec"]["userName"] == RANCHER_USER
+            # Once the agent has written the PCIDevice's status, it has decided the annotation.
+            wait_for(
+                lambda: (api.get(PCIDEVICES, name).get("status") or {}).get("kernelDriverInUse")
+            )
             device = api.get(PCIDEVICES, name)
             assert device["metadata"]["annotations"] == {ORIGINAL_DRIVER: "e1000e"}
             assert device["status"]["kernelDriverInUse"] == "vfio-pci"
