@@ -45,6 +45,8 @@ REPO_ROOT = E2E_DIR.parent.parent
 GUEST_SELECTION = ("tests/e2e/guest",)
 STAGE2_FILE = "tests/e2e/guest/test_guest_agent.py"
 """Stage 2 (kube-apiserver + etcd, the agent and its device plugin inside the guest)."""
+STAGE2_FILES = ("tests/e2e/guest/test_guest_takeover.py", STAGE2_FILE)
+"""Every guest file that needs stage 2's API server (left out with it)."""
 STAGE2_ENV = "PCIDEVICES_E2E_STAGE2"
 STAGE2_EXTRA_TIMEOUT = 600.0
 """Added to the guest's timeout when stage 2 runs (the API server needs minutes under TCG)."""
@@ -100,7 +102,7 @@ def default_selection() -> tuple[str, ...]:
     """The first boot's selection: the whole guest folder, stage 2 unless it is left out."""
     if stage2_enabled():
         return GUEST_SELECTION
-    return (*GUEST_SELECTION, f"--ignore={STAGE2_FILE}")
+    return (*GUEST_SELECTION, *(f"--ignore={path}" for path in STAGE2_FILES))
 
 
 def running_in_guest(cmdline: Path = Path("/proc/cmdline")) -> bool:

@@ -13,9 +13,9 @@ pytestmark = pytest.mark.e2e
 GUEST_FILES = sorted(
     path.relative_to(qemu.REPO_ROOT).as_posix()
     for path in (qemu.E2E_DIR / "guest").glob("test_*.py")
-    if qemu.stage2_enabled() or path.relative_to(qemu.REPO_ROOT).as_posix() != qemu.STAGE2_FILE
+    if qemu.stage2_enabled() or path.relative_to(qemu.REPO_ROOT).as_posix() not in qemu.STAGE2_FILES
 )
-"""The guest files the first boot runs (stage 2's unless `PCIDEVICES_E2E_STAGE2=0`)."""
+"""The guest files the first boot runs (stage 2's files unless `PCIDEVICES_E2E_STAGE2=0`)."""
 _DETAIL_CHARS = 6000
 
 

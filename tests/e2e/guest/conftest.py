@@ -6,8 +6,9 @@ outcome. A new guest test is a new `test_guest_*.py` file in this folder and not
 
 The guest is recognised by the token on its kernel command line, which no host kernel has.
 Each test starts from, and is put back to, the layout's boot-time drivers (`pristine_devices`).
-Stage 2 (`test_guest_agent.py`) runs last; its API server starts in the background as soon as
-collection ends (`e2e.guest.cluster`), so it comes up while stage 1 runs.
+Stage 2 (`test_guest_takeover.py`, then `test_guest_agent.py`) runs last; its API server starts
+in the background as soon as collection ends (`e2e.guest.cluster`), so it comes up while stage 1
+runs.
 """
 
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from e2e.qemu import running_in_guest
 
 GUEST_DIR = Path(__file__).resolve().parent
 STAGE2_PATH = GUEST_DIR / "test_guest_agent.py"
+STAGE2_PATHS = (GUEST_DIR / "test_guest_takeover.py", STAGE2_PATH)
+"""The files that use stage 2's API server, in the order they run (the last one stops it)."""
 LAYOUT_DEVICES = (MGMT_NIC, FREE_NIC, *SHARED_PAIR)
 
 
@@ -37,12 +40,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
             if not guest:
                 item.add_marker(skip)
-    items.sort(key=lambda item: item.path == STAGE2_PATH)  # stable: stage 2 last
+    # Stable: stage 1 first, then the stage-2 files in their order.
+    items.sort(
+        key=lambda item: STAGE2_PATHS.index(item.path) + 1 if item.path in STAGE2_PATHS else 0
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """In the guest, start stage 2's API server now if stage 2 is going to run."""
-    if running_in_guest() and any(item.path == STAGE2_PATH for item in session.items):
+    if running_in_guest() and any(item.path in STAGE2_PATHS for item in session.items):
         STAGE2_CLUSTER.start()
 
 
