@@ -116,6 +116,34 @@ class TestClusterClaimedDevices:
         bus = FakeBus(nic("0000:03:00.0"))
         assert ClusterClaimedDevices("n1", informer, bus, DeviceNamer(IDS)).claimed() == []
 
+    def test_claimed_device_is_advertised_under_its_pcidevice_override(self):
+        """A PCIDevice's override annotation is the name its claimed device is advertised under.
+
+        VMs ask for the name the PCIDevice shows; an invalid override is ignored, as the device
+        sync ignores it for the status.
+        """
+        informer = FakeInformer(
+            [
+                claim("n1-000003000", "0000:03:00.0", "n1"),
+                claim("n1-000004000", "0000:04:00.0", "n1", dedicated=True),
+                claim("n1-000005000", "0000:05:00.0", "n1"),
+            ]
+        )
+        bus = FakeBus(nic("0000:03:00.0"), nic("0000:04:00.0"), nic("0000:05:00.0"))
+        claimed = ClusterClaimedDevices("n1", informer, bus, DeviceNamer(IDS))
+        claimed.follow_overrides(
+            lambda: {
+                "n1-000003000": "example.com/nic-for-vm",
+                "n1-000004000": "example.com/dedicated-override",
+                "n1-000005000": "not a resource name",
+            }
+        )
+        assert [(str(c.address), c.advertised_as) for c in claimed.claimed()] == [
+            ("0000:03:00.0", "example.com/nic-for-vm"),
+            ("0000:04:00.0", "example.com/dedicated-override"),
+            ("0000:05:00.0", "intel.com/I210_GIGABIT_NETWORK_CONNECTION"),
+        ]
+
     def test_claim_of_a_missing_device_is_not_advertised(self):
         """A claim whose device is not on the bus advertises nothing."""
         informer = FakeInformer([claim("n1-000009000", "0000:09:00.0", "n1")])

@@ -24,12 +24,12 @@ from pcicore.catalog import DeviceCatalog
 from pcicore.device import NodeName, PciDevice
 from pcicore.engine import ClaimEngine
 from pcicore.errors import ClaimRefusedError, InvalidPciAddressError
-from pcicore.naming import DeviceNamer, ResourceName
+from pcicore.naming import DeviceNamer, ResourceName, object_name
 from pcicore.pciids import PciIds
 from pcicore.policy import GroupPolicy
 from pcicore.ports import HostFactsSource, LedgerStore, PciBus, SriovControl
 from pcicore.protection import DenyList, HostProtection
-from pcicore.resources import ClaimedDevice, ClaimedDevices, dedicated_resource_name
+from pcicore.resources import ClaimedDevice, ClaimedDevices, device_resource_name
 from pcidevices.process import (
     CountedApiModule,
     configure_logging,
@@ -107,6 +107,11 @@ class ClusterClaimedDevices:
         self._bus = bus
         self._namer = namer
         self._names: dict[PciAddress, ResourceName] = {}
+        self._overrides: Callable[[], Mapping[str, str]] = dict
+
+    def follow_overrides(self, overrides: Callable[[], Mapping[str, str]]) -> None:
+        """Take each PCIDevice's resource-name override annotation from ``overrides``."""
+        self._overrides = overrides
 
     def _live(self) -> Iterator[tuple[PciAddress, bool]]:
         """(device, pooling disabled) of every live claim of this node that parses."""
@@ -129,15 +134,20 @@ class ClusterClaimedDevices:
     def claimed(self) -> Sequence[ClaimedDevice]:
         """Every live claim of this node whose device has a known resourceName."""
         found: list[ClaimedDevice] = []
+        overrides = self._overrides()
         for address, dedicated in self._live():
-            name = self._names.get(address)
-            if name is None:
+            pool = self._names.get(address)
+            if pool is None:
                 device = self._bus.device(address)
                 if device is None:
                     continue
-                name = self._names[address] = self._namer.resource_name(device)
-            if dedicated:  # Harvester's name: <vendor>/<PCIDevice name>
-                name = dedicated_resource_name(name, address, NodeName(self._node))
+                pool = self._names[address] = self._namer.resource_name(device)
+            # The name the PCIDevice shows: its override annotation, else Harvester's per-device
+            # name while pooling is disabled, else the pool.
+            device_name = object_name(NodeName(self._node), address)
+            name = device_resource_name(
+                pool, device_name, override=overrides.get(device_name), dedicated=dedicated
+            )
             found.append(ClaimedDevice(address, name))
         return sorted(found, key=lambda c: c.address.sort_key)
 
@@ -232,7 +242,7 @@ class AgentModule(injector.Module):
             label_selector=node_selector(config.node),
             on_change=lambda _name: queue.add(DeviceSync.KEY),
         )
-        return DeviceSync(
+        sync = DeviceSync(
             bus=bus,
             catalog=DeviceCatalog(NodeName(config.node), namer),
             store=KubeDeviceStore(api, informer, config.node),
@@ -243,6 +253,9 @@ class AgentModule(injector.Module):
             dedicated=claimed.dedicated if isinstance(claimed, ClusterClaimedDevices) else None,
             sriov_parents=sriov.parents,
         )
+        if isinstance(claimed, ClusterClaimedDevices):
+            claimed.follow_overrides(lambda: sync.last_overrides)
+        return sync
 
     @injector.singleton
     @injector.provider

@@ -105,6 +105,9 @@ class DeviceSync:
         self._sriov_parents = sriov_parents
         self._owner: OwnerRef | None = None
         self.last_records: list[DeviceRecord] = []
+        # The override annotations last seen, by PCIDevice name: the agent's device plugin
+        # advertises a claimed device under the same name its PCIDevice shows.
+        self.last_overrides: Mapping[str, str] = {}
 
     def reconcile(self, _key: str = KEY) -> float:
         """Make the objects match the bus; return when to rescan."""
@@ -116,6 +119,7 @@ class DeviceSync:
         records = self._records(originals)
         observed = self._store.observed()
         overrides = {obj.name: obj.resource_override for obj in observed if obj.resource_override}
+        self.last_overrides = overrides
         recorded = {obj.name: obj.original_driver for obj in observed if obj.original_driver}
         dedicated = frozenset(self._dedicated()) if self._dedicated is not None else frozenset()
         records = [
