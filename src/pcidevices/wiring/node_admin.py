@@ -38,7 +38,10 @@ def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, LedgerS
     Raises:
         pcicore.errors.SysfsError: ``--sysfs`` is not a sysfs tree.
     """
-    inj = node_injector(args)
+    return _checked_engine(node_injector(args))
+
+
+def _checked_engine(inj: injector.Injector) -> tuple[ClaimEngine, PciBus, LedgerStore]:
     bus = inj.get(SysfsPciBus)
     bus.check()
     return inj.get(ClaimEngine), bus, inj.get(LedgerStore)  # type: ignore[type-abstract]
@@ -47,9 +50,10 @@ def build_engine(args: argparse.Namespace) -> tuple[ClaimEngine, PciBus, LedgerS
 def run(args: argparse.Namespace, *, stdout: TextIO) -> int:
     """Run the command named by ``args.command``; return the exit code."""
     address = PciAddress.parse(args.address) if getattr(args, "address", None) else None
-    engine, bus, state = build_engine(args)
+    inj = node_injector(args)
+    engine, bus, state = _checked_engine(inj)
     # The engine never waits; this one-shot command does, on the host's clock, for busy devices.
-    clock = node_injector(args).get(Clock)  # type: ignore[type-abstract]
+    clock = inj.get(Clock)  # type: ignore[type-abstract]
     if args.command == "bind" and address is not None:
         request = ClaimRequest(address, GroupPolicy(args.policy), args.resource_name)
         if args.dry_run:
