@@ -52,13 +52,19 @@ from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEven
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
 from pcioperator.controllers.sriov import KubeSriovStore, SriovSync
-from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, SRIOVNETWORKDEVICES, KubeApi
+from pcioperator.kube.api import (
+    PCIDEVICECLAIMS,
+    PCIDEVICES,
+    SRIOVNETWORKDEVICES,
+    JsonObject,
+    KubeApi,
+)
 from pcioperator.kube.events import EventRecorder
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
-from pcioperator.wire.claim import claim_from_object
+from pcioperator.wire.claim import Claim, claim_from_object
 from pciplugin.host import DevicePluginHost, PluginSettings
 
 log = logging.getLogger(__name__)
@@ -97,6 +103,17 @@ class AgentConfig:
     plugin_settings: PluginSettings = attrs.field(factory=PluginSettings)
 
 
+def parsed_claims(informer: Informer) -> Iterator[tuple[JsonObject, Claim, PciAddress]]:
+    """Each cached claim that parses, with its device's address; malformed ones are skipped."""
+    for obj in informer.objects():
+        try:
+            claim = claim_from_object(obj)
+            address = PciAddress.parse(claim.spec.address)
+        except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
+            continue
+        yield obj, claim, address
+
+
 class ClusterClaimedDevices:
     """`ClaimedDevices` read from the claims in the cluster (the agent's informer cache)."""
 
@@ -115,12 +132,7 @@ class ClusterClaimedDevices:
 
     def _live(self) -> Iterator[tuple[PciAddress, bool]]:
         """(device, pooling disabled) of every live claim of this node that parses."""
-        for obj in self._informer.objects():
-            try:
-                claim = claim_from_object(obj)
-                address = PciAddress.parse(claim.spec.address)
-            except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
-                continue
+        for obj, claim, address in parsed_claims(self._informer):
             annotations = (obj.get("metadata") or {}).get("annotations") or {}
             if not moves_driver(claim_binding(annotations.get(SKIP_VFIO_BINDING))):
                 continue  # bound and served by another component (a vGPU), not advertised here
@@ -156,16 +168,11 @@ def claimed_addresses(node: str, informer: Informer) -> Callable[[], frozenset[P
     """The addresses that claims of ``node`` name (deleting ones too: they still hold it)."""
 
     def claimed() -> frozenset[PciAddress]:
-        found = set()
-        for obj in informer.objects():
-            try:
-                claim = claim_from_object(obj)
-                address = PciAddress.parse(claim.spec.address)
-            except (cattrs.BaseValidationError, InvalidPciAddressError, KeyError, ValueError):
-                continue
-            if claim.spec.node_name == node:
-                found.add(address)
-        return frozenset(found)
+        return frozenset(
+            address
+            for _obj, claim, address in parsed_claims(informer)
+            if claim.spec.node_name == node
+        )
 
     return claimed
 
