@@ -525,15 +525,20 @@ class KubeCluster:
             HarnessError: kubectl refused a manifest, or a CRD did not become Established.
         """
         names: list[str] = []
+        kinds: dict[str, set[str]] = {}
         for path in paths:
             result = self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
             if result.returncode != 0:
                 raise HarnessError(f"kubectl apply -f {path} failed:\n{result.stderr}")
-            names.extend(
-                doc["metadata"]["name"]
-                for doc in yaml.safe_load_all(path.read_text())
-                if doc and doc.get("kind") == "CustomResourceDefinition"
-            )
+            for doc in yaml.safe_load_all(path.read_text()):
+                if not doc or doc.get("kind") != "CustomResourceDefinition":
+                    continue
+                names.append(doc["metadata"]["name"])
+                spec = doc["spec"]
+                for version in spec["versions"]:
+                    if version.get("served", True):
+                        gv = f"{spec['group']}/{version['name']}"
+                        kinds.setdefault(gv, set()).add(spec["names"]["kind"])
         for name in names:
             result = self.kubectl(
                 "wait",
@@ -544,7 +549,33 @@ class KubeCluster:
             )
             if result.returncode != 0:
                 raise HarnessError(f"CRD {name} not Established: {result.stderr}")
+        for gv, gv_kinds in kinds.items():
+            self._wait_openapi(gv, gv_kinds, timeout)
         return names
+
+    def _wait_openapi(self, group_version: str, kinds: set[str], timeout: float) -> None:
+        """Wait until the OpenAPI v3 document for ``group_version`` carries every kind.
+
+        Established means the API server accepts the CRD; its OpenAPI document is published a
+        moment later, and code that reads the schema (the start-up check) must not race it.
+        """
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            result = self.kubectl("get", "--raw", f"/openapi/v3/apis/{group_version}")
+            if result.returncode == 0:
+                schemas = (json.loads(result.stdout).get("components") or {}).get("schemas") or {}
+                seen = {
+                    gvk.get("kind", "")
+                    for schema in schemas.values()
+                    for gvk in schema.get("x-kubernetes-group-version-kind") or ()
+                }
+                if kinds <= seen:
+                    return
+            time.sleep(self.profile.ready_poll_interval)
+        raise HarnessError(
+            f"OpenAPI v3 for {group_version} lacks {sorted(kinds - seen)} after {timeout:.0f}s"
+        )
 
     def ensure_project_crds(self) -> None:
         """Install the project's own CRDs from ``deploy/crds`` once per cluster object."""
