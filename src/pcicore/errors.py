@@ -30,6 +30,20 @@ class InvalidPciAddressError(PciDevicesError, ValueError):
         self.text = text
 
 
+class InvalidDraDeviceNameError(PciDevicesError, ValueError):
+    """A DRA device name in an allocation result is not one this driver publishes."""
+
+    def __init__(self, text: str) -> None:
+        """Describe ``text``, shortened if long (it comes from the API)."""
+        shown = text if len(text) <= 64 else text[:61] + "..."  # noqa: PLR2004 - display limit
+        super().__init__(
+            f"invalid DRA device name {shown!r}: expected pci-dddd-bb-dd-f as this driver's "
+            "ResourceSlices publish (for example pci-0000-03-00-0); the allocation names a "
+            "device of another driver or an old slice"
+        )
+        self.text = text
+
+
 class InvalidDriverNameError(PciDevicesError, ValueError):
     """A text that should name a kernel driver (``e1000e``, ``vfio-pci``) does not.
 
