@@ -20,7 +20,10 @@ halt_now() {
 }
 
 say "kernel $(uname -r): loading modules"
-for m in virtio_pci 9pnet_virtio 9p virtio_net e1000e e1000 vfio_pci vfio_iommu_type1; do
+# No udev here: nothing loads a driver for a device by its modalias, so every driver a layout
+# device boots on is named (nvme: the SR-IOV PF; xhci_pci and the USB drivers: the USB devices).
+for m in virtio_pci 9pnet_virtio 9p virtio_net e1000e e1000 vfio_pci vfio_iommu_type1 \
+    nvme xhci_pci usbhid usb_storage ftdi_sio; do
     modprobe "$m" 2>/dev/console || say "modprobe $m failed"
 done
 

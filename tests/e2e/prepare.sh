@@ -29,6 +29,8 @@ MODULES=(
     vfio vfio_pci vfio_pci_core vfio_iommu_type1 iommufd
     e1000e e1000 virtio_net virtio_pci
     9p 9pnet 9pnet_virtio netfs
+    nvme nvme_core
+    xhci_pci xhci_hcd usbcore usb_common usbhid hid usb_storage ftdi_sio usbserial
 )
 
 log() { printf 'prepare.sh: %s\n' "$*" >&2; }
@@ -58,6 +60,7 @@ fi
 
 if [ -f "$out/ready" ]; then
     log "cached: $out"
+    touch "$out" 2>/dev/null || true # its mtime is its last use: the clean-up below keeps it
     echo "$out"
     exit 0
 fi
@@ -180,8 +183,10 @@ echo "$kpkg" >"$out.tmp/kernel-package"
 rm -rf "$out"
 mv "$out.tmp" "$out"
 touch "$out/ready"
-# Older recipes' directories are dead weight (we hold the lock, so none is being built).
+# Other recipes' directories unused for a week are dead weight (we hold the lock, so none is
+# being built). A recent one stays: another checkout (a branch with another recipe) may boot it
+# now, and each cache hit touches its directory.
 find "$cache_root" -mindepth 1 -maxdepth 1 -type d -name 'e2e-*' ! -name "e2e-$key" \
-    ! -name 'e2e-build.*' -exec rm -rf {} +
+    ! -name 'e2e-build.*' ! -newermt "7 days ago" -exec rm -rf {} +
 log "ready: $out"
 echo "$out"

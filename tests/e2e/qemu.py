@@ -38,7 +38,7 @@ if __package__ in {None, ""}:  # run as a script: make `e2e.layout` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # After the sys.path fix above, which a script run needs.
-from e2e.layout import GUEST_DEVICES, HOST_ROOT_SHARE, RESULT_SHARE
+from e2e.layout import GUEST_DEVICES, GUEST_USB_DEVICES, HOST_ROOT_SHARE, RESULT_SHARE
 
 E2E_DIR = Path(__file__).resolve().parent
 REPO_ROOT = E2E_DIR.parent.parent
@@ -243,7 +243,7 @@ def prepare(*, timeout: float = 900.0) -> GuestImage:
 
 
 def qemu_command(image: GuestImage, out_dir: Path) -> list[str]:
-    """QEMU's argv for the fixed layout: q35, emulated IOMMU, `GUEST_DEVICES`, two 9p shares."""
+    """QEMU's argv for the fixed layout: q35, emulated IOMMU, the layout's devices, 9p shares."""
     command = [
         "qemu-system-x86_64",
         "-nodefaults",
@@ -275,6 +275,8 @@ def qemu_command(image: GuestImage, out_dir: Path) -> list[str]:
     ]
     for device in GUEST_DEVICES:
         command += device.qemu_args
+    for usb in GUEST_USB_DEVICES:
+        command += usb.qemu_args
     command += [
         "-fsdev",
         "local,id=hostroot,path=/,readonly=on,security_model=none,multidevs=remap",

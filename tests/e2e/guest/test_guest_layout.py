@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from e2e.guest import rawsysfs
-from e2e.layout import BRIDGE, FREE_NIC, GUEST_HOSTNAME, MGMT_NIC, SHARED_PAIR
+from e2e.layout import (
+    BRIDGE,
+    FREE_NIC,
+    GUEST_HOSTNAME,
+    MGMT_NIC,
+    NVME_PF,
+    SHARED_PAIR,
+    USB_CONTROLLER,
+)
 
 
 def test_iommu_groups_are_populated():
@@ -17,28 +25,36 @@ def test_iommu_groups_are_populated():
 
 
 @pytest.mark.parametrize(
-    ("address", "ids", "driver"),
+    ("address", "class_ids", "driver"),
     [
-        (MGMT_NIC, "1af4:1000", "virtio-pci"),
-        (FREE_NIC, "8086:10d3", "e1000e"),
-        (SHARED_PAIR[0], "8086:100e", "e1000"),
-        (SHARED_PAIR[1], "8086:100e", "e1000"),
+        (MGMT_NIC, "0200: 1af4:1000", "virtio-pci"),
+        (FREE_NIC, "0200: 8086:10d3", "e1000e"),
+        (SHARED_PAIR[0], "0200: 8086:100e", "e1000"),
+        (SHARED_PAIR[1], "0200: 8086:100e", "e1000"),
+        (NVME_PF, "0108: 1b36:0010", "nvme"),
+        (USB_CONTROLLER, "0c03: 1b36:000d", "xhci_hcd"),
     ],
-    ids=["virtio-net", "e1000e", "e1000-1", "e1000-2"],
+    ids=["virtio-net", "e1000e", "e1000-1", "e1000-2", "nvme", "xhci"],
 )
-def test_lspci_and_sysfs_show_the_device_on_its_driver(address, ids, driver):
-    """The lspci tool lists each layout device with its ids; sysfs shows its boot-time driver."""
+def test_lspci_and_sysfs_show_the_device_on_its_driver(address, class_ids, driver):
+    """The lspci tool lists each layout device with its class and ids; sysfs shows its driver."""
     listing = subprocess.run(
         ["lspci", "-D", "-n", "-s", address], capture_output=True, text=True, check=True
     ).stdout
-    assert f"{address} 0200: {ids}" in listing
+    assert f"{address} {class_ids}" in listing
     assert rawsysfs.driver(address) == driver
 
 
 def test_every_layout_device_has_an_iommu_group():
     """Each device under test has an `iommu_group` link."""
-    for address in (MGMT_NIC, FREE_NIC, BRIDGE, *SHARED_PAIR):
+    for address in (MGMT_NIC, FREE_NIC, BRIDGE, *SHARED_PAIR, NVME_PF, USB_CONTROLLER):
         assert rawsysfs.iommu_group(address) >= 0
+
+
+@pytest.mark.parametrize("address", [NVME_PF, USB_CONTROLLER], ids=["nvme", "xhci"])
+def test_nvme_pf_and_usb_controller_are_alone_in_their_groups(address):
+    """The SR-IOV PF and the USB controller are each the only member of their IOMMU group."""
+    assert rawsysfs.group_members(rawsysfs.iommu_group(address)) == {address}
 
 
 def test_shared_pair_and_bridge_form_one_group():
