@@ -127,6 +127,7 @@ class GuestUsbDevice:
         qemu_id: QEMU's id of the device (what `device_del` takes).
         vendor_id: `idVendor`, 4 lower-case hex digits (QEMU's emulated device).
         product_id: `idProduct`, 4 lower-case hex digits.
+        device_class: `bDeviceClass`, 2 hex digits (`00`: the class is per interface).
         interface_drivers: The driver of each interface, by interface folder name
             (`<name>:<configuration>.<interface>`), as the guest boots.
         role: What the tests use it for.
@@ -137,6 +138,7 @@ class GuestUsbDevice:
     qemu_id: str
     vendor_id: str
     product_id: str
+    device_class: str
     interface_drivers: tuple[tuple[str, str], ...]
     role: str
     qemu_args: tuple[str, ...]
@@ -151,6 +153,7 @@ GUEST_USB_DEVICES: tuple[GuestUsbDevice, ...] = (
         "usbkbd",
         "0627",
         "0001",
+        "00",
         (("1-1:1.0", "usbhid"),),
         "keyboard (HID)",
         ("-device", "usb-kbd,id=usbkbd,bus=xhci.0,port=1"),
@@ -161,6 +164,7 @@ GUEST_USB_DEVICES: tuple[GuestUsbDevice, ...] = (
         "usbstick",
         "46f4",
         "0001",
+        "00",
         (("2-2:1.0", "usb-storage"),),
         "mass storage (a 1 MiB null drive: reads zeros)",
         (
@@ -175,6 +179,7 @@ GUEST_USB_DEVICES: tuple[GuestUsbDevice, ...] = (
         "usbhub",
         "0409",
         "55aa",
+        "09",
         (("1-3:1.0", "hub"),),
         "hub (the serial adapter is behind it)",
         ("-device", "usb-hub,id=usbhub,bus=xhci.0,port=3"),
@@ -184,6 +189,7 @@ GUEST_USB_DEVICES: tuple[GuestUsbDevice, ...] = (
         "usbserial",
         "0403",
         "6001",
+        "00",
         (("1-3.1:1.0", "ftdi_sio"),),
         "FTDI serial adapter behind the hub (its chardev is a ring buffer in QEMU)",
         (

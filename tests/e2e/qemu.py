@@ -18,9 +18,11 @@ Run by hand (prints the outcome and where the logs are):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +59,13 @@ RESULT_MOUNT = "/run/pcidevices-e2e"
 CARRY_DIR = "carry"
 """Folder of the result share that `run_second_boot` copies into the next boot's share."""
 CARRIED_STATE_FILE = Path(RESULT_MOUNT, CARRY_DIR, "claims.json")
+HOTPLUG_DIR = "hotplug"
+"""Folder of the result share through which a guest test asks the host to unplug a device.
+
+The guest writes `<qemu id>.request` (`e2e.guest.hotplug`); the host, polling while QEMU runs,
+sends QEMU's monitor (QMP) `device_del` for that id and answers with `<qemu id>.response`: QMP's
+reply as JSON (`{"return": {}}`, or `{"error": ...}`). Only the layout's USB devices are
+accepted."""
 """The claim state file a first-boot test leaves for the second boot (guest path)."""
 SECOND_BOOT_SELECTION = ("tests/e2e/guest/second_boot.py",)
 """What the second boot runs: not named `test_*.py`, so the first boot does not collect it."""
@@ -242,8 +251,11 @@ def prepare(*, timeout: float = 900.0) -> GuestImage:
     return GuestImage(directory, release, time.monotonic() - started)
 
 
-def qemu_command(image: GuestImage, out_dir: Path) -> list[str]:
-    """QEMU's argv for the fixed layout: q35, emulated IOMMU, the layout's devices, 9p shares."""
+def qemu_command(image: GuestImage, out_dir: Path, qmp_socket: Path | None = None) -> list[str]:
+    """QEMU's argv for the fixed layout: q35, emulated IOMMU, the layout's devices, 9p shares.
+
+    With ``qmp_socket``, QEMU serves its monitor protocol (QMP) there, for `HOTPLUG_DIR`.
+    """
     command = [
         "qemu-system-x86_64",
         "-nodefaults",
@@ -273,6 +285,8 @@ def qemu_command(image: GuestImage, out_dir: Path) -> list[str]:
         f"file:{out_dir / 'console.log'}",
         "-no-reboot",
     ]
+    if qmp_socket is not None:
+        command += ["-qmp", f"unix:{qmp_socket},server=on,wait=off"]
     for device in GUEST_DEVICES:
         command += device.qemu_args
     for usb in GUEST_USB_DEVICES:
@@ -390,7 +404,17 @@ def run_in_guest(
     for stale in _RESULT_FILES:  # a reused directory must not report an older run
         (out_dir / stale).unlink(missing_ok=True)
     (out_dir / "job.sh").write_text(job_script(selection, python))
-    command = ["timeout", "--kill-after=10", f"{timeout:.0f}", *qemu_command(image, out_dir)]
+    shutil.rmtree(out_dir / HOTPLUG_DIR, ignore_errors=True)
+    (out_dir / HOTPLUG_DIR).mkdir()
+    # Not on the share: a socket there would be a file the guest sees and cannot use.
+    qmp_dir = Path(tempfile.mkdtemp(prefix="pcidevices-qmp-"))
+    qmp_socket = qmp_dir / "qmp.sock"
+    command = [
+        "timeout",
+        "--kill-after=10",
+        f"{timeout:.0f}",
+        *qemu_command(image, out_dir, qmp_socket),
+    ]
     (out_dir / "qemu-command.txt").write_text(shlex.join(command) + "\n")
     started = time.monotonic()
     boot_seconds: float | None = None
@@ -403,16 +427,25 @@ def run_in_guest(
             stderr=subprocess.STDOUT,
         )
     except OSError as err:
+        shutil.rmtree(qmp_dir, ignore_errors=True)
         raise GuestError(f"cannot start QEMU ({err}); run tests/e2e/prepare.sh as root") from err
-    while (exit_status := qemu.poll()) is None:
-        elapsed = time.monotonic() - started
-        if boot_seconds is None and (out_dir / "job-started").exists():
-            boot_seconds = elapsed
-        if run_seconds is None and boot_seconds is not None and (out_dir / "pytest-exit").exists():
-            run_seconds = elapsed - boot_seconds
-        if elapsed > timeout + 30:  # `timeout` itself failed to stop it
-            qemu.kill()
-        time.sleep(_POLL_SECONDS)
+    try:
+        while (exit_status := qemu.poll()) is None:
+            elapsed = time.monotonic() - started
+            if boot_seconds is None and (out_dir / "job-started").exists():
+                boot_seconds = elapsed
+            if (
+                run_seconds is None
+                and boot_seconds is not None
+                and (out_dir / "pytest-exit").exists()
+            ):
+                run_seconds = elapsed - boot_seconds
+            serve_hotplug(out_dir / HOTPLUG_DIR, qmp_socket)
+            if elapsed > timeout + 30:  # `timeout` itself failed to stop it
+                qemu.kill()
+            time.sleep(_POLL_SECONDS)
+    finally:
+        shutil.rmtree(qmp_dir, ignore_errors=True)
     total = time.monotonic() - started
     return GuestRun(
         out_dir=out_dir,
@@ -446,6 +479,61 @@ def run_second_boot(
     return run_in_guest(
         SECOND_BOOT_SELECTION, out_dir=out_dir, image=image, timeout=timeout, python=python
     )
+
+
+def serve_hotplug(requests: Path, qmp_socket: Path) -> None:
+    """Answer the guest's unplug requests in ``requests`` (see `HOTPLUG_DIR`) through QMP."""
+    for request in sorted(requests.glob("*.request")):
+        qemu_id = request.name.removesuffix(".request")
+        if qemu_id not in _UNPLUGGABLE:
+            reply: dict[str, object] = {
+                "error": {"desc": f"{qemu_id} is not a USB device of the layout"}
+            }
+        else:
+            try:
+                reply = qmp_execute(qmp_socket, "device_del", {"id": qemu_id})
+            except (OSError, ValueError) as err:
+                reply = {"error": {"desc": f"QMP at {qmp_socket} failed: {err}"}}
+        response = requests / f"{qemu_id}.response"
+        response.with_suffix(".tmp").write_text(json.dumps(reply))
+        response.with_suffix(".tmp").rename(response)
+        request.unlink()
+
+
+_UNPLUGGABLE = frozenset(device.qemu_id for device in GUEST_USB_DEVICES)
+
+
+def qmp_execute(
+    qmp_socket: Path, command: str, arguments: dict[str, object], timeout: float = 30.0
+) -> dict[str, object]:
+    """Run one QMP command on a fresh connection; return QEMU's reply (`return` or `error`).
+
+    QMP (docs/interop/qmp-spec): the server greets, the client leaves negotiation mode with
+    `qmp_capabilities`, then each command gets one reply line; asynchronous `event` lines may
+    come in between and are skipped.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout)
+        connection.connect(str(qmp_socket))
+        stream = connection.makefile("rwb")
+        json.loads(stream.readline())  # the greeting
+        reply: dict[str, object] = {}
+        for execute in (
+            {"execute": "qmp_capabilities"},
+            {"execute": command, "arguments": arguments},
+        ):
+            stream.write(json.dumps(execute).encode() + b"\n")
+            stream.flush()
+            while True:
+                line = stream.readline()
+                if not line:
+                    raise ValueError(f"QEMU closed the QMP connection during {execute}")
+                reply = json.loads(line)
+                if "return" in reply or "error" in reply:
+                    break
+            if "error" in reply:
+                return reply
+        return reply
 
 
 def _read_int(path: Path) -> int | None:
