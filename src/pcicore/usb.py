@@ -358,6 +358,44 @@ class UsbClaim:
 
 
 @attrs.frozen
+class UsbClaimSet:
+    """What the claims of a node's USB devices hold.
+
+    Attributes:
+        held: Names some claim names (a deleting one too): their objects stay when orphaned.
+        enabled: Names a live claim enables.
+        controller_claimed: Names whose PCI host controller a PCIDeviceClaim names (refused).
+    """
+
+    held: frozenset[str] = frozenset()
+    enabled: frozenset[str] = frozenset()
+    controller_claimed: frozenset[str] = frozenset()
+
+
+def usb_claim_set(
+    claims: Iterable[UsbClaim],
+    known: Mapping[str, UsbStatus | None],
+    claimed_controllers: Collection[PciAddress],
+) -> UsbClaimSet:
+    """Which of the node's devices (``known``: name → status) the ``claims`` hold and enable.
+
+    A live claim enables its device unless a PCIDeviceClaim names the device's host controller
+    (``claimed_controllers``): passthrough of the controller takes every device behind it.
+    """
+    controllers = {str(address) for address in claimed_controllers}
+    ours = [claim for claim in claims if claim.name in known]
+    live = {claim.name for claim in ours if not claim.deleting}
+    refused = {
+        name for name in live if (status := known[name]) and status.pci_address in controllers
+    }
+    return UsbClaimSet(
+        held=frozenset(claim.name for claim in ours),
+        enabled=frozenset(live - refused),
+        controller_claimed=frozenset(refused),
+    )
+
+
+@attrs.frozen
 class UsbClaimDecision:
     """What the agent writes on a claim of its node, and the Event it records.
 
@@ -526,6 +564,7 @@ __all__ = [
     "UsbClaim",
     "UsbClaimDecision",
     "UsbClaimReason",
+    "UsbClaimSet",
     "UsbDevice",
     "UsbDeviceName",
     "UsbPluginDevice",
@@ -539,6 +578,7 @@ __all__ = [
     "device_path",
     "orphaned_status",
     "plan_usb_writes",
+    "usb_claim_set",
     "usb_class_type",
     "usb_description",
     "usb_device_name",
