@@ -75,6 +75,24 @@ class PciIdsError(PciDevicesError):
     """The ``pci.ids`` database could not be found, read or parsed."""
 
 
+class UsbIdsError(PciDevicesError):
+    """The ``usb.ids`` database could not be found, read or parsed."""
+
+
+class InvalidUsbDeviceNameError(PciDevicesError, ValueError):
+    """A USBDeviceClaim's name is not the name of a USB device (``<node>-vvvv-pppp-BBBDDD``)."""
+
+    def __init__(self, text: str) -> None:
+        """Describe ``text``, shortened if long (it comes from the API)."""
+        shown = text if len(text) <= 64 else text[:61] + "..."  # noqa: PLR2004 - display limit
+        super().__init__(
+            f"invalid USB device name {shown!r}: expected <node>-<vendor>-<product>-<bus><device> "
+            "(for example node1-0951-1666-001002); name the USBDeviceClaim after its USBDevice "
+            "(`kubectl get usbdevices`)"
+        )
+        self.text = text
+
+
 class SysfsError(PciDevicesError):
     """The sysfs tree given to an adapter is missing or is not a sysfs tree."""
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pcicore.ledger import Ledger
     from pcicore.permitted import ClaimedAddress, DeviceKind, PermittedChange, PermittedDocument
     from pcicore.sriov import ObservedSriovDevice, SriovPf, SriovStatus
+    from pcicore.usb import UsbClaim, UsbClaimDecision, UsbDevice, UsbStatus
 
 
 class PciBus(Protocol):
@@ -238,4 +239,52 @@ class SriovObjectStore(Protocol):
 
     def write_status(self, name: str, status: SriovStatus, conditions: Sequence[Condition]) -> None:
         """Replace the object's status and conditions."""
+        ...
+
+
+class UsbBus(Protocol):
+    """Reads a host's USB devices."""
+
+    def devices(self) -> Sequence[UsbDevice]:
+        """Every USB device present now (root hubs aside)."""
+        ...
+
+
+class UsbObjectStore(Protocol):
+    """This node's USBDevice objects."""
+
+    def observed(self) -> Mapping[str, UsbStatus | None]:
+        """Every object of this node by name, with its status as last written (``None``: none)."""
+        ...
+
+    def create(self, name: str, status: UsbStatus) -> None:
+        """Create the object and write its status (exists: its status is written)."""
+        ...
+
+    def write_status(self, name: str, status: UsbStatus) -> None:
+        """Replace the object's status (gone: done)."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete the object (gone: done)."""
+        ...
+
+
+class UsbClaimStore(Protocol):
+    """The USBDeviceClaims of the cluster, and the status of those of this node."""
+
+    def synced(self) -> bool:
+        """Whether the claims have been read once (before that, none would mean none exist)."""
+        ...
+
+    def claims(self) -> Sequence[UsbClaim]:
+        """Every USBDeviceClaim."""
+        ...
+
+    def write_status(self, claim: UsbClaim, decision: UsbClaimDecision) -> None:
+        """Write ``status.nodeName``, ``status.pciAddress`` and the ``Ready`` condition."""
+        ...
+
+    def emit(self, claim: UsbClaim, event: ClaimEvent) -> None:
+        """Record an Event about ``claim``."""
         ...

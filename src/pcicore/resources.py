@@ -124,12 +124,14 @@ def is_resource_name(text: str) -> bool:
     )
 
 
-def env_var_name(resource: ResourceName) -> str:
-    """The variable KubeVirt reads a resource's addresses from (``PCI_RESOURCE_INTEL_COM_…``).
+def resource_env_var(prefix: str, resource: ResourceName) -> str:
+    """KubeVirt's ``ResourceNameToEnvVar``: ``<prefix>_`` + upper-case, ``/`` and ``.`` as ``_``."""
+    return f"{prefix}_" + resource.upper().replace("/", "_").replace(".", "_")
 
-    KubeVirt's ``ResourceNameToEnvVar``: upper-case, ``/`` and ``.`` become ``_``.
-    """
-    return "PCI_RESOURCE_" + resource.upper().replace("/", "_").replace(".", "_")
+
+def env_var_name(resource: ResourceName) -> str:
+    """The variable KubeVirt reads a resource's addresses from (``PCI_RESOURCE_INTEL_COM_…``)."""
+    return resource_env_var("PCI_RESOURCE", resource)
 
 
 @attrs.frozen
@@ -292,15 +294,35 @@ class UnknownDeviceError(AllocationError):
         )
 
 
+class ExplainedDevice(Protocol):
+    """A device the kubelet knows by an id, with the reason it is unhealthy."""
+
+    @property
+    def id(self) -> str:
+        """The kubelet's id of the device."""
+        ...
+
+    @property
+    def reason(self) -> str:
+        """Why it is unhealthy."""
+        ...
+
+
 class UnhealthyDeviceError(AllocationError):
     """Some requested devices exist but a VM cannot use them now."""
 
-    def __init__(self, resource: ResourceName, devices: Sequence[AdvertisedDevice]) -> None:
+    def __init__(
+        self,
+        resource: ResourceName,
+        devices: Sequence[ExplainedDevice],
+        *,
+        claim_kind: str = "PCIDeviceClaim",
+    ) -> None:
         """Name each unhealthy device with the reason."""
         details = "; ".join(f"{device.id}: {device.reason}" for device in devices)
         super().__init__(
             resource,
-            f"device(s) of {resource} not usable now ({details}); check the PCIDeviceClaim",
+            f"device(s) of {resource} not usable now ({details}); check the {claim_kind}",
             [device.id for device in devices],
         )
 

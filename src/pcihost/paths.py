@@ -33,3 +33,11 @@ PCI_IDS_LOCATIONS: Final = (
     "/usr/local/share/hwdata/pci.ids",
 )
 """Where distributions install the ``pci.ids`` database, in the order they are tried."""
+
+USB_IDS_LOCATIONS: Final = (
+    "/usr/share/misc/usb.ids",
+    "/usr/share/hwdata/usb.ids",
+    "/var/lib/usbutils/usb.ids",
+    "/usr/share/usb.ids",
+)
+"""Where distributions install the ``usb.ids`` database, in the order they are tried."""

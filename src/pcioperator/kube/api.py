@@ -69,6 +69,10 @@ PCIDEVICECLAIMS: Final = Resource(
 SRIOVNETWORKDEVICES: Final = Resource(
     "devices.harvesterhci.io", "v1beta1", "sriovnetworkdevices", "SRIOVNetworkDevice"
 )
+USBDEVICES: Final = Resource("devices.harvesterhci.io", "v1beta1", "usbdevices", "USBDevice")
+USBDEVICECLAIMS: Final = Resource(
+    "devices.harvesterhci.io", "v1beta1", "usbdeviceclaims", "USBDeviceClaim"
+)
 NODES: Final = Resource("", "v1", "nodes", "Node")
 EVENTS: Final = Resource("", "v1", "events", "Event", namespaced=True)
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
