@@ -69,12 +69,13 @@ class UsbSync:
         claimed_controllers: Callable[[], Collection[PciAddress]] = frozenset,
         now: Callable[[], str] = _now,
         rescan_interval: float = 30.0,
-        informers: tuple[Informer, ...] = (),
+        informers: Mapping[str, Informer] | None = None,
     ) -> None:
         """Publish the devices of ``bus`` on ``node`` into ``store``; answer ``claims``.
 
         ``claimed_controllers`` gives the PCI addresses of this node that PCIDeviceClaims name;
-        ``informers`` are the caches behind the stores, held for the agent, which runs them.
+        ``informers`` are the caches behind the stores by loop name, held for the agent, which
+        runs them.
         """
         self._node = node
         self._bus = bus
@@ -84,7 +85,7 @@ class UsbSync:
         self._claimed_controllers = claimed_controllers
         self._now = now
         self._rescan_interval = rescan_interval
-        self.informers = informers
+        self.informers: Mapping[str, Informer] = informers or {}
         self.enabled: Mapping[str, UsbStatus] = {}
 
     def reconcile(self, _key: str = KEY) -> float:
