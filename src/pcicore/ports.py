@@ -288,3 +288,27 @@ class UsbClaimStore(Protocol):
     def emit(self, claim: UsbClaim, event: ClaimEvent) -> None:
         """Record an Event about ``claim``."""
         ...
+
+
+class EnabledUsbDevices(Protocol):
+    """The USB devices of this node that claims enable (what the device plugin advertises)."""
+
+    def enabled_usb(self) -> Mapping[str, UsbStatus]:
+        """Each enabled device's status, by USBDevice name."""
+        ...
+
+
+class UsbNodes(Protocol):
+    """USB device nodes (``/dev/bus/usb/BBB/DDD``) of the host."""
+
+    def exists(self, device_path: str) -> bool:
+        """Whether the node is there."""
+        ...
+
+    def hand_over(self, device_path: str) -> None:
+        """Make the node usable by the VM's QEMU (its owner).
+
+        Raises:
+            PciDevicesError: the node is gone or cannot be changed; the message says why.
+        """
+        ...

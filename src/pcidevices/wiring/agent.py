@@ -48,7 +48,7 @@ from pcihost.paths import (
 from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
 from pcihost.uevents import KernelPciEvents
-from pcihost.usb import SysfsUsbBus, load_usb_ids
+from pcihost.usb import HostUsbNodes, SysfsUsbBus, load_usb_ids
 from pcioperator.agent import Agent, Service
 from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
@@ -70,7 +70,7 @@ from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
 from pcioperator.wire.claim import Claim, claim_from_object
-from pciplugin.host import DevicePluginHost, PluginSettings
+from pciplugin.host import DevicePluginHost, PluginSettings, UsbAdvertising
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +337,16 @@ class AgentModule(injector.Module):
 
     @injector.singleton
     @injector.provider
+    def usb_advertising(
+        self, config: AgentConfig, usb: injector.ProviderOf[UsbSync]
+    ) -> UsbAdvertising:
+        """The enabled USB devices the device plugin advertises (none when USB is off)."""
+        if not config.usb:
+            return UsbAdvertising()
+        return UsbAdvertising(usb.get(), HostUsbNodes(config.dev_root))
+
+    @injector.singleton
+    @injector.provider
     def claim_store(self, config: AgentConfig, api: KubeApi, queue: AgentQueue) -> KubeClaimStore:
         """This node's claims: a cache of every claim, watched; a change queues the claims."""
         return KubeClaimStore(
@@ -447,14 +457,20 @@ def agent_injector(
     )
 
 
-def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> int:
+def run(
+    config: AgentConfig,
+    kubeconfig: Path | None,
+    pci_ids: Path | None,
+    usb_ids: Path | None = None,
+) -> int:
     """Run the agent until SIGTERM or SIGINT; return the exit status."""
     configure_logging()
     SysfsPciBus(config.sysfs).check()
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
     check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
-    agent = agent_injector(config, api_client, ids, load_usb_ids()).get(Agent)
+    usb_names = load_usb_ids(usb_ids) if config.usb else None
+    agent = agent_injector(config, api_client, ids, usb_names).get(Agent)
     stop = termination_signal()
     agent.start()
     log.info("agent running on node %s", config.node)

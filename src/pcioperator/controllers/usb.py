@@ -113,6 +113,10 @@ class UsbSync:
         self.enabled = {name: status for name, status in desired.items() if status.enabled}
         return self._rescan_interval
 
+    def enabled_usb(self) -> Mapping[str, UsbStatus]:
+        """What the device plugin advertises: the enabled devices as of the last reconcile."""
+        return self.enabled
+
     def _answer(self, claim: UsbClaim, device: UsbStatus, *, controller_claimed: bool) -> None:
         decision = decide_usb_claim(
             claim, device, controller_claimed=controller_claimed, now=self._now()
