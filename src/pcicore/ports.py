@@ -28,7 +28,13 @@ if TYPE_CHECKING:
         StatusFields,
     )
     from pcicore.ledger import Ledger
-    from pcicore.permitted import ClaimedAddress, DeviceKind, PermittedChange, PermittedDocument
+    from pcicore.permitted import (
+        ClaimedAddress,
+        DeviceKind,
+        PermittedChange,
+        PermittedDocument,
+        PermittedKey,
+    )
     from pcicore.sriov import ObservedSriovDevice, SriovPf, SriovStatus
     from pcicore.usb import UsbClaim, UsbClaimDecision, UsbDevice, UsbStatus
 
@@ -311,4 +317,16 @@ class UsbNodes(Protocol):
         Raises:
             PciDevicesError: the node is gone or cannot be changed; the message says why.
         """
+        ...
+
+
+class ClaimedUsbKinds(Protocol):
+    """The USB devices the USBDeviceClaims of the cluster ask KubeVirt to permit."""
+
+    def synced(self) -> bool:
+        """Whether the claims and USBDevices have been read once."""
+        ...
+
+    def wanted(self) -> frozenset[PermittedKey]:
+        """The ``usb`` entries the live claims need."""
         ...
