@@ -20,7 +20,7 @@ and Harvester writes it in lower case); the selectors we write are lower case, a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import attrs
 
@@ -28,6 +28,7 @@ from pcicore.address import PciAddress
 from pcicore.device import NodeName
 from pcicore.naming import ResourceName, object_name
 from pcicore.resources import dedicated_resource_name
+from pcicore.usb import UsbStatus
 
 
 @attrs.frozen(order=True)
@@ -239,17 +240,22 @@ def plan_permitted(
 
 @attrs.frozen
 class PermittedDocument:
-    """The KubeVirt CR's permitted PCI host devices and our record of which are ours.
+    """The KubeVirt CR's permitted PCI and USB host devices and our record of which are ours.
 
     Attributes:
         version: The CR's ``resourceVersion`` when read (a write is refused if it moved on).
         entries: ``pciHostDevices``, in order.
         managed: The keys our ownership record lists.
+        usb_entries: ``usb``, in order (a selector ``vvvv:pppp`` when the entry has exactly
+            one ``{vendor, product}`` selector, else empty: a user's entry).
+        usb_managed: The USB keys our ownership record lists.
     """
 
     version: str
     entries: tuple[PermittedEntry, ...]
     managed: frozenset[PermittedKey]
+    usb_entries: tuple[PermittedEntry, ...] = ()
+    usb_managed: frozenset[PermittedKey] = frozenset()
 
 
 @attrs.frozen
@@ -270,6 +276,46 @@ class PermittedChange:
     keep: tuple[int, ...]
     add: tuple[PermittedKey, ...]
     managed: frozenset[PermittedKey]
+    usb: UsbChange | None = None
+
+
+@attrs.frozen
+class UsbChange:
+    """The new ``usb`` list, as a change of the list it was planned from.
+
+    Attributes:
+        keep: Positions of the current entries that stay, in order.
+        add: Entries to append (``externalResourceProvider: true``, one selector each).
+        managed: The USB keys we own afterwards.
+    """
+
+    keep: tuple[int, ...]
+    add: tuple[PermittedKey, ...]
+    managed: frozenset[PermittedKey]
+
+
+def usb_permitted_keys(
+    claims: Collection[str], devices: Mapping[str, UsbStatus]
+) -> frozenset[PermittedKey]:
+    """The ``usb`` entries the live USBDeviceClaims need: one per claimed USBDevice.
+
+    Harvester's entry: ``resourceName`` the device's, one selector ``{vendor, product}``.
+    A claim whose USBDevice is unknown (or has no status yet) needs none.
+    """
+    found = set()
+    for name in claims:
+        status = devices.get(name)
+        if status is not None and status.resource_name:
+            selector = f"{status.vendor_id}:{status.product_id}".lower()
+            found.add(PermittedKey(selector, ResourceName(status.resource_name)))
+    return frozenset(found)
+
+
+def plan_usb_document(
+    document: PermittedDocument, wanted: frozenset[PermittedKey]
+) -> PermittedPlan:
+    """`plan_permitted` for the ``usb`` list: the same ownership rules as the PCI list."""
+    return plan_permitted(document.usb_entries, document.usb_managed, wanted)
 
 
 def plan_document(document: PermittedDocument, claimed: Iterable[ClaimedKind]) -> PermittedPlan:
@@ -277,15 +323,26 @@ def plan_document(document: PermittedDocument, claimed: Iterable[ClaimedKind]) -
     return plan_permitted(document.entries, document.managed, wanted_keys(claimed))
 
 
-def permitted_change(document: PermittedDocument, plan: PermittedPlan) -> PermittedChange:
-    """What to write to carry out ``plan`` on ``document``.
+def permitted_change(
+    document: PermittedDocument, plan: PermittedPlan, usb: PermittedPlan | None = None
+) -> PermittedChange:
+    """What to write to carry out ``plan`` (and the ``usb`` plan) on ``document``.
 
-    That is its entries minus the removed ones, in their places, then the added ones.
+    That is its entries minus the removed ones, in their places, then the added ones; the
+    ``usb`` list is written only when its plan changes something.
     """
     keep = tuple(
         position for position, entry in enumerate(document.entries) if not plan.is_removed(entry)
     )
-    return PermittedChange(document.version, keep, plan.add, plan.managed)
+    usb_change = None
+    if usb is not None and usb.changed:
+        usb_keep = tuple(
+            position
+            for position, entry in enumerate(document.usb_entries)
+            if not usb.is_removed(entry)
+        )
+        usb_change = UsbChange(usb_keep, usb.add, usb.managed)
+    return PermittedChange(document.version, keep, plan.add, plan.managed, usb_change)
 
 
 @attrs.frozen(order=True)

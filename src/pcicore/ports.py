@@ -28,7 +28,13 @@ if TYPE_CHECKING:
         StatusFields,
     )
     from pcicore.ledger import Ledger
-    from pcicore.permitted import ClaimedAddress, DeviceKind, PermittedChange, PermittedDocument
+    from pcicore.permitted import (
+        ClaimedAddress,
+        DeviceKind,
+        PermittedChange,
+        PermittedDocument,
+        PermittedKey,
+    )
     from pcicore.sriov import ObservedSriovDevice, SriovPf, SriovStatus
     from pcicore.usb import UsbClaim, UsbClaimDecision, UsbDevice, UsbStatus
 
@@ -287,4 +293,40 @@ class UsbClaimStore(Protocol):
 
     def emit(self, claim: UsbClaim, event: ClaimEvent) -> None:
         """Record an Event about ``claim``."""
+        ...
+
+
+class EnabledUsbDevices(Protocol):
+    """The USB devices of this node that claims enable (what the device plugin advertises)."""
+
+    def enabled_usb(self) -> Mapping[str, UsbStatus]:
+        """Each enabled device's status, by USBDevice name."""
+        ...
+
+
+class UsbNodes(Protocol):
+    """USB device nodes (``/dev/bus/usb/BBB/DDD``) of the host."""
+
+    def exists(self, device_path: str) -> bool:
+        """Whether the node is there."""
+        ...
+
+    def hand_over(self, device_path: str) -> None:
+        """Make the node usable by the VM's QEMU (its owner).
+
+        Raises:
+            PciDevicesError: the node is gone or cannot be changed; the message says why.
+        """
+        ...
+
+
+class ClaimedUsbKinds(Protocol):
+    """The USB devices the USBDeviceClaims of the cluster ask KubeVirt to permit."""
+
+    def synced(self) -> bool:
+        """Whether the claims and USBDevices have been read once."""
+        ...
+
+    def wanted(self) -> frozenset[PermittedKey]:
+        """The ``usb`` entries the live claims need."""
         ...

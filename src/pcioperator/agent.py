@@ -16,6 +16,7 @@ from pcihost.uevents import KernelPciEvents
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync
 from pcioperator.controllers.sriov import SriovSync
+from pcioperator.controllers.usb import UsbSync
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.runner import Controller
@@ -50,6 +51,7 @@ class Agent:
         services: tuple[Service, ...] = (),
         kernel_events: KernelPciEvents | None = None,
         sriov: SriovSync | None = None,
+        usb: UsbSync | None = None,
     ) -> None:
         """Assemble the agent from its parts (see `pcidevices.wiring.agent` for the wiring)."""
         self.devices = devices
@@ -60,6 +62,7 @@ class Agent:
         self.services = services
         self.kernel_events = kernel_events
         self.sriov = sriov
+        self.usb = usb
         self.queue: WorkQueue[str] = queue if queue is not None else WorkQueue()
         self._loops = LoopThreads()
         self.stopping = self._loops.stopping
@@ -70,6 +73,8 @@ class Agent:
         }
         if sriov is not None:
             handlers[SriovSync.KEY] = sriov.reconcile
+        if usb is not None:
+            handlers[UsbSync.KEY] = usb.reconcile
         self._controller: Controller[str] = Controller(
             "agent", self.queue, lambda key: handlers[key](), observer=metrics
         )
@@ -104,6 +109,8 @@ class Agent:
         informers = [self.devices.informer, self.claims_informer]
         if self.sriov is not None and self.sriov.informer is not None:
             informers.append(self.sriov.informer)
+        if self.usb is not None:
+            informers.extend(self.usb.informers.values())
         return informers
 
     def start(self) -> None:
@@ -119,6 +126,8 @@ class Agent:
         }
         if self.sriov is not None and self.sriov.informer is not None:
             loops["sriov-informer"] = self.sriov.informer.run
+        if self.usb is not None:
+            loops.update({name: informer.run for name, informer in self.usb.informers.items()})
         if self.kernel_events is not None and self.kernel_events.open():
             loops["kernel-events"] = self.kernel_events.run
         self._loops.start(loops)
@@ -126,6 +135,8 @@ class Agent:
         self.queue.add(ClaimController.KEY)
         if self.sriov is not None:
             self.queue.add(SriovSync.KEY)
+        if self.usb is not None:
+            self.queue.add(UsbSync.KEY)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop everything and wait for the loops to end; calling it again is harmless."""

@@ -2,7 +2,8 @@
 
 One background thread keeps the servers in step with the world:
 - every ``health_interval`` it reads the claimed devices (`ClaimedDevices`), the bus
-  (`PciBus`) and the VFIO nodes (`VfioNodes`), starts a server for each new resource, publishes
+  (`PciBus`) and the VFIO nodes (`VfioNodes`) — and, in the agent, the enabled USB devices and
+  their device nodes (`UsbAdvertising`) — starts a server for each new resource, publishes
   each resource's devices (ListAndWatch streams send the set when it changed) and stops servers
   of resources no longer claimed;
 - every ``socket_interval`` it checks the sockets: a kubelet restart deletes the plugin sockets
@@ -26,11 +27,13 @@ import attrs
 
 from pcicore.errors import PciDevicesError
 from pcicore.naming import ResourceName
-from pcicore.ports import PciBus
+from pcicore.ports import EnabledUsbDevices, PciBus, UsbNodes
 from pcicore.resources import ClaimedDevices, ResourcePool, VfioNodes, observe_pools
+from pcicore.usb import UsbPool
 from pcihost.paths import DEFAULT_DEVICE_PLUGINS_DIR
 from pciplugin.kubelet import KUBELET_SOCKET
 from pciplugin.server import ResourceServer
+from pciplugin.usb import UsbServicerFactory, observe_usb_pools
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +55,29 @@ class PluginSettings:
     register_timeout: float = 1.0
 
 
+class _NoUsbNodes:
+    """No USB device nodes: the stand-in when USB is not served."""
+
+    def exists(self, _device_path: str) -> bool:
+        return False
+
+    def hand_over(self, device_path: str) -> None:
+        raise PciDevicesError(f"USB is not served by this plugin; cannot hand over {device_path}")
+
+
+@attrs.frozen
+class UsbAdvertising:
+    """Where the plugin finds the USB devices to advertise (none: USB is not served).
+
+    Attributes:
+        enabled: The enabled USB devices of the node (the agent's USB controller).
+        nodes: The host's USB device nodes.
+    """
+
+    enabled: EnabledUsbDevices | None = None
+    nodes: UsbNodes = attrs.field(factory=_NoUsbNodes)
+
+
 class DevicePluginHost:
     """The device plugins of one node, kept in step by a background thread."""
 
@@ -61,12 +87,17 @@ class DevicePluginHost:
         claims: ClaimedDevices,
         bus: PciBus,
         vfio: VfioNodes,
+        usb: UsbAdvertising | None = None,
     ) -> None:
-        """Advertise the devices ``claims`` names, as ``bus`` and ``vfio`` show them."""
+        """Advertise the devices ``claims`` names, as ``bus`` and ``vfio`` show them.
+
+        With ``usb``, also each enabled USB device, as its device node shows it.
+        """
         self.settings = settings
         self._claims = claims
         self._bus = bus
         self._vfio = vfio
+        self._usb = usb if usb is not None and usb.enabled is not None else None
         self._servers: dict[ResourceName, ResourceServer] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,7 +157,10 @@ class DevicePluginHost:
         self._next_health = time.monotonic() + self.settings.health_interval
         pools = observe_pools(self._claims.claimed(), self._bus, self._vfio)
         iommufd = self._vfio.iommufd_available()
-        for name in [name for name in self._servers if name not in pools]:
+        usb_pools: dict[ResourceName, UsbPool] = {}
+        if self._usb is not None and self._usb.enabled is not None:
+            usb_pools = observe_usb_pools(self._usb.enabled.enabled_usb(), self._usb.nodes)
+        for name in [name for name in self._servers if name not in pools | usb_pools]:
             _log.info("resource %s is no longer claimed: stopping its plugin", name)
             self._servers[name].stop()
             del self._servers[name]
@@ -136,12 +170,23 @@ class DevicePluginHost:
                 self._start_server(pool, iommufd=iommufd)
             else:
                 server.publish(pool, iommufd=iommufd)
+        for name, usb_pool in usb_pools.items():
+            server = self._servers.get(name)
+            if server is None and self._usb is not None:
+                servicer = UsbServicerFactory(self._usb.nodes)
+                self._serve(
+                    ResourceServer(self.settings.device_plugins_dir, usb_pool, servicer=servicer)
+                )
+            elif server is not None:
+                server.publish(usb_pool)
 
     def _start_server(self, pool: ResourcePool, *, iommufd: bool) -> None:
-        server = ResourceServer(self.settings.device_plugins_dir, pool, iommufd=iommufd)
+        self._serve(ResourceServer(self.settings.device_plugins_dir, pool, iommufd=iommufd))
+
+    def _serve(self, server: ResourceServer) -> None:
         server.start()
-        self._servers[pool.name] = server
-        _log.info("serving %s on %s", pool.name, server.socket)
+        self._servers[server.resource] = server
+        _log.info("serving %s on %s", server.resource, server.socket)
 
     def _check_sockets(self) -> None:
         kubelet = self.settings.device_plugins_dir / KUBELET_SOCKET

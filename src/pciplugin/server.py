@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, Protocol
 
 import grpc
 
 from pcicore.naming import ResourceName
 from pcicore.resources import ResourcePool
 from pciplugin.kubelet import RegistrationError, SocketIdentity, register, socket_identity
-from pciplugin.service import DevicePluginService, PoolFeed
+from pciplugin.service import DevicePluginService, PluginServicer, PoolFeed, method_handlers
 
 _log = logging.getLogger(__name__)
 
@@ -38,17 +39,42 @@ def socket_name(folder: Path, resource: ResourceName) -> str:
     return f"{SOCKET_PREFIX}{digest}.sock"
 
 
+class NamedPool(Protocol):
+    """A resource's device set: it knows the resource's name."""
+
+    @property
+    def name(self) -> ResourceName:
+        """The resource."""
+        ...
+
+
+ServicerFactory = Callable[[ResourceName, PoolFeed[Any]], PluginServicer]
+"""Builds the service that answers the kubelet for one resource from its feed."""
+
+
+def pci_servicer(resource: ResourceName, feed: PoolFeed[ResourcePool]) -> PluginServicer:
+    """The PCI (VFIO) service of a resource."""
+    return DevicePluginService(resource, feed)
+
+
 class ResourceServer:
     """Serves ``v1beta1.DevicePlugin`` for one resource and keeps it registered."""
 
-    def __init__(self, folder: Path, pool: ResourcePool, *, iommufd: bool = False) -> None:
-        """Serve ``pool`` on a socket in ``folder`` (not yet started)."""
+    def __init__(
+        self,
+        folder: Path,
+        pool: NamedPool,
+        *,
+        iommufd: bool = False,
+        servicer: ServicerFactory = pci_servicer,
+    ) -> None:
+        """Serve ``pool`` on a socket in ``folder`` (not yet started), answered by ``servicer``."""
         self.resource = pool.name
         self.folder = folder
         self.endpoint = socket_name(folder, pool.name)
         self.socket = folder / self.endpoint
-        self.feed = PoolFeed(pool, iommufd=iommufd)
-        self._service = DevicePluginService(pool.name, self.feed)
+        self.feed: PoolFeed[Any] = PoolFeed(pool, iommufd=iommufd)
+        self._service = servicer(pool.name, self.feed)
         self._server: grpc.Server | None = None
         self._served: SocketIdentity | None = None
         self.registered_with: SocketIdentity | None = None
@@ -59,7 +85,7 @@ class ResourceServer:
         """Listen on the socket (replacing a stale file of a previous run)."""
         self.socket.unlink(missing_ok=True)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=_WORKERS))
-        server.add_generic_rpc_handlers([self._service.handler()])
+        server.add_generic_rpc_handlers([method_handlers(self._service)])
         server.add_insecure_port(f"unix://{self.socket}")
         server.start()
         self._server = server
@@ -93,7 +119,7 @@ class ResourceServer:
         self.registered_with = kubelet
         _log.info("registered %s with the kubelet as %s", self.resource, self.endpoint)
 
-    def publish(self, pool: ResourcePool, *, iommufd: bool) -> None:
+    def publish(self, pool: NamedPool, *, iommufd: bool = False) -> None:
         """Advertise ``pool`` from now on."""
         self.feed.publish(pool, iommufd=iommufd)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from typing import Any, Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import grpc
 
@@ -32,10 +32,14 @@ SERVICE: Final = "v1beta1.DevicePlugin"
 _STREAM_CHECK_SECONDS: Final = 2.0
 
 
-class PoolFeed:
+PoolT = TypeVar("PoolT")
+"""The device set of one resource (`ResourcePool` for PCI, `pcicore.usb.UsbPool` for USB)."""
+
+
+class PoolFeed(Generic[PoolT]):
     """The latest state of one resource, and a way for streams to wait for the next one."""
 
-    def __init__(self, pool: ResourcePool, *, iommufd: bool = False) -> None:
+    def __init__(self, pool: PoolT, *, iommufd: bool = False) -> None:
         """Start with ``pool``."""
         self._changed = threading.Condition()
         self._pool = pool
@@ -44,7 +48,7 @@ class PoolFeed:
         self._closed = False
 
     @property
-    def pool(self) -> ResourcePool:
+    def pool(self) -> PoolT:
         """The resource's devices now."""
         return self._pool
 
@@ -53,7 +57,7 @@ class PoolFeed:
         """Whether the host exposes ``/dev/iommu``."""
         return self._iommufd
 
-    def publish(self, pool: ResourcePool, *, iommufd: bool) -> None:
+    def publish(self, pool: PoolT, *, iommufd: bool = False) -> None:
         """Replace the state; wake the streams when the device set changed."""
         with self._changed:
             self._iommufd = iommufd
@@ -62,7 +66,7 @@ class PoolFeed:
                 self._version += 1
                 self._changed.notify_all()
 
-    def next_after(self, version: int, timeout: float) -> tuple[int, ResourcePool] | None:
+    def next_after(self, version: int, timeout: float) -> tuple[int, PoolT] | None:
         """The state after a change, `wake` or ``timeout`` (first wins); ``None`` once closed."""
         with self._changed:
             if not self._closed and self._version == version:
@@ -83,10 +87,96 @@ class PoolFeed:
             self._changed.notify_all()
 
 
+def watch(
+    feed: PoolFeed[PoolT],
+    context: grpc.ServicerContext,
+    response: Callable[[PoolT], api_pb2.ListAndWatchResponse],
+) -> Iterator[api_pb2.ListAndWatchResponse]:
+    """ListAndWatch: the device set now, then at each change, until the client leaves."""
+    version = -1
+    context.add_callback(feed.wake)  # a client that leaves ends the wait at once
+    while context.is_active():
+        update = feed.next_after(version, _STREAM_CHECK_SECONDS)
+        if update is None:
+            return
+        if update[0] != version:
+            version = update[0]
+            yield response(update[1])
+
+
+class PluginServicer(Protocol):
+    """The five methods of ``v1beta1.DevicePlugin``, as one resource answers them."""
+
+    def get_device_plugin_options(
+        self, request: api_pb2.Empty, context: grpc.ServicerContext
+    ) -> api_pb2.DevicePluginOptions:
+        """What the plugin supports."""
+        ...
+
+    def list_and_watch(
+        self, request: api_pb2.Empty, context: grpc.ServicerContext
+    ) -> Iterator[api_pb2.ListAndWatchResponse]:
+        """The device set, then each change."""
+        ...
+
+    def get_preferred_allocation(
+        self, request: api_pb2.PreferredAllocationRequest, context: grpc.ServicerContext
+    ) -> api_pb2.PreferredAllocationResponse:
+        """Which devices to hand out."""
+        ...
+
+    def allocate(
+        self, request: api_pb2.AllocateRequest, context: grpc.ServicerContext
+    ) -> api_pb2.AllocateResponse:
+        """What each container gets."""
+        ...
+
+    def pre_start_container(
+        self, request: api_pb2.PreStartContainerRequest, context: grpc.ServicerContext
+    ) -> api_pb2.PreStartContainerResponse:
+        """Work before a container starts."""
+        ...
+
+
+def method_handlers(service: PluginServicer) -> grpc.GenericRpcHandler[Any, Any]:
+    """The gRPC method table of ``service`` (its methods mix message types, hence Any)."""
+    unary = grpc.unary_unary_rpc_method_handler
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "GetDevicePluginOptions": unary(
+                service.get_device_plugin_options,
+                request_deserializer=api_pb2.Empty.FromString,
+                response_serializer=api_pb2.DevicePluginOptions.SerializeToString,
+            ),
+            "ListAndWatch": grpc.unary_stream_rpc_method_handler(
+                service.list_and_watch,
+                request_deserializer=api_pb2.Empty.FromString,
+                response_serializer=api_pb2.ListAndWatchResponse.SerializeToString,
+            ),
+            "GetPreferredAllocation": unary(
+                service.get_preferred_allocation,
+                request_deserializer=api_pb2.PreferredAllocationRequest.FromString,
+                response_serializer=api_pb2.PreferredAllocationResponse.SerializeToString,
+            ),
+            "Allocate": unary(
+                service.allocate,
+                request_deserializer=api_pb2.AllocateRequest.FromString,
+                response_serializer=api_pb2.AllocateResponse.SerializeToString,
+            ),
+            "PreStartContainer": unary(
+                service.pre_start_container,
+                request_deserializer=api_pb2.PreStartContainerRequest.FromString,
+                response_serializer=api_pb2.PreStartContainerResponse.SerializeToString,
+            ),
+        },
+    )
+
+
 class DevicePluginService:
     """Answers the kubelet for one resource, from its `PoolFeed`."""
 
-    def __init__(self, resource: ResourceName, feed: PoolFeed) -> None:
+    def __init__(self, resource: ResourceName, feed: PoolFeed[ResourcePool]) -> None:
         """Serve ``resource`` from ``feed``."""
         self.resource = resource
         self._feed = feed
@@ -101,15 +191,7 @@ class DevicePluginService:
         self, _request: api_pb2.Empty, context: grpc.ServicerContext
     ) -> Iterator[api_pb2.ListAndWatchResponse]:
         """The device set now, then again each time it changes, until the client leaves."""
-        version = -1
-        context.add_callback(self._feed.wake)  # a client that leaves ends the wait at once
-        while context.is_active():
-            update = self._feed.next_after(version, _STREAM_CHECK_SECONDS)
-            if update is None:
-                return
-            if update[0] != version:
-                version = update[0]
-                yield messages.list_and_watch_response(update[1])
+        return watch(self._feed, context, messages.list_and_watch_response)
 
     def get_preferred_allocation(
         self, request: api_pb2.PreferredAllocationRequest, context: grpc.ServicerContext
@@ -159,35 +241,5 @@ class DevicePluginService:
         return api_pb2.PreStartContainerResponse()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        """The gRPC method table of this service (its methods mix message types, hence Any)."""
-        unary = grpc.unary_unary_rpc_method_handler
-        return grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "GetDevicePluginOptions": unary(
-                    self.get_device_plugin_options,
-                    request_deserializer=api_pb2.Empty.FromString,
-                    response_serializer=api_pb2.DevicePluginOptions.SerializeToString,
-                ),
-                "ListAndWatch": grpc.unary_stream_rpc_method_handler(
-                    self.list_and_watch,
-                    request_deserializer=api_pb2.Empty.FromString,
-                    response_serializer=api_pb2.ListAndWatchResponse.SerializeToString,
-                ),
-                "GetPreferredAllocation": unary(
-                    self.get_preferred_allocation,
-                    request_deserializer=api_pb2.PreferredAllocationRequest.FromString,
-                    response_serializer=api_pb2.PreferredAllocationResponse.SerializeToString,
-                ),
-                "Allocate": unary(
-                    self.allocate,
-                    request_deserializer=api_pb2.AllocateRequest.FromString,
-                    response_serializer=api_pb2.AllocateResponse.SerializeToString,
-                ),
-                "PreStartContainer": unary(
-                    self.pre_start_container,
-                    request_deserializer=api_pb2.PreStartContainerRequest.FromString,
-                    response_serializer=api_pb2.PreStartContainerResponse.SerializeToString,
-                ),
-            },
-        )
+        """The gRPC method table of this service."""
+        return method_handlers(self)

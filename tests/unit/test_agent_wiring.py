@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import attrs
 from kubernetes.client import ApiClient
 
 from pcicore.address import PciAddress
@@ -25,7 +26,7 @@ from pcioperator.agent import Agent
 from pcioperator.kube.api import KubeApi
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
-from pciplugin.host import DevicePluginHost, PluginSettings
+from pciplugin.host import DevicePluginHost, PluginSettings, UsbAdvertising
 
 
 class FakeInformer:
@@ -165,6 +166,18 @@ class TestAgentInjector:
         agent = agent_injector(config, ApiClient(), IDS).get(Agent)
         assert [type(s) for s in agent.services] == [DevicePluginHost]
         assert agent.health is None
+
+    def test_plugin_advertises_the_usb_controllers_enabled_devices(self, tmp_path):
+        """The plugin's USB source is the agent's own USB controller; --no-usb leaves both out."""
+        config = AgentConfig(node="n1", state_file=tmp_path / "claims.json", metrics_address=None)
+        inj = agent_injector(config, ApiClient(), IDS)
+        agent = inj.get(Agent)
+        assert agent.usb is not None
+        assert inj.get(UsbAdvertising).enabled is agent.usb
+        config = attrs.evolve(config, usb=False)
+        inj = agent_injector(config, ApiClient(), IDS)
+        assert inj.get(Agent).usb is None
+        assert inj.get(UsbAdvertising).enabled is None
 
     def test_plugin_can_be_left_out(self, tmp_path):
         """--no-device-plugin leaves the services empty."""

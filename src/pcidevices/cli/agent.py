@@ -81,6 +81,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="do not follow the kernel's PCI events (rescan on the timer only)",
     )
+    agent.add_argument(
+        "--no-usb",
+        action="store_true",
+        help="do not publish USB devices (USBDevice) nor answer USBDeviceClaims",
+    )
+    agent.add_argument("--usb-ids", type=Path, metavar="PATH", help="usb.ids database to use")
     agent.set_defaults(run=_run)
 
 
@@ -103,5 +109,6 @@ def _run(args: argparse.Namespace) -> int:
         device_plugin=not args.no_device_plugin,
         kernel_events=not args.no_kernel_events and args.sysfs == DEFAULT_SYSFS_ROOT,
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
+        usb=not args.no_usb,
     )
-    return agent.run(config, args.kubeconfig, args.pci_ids)
+    return agent.run(config, args.kubeconfig, args.pci_ids, args.usb_ids)

@@ -30,6 +30,7 @@ from pcicore.policy import GroupPolicy
 from pcicore.ports import HostFactsSource, LedgerStore, PciBus, SriovControl
 from pcicore.protection import DenyList, HostProtection
 from pcicore.resources import ClaimedDevice, ClaimedDevices, device_resource_name
+from pcicore.usbids import UsbIds
 from pcidevices.process import (
     CountedApiModule,
     configure_logging,
@@ -47,15 +48,19 @@ from pcihost.paths import (
 from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
 from pcihost.uevents import KernelPciEvents
+from pcihost.usb import HostUsbNodes, SysfsUsbBus, load_usb_ids
 from pcioperator.agent import Agent, Service
 from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
 from pcioperator.controllers.sriov import KubeSriovStore, SriovSync
+from pcioperator.controllers.usb import KubeUsbClaimStore, KubeUsbStore, UsbSync
 from pcioperator.kube.api import (
     PCIDEVICECLAIMS,
     PCIDEVICES,
     SRIOVNETWORKDEVICES,
+    USBDEVICECLAIMS,
+    USBDEVICES,
     JsonObject,
     KubeApi,
 )
@@ -65,7 +70,7 @@ from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
 from pcioperator.wire.claim import Claim, claim_from_object
-from pciplugin.host import DevicePluginHost, PluginSettings
+from pciplugin.host import DevicePluginHost, PluginSettings, UsbAdvertising
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,7 @@ class AgentConfig:
         device_plugin: Whether to serve the kubelet device plugin in this process.
         kernel_events: Whether to follow the kernel's PCI hot-plug/bind events (netlink).
         plugin_settings: Device-plugins folder and intervals.
+        usb: Whether to publish the node's USB devices and answer USBDeviceClaims.
     """
 
     node: str
@@ -101,6 +107,7 @@ class AgentConfig:
     device_plugin: bool = True
     kernel_events: bool = True
     plugin_settings: PluginSettings = attrs.field(factory=PluginSettings)
+    usb: bool = True
 
 
 def parsed_claims(informer: Informer) -> Iterator[tuple[JsonObject, Claim, PciAddress]]:
@@ -200,9 +207,10 @@ AgentQueue = Annotated[WorkQueue[str], "the agent's work queue"]
 
 
 def _claims_changed(queue: WorkQueue[str]) -> None:
-    """A claim changed: reconcile claims, and VF counts (a release may unblock one)."""
+    """A claim changed: claims, VF counts (a release may unblock one), USB (its controller)."""
     queue.add(ClaimController.KEY)
     queue.add(SriovSync.KEY)
+    queue.add(UsbSync.KEY)
 
 
 KernelEvents = Annotated[KernelPciEvents | None, "the kernel's PCI events, if followed"]
@@ -212,14 +220,16 @@ KernelEvents = Annotated[KernelPciEvents | None, "the kernel's PCI events, if fo
 class AgentModule(injector.Module):
     """The agent's own wiring. Builds objects only; nothing here reads files or the network."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, usb_ids: UsbIds | None = None) -> None:
         """Wire an agent for ``config`` (host: `HostModule`; API: `CountedApiModule`)."""
         self._config = config
+        self._usb_ids = usb_ids if usb_ids is not None else UsbIds.empty()
 
     def configure(self, binder: injector.Binder) -> None:
         """Bind the values given at start-up."""
         binder.bind(AgentConfig, to=self._config)
         binder.bind(PluginSettings, to=self._config.plugin_settings)
+        binder.bind(UsbIds, to=self._usb_ids)
 
     @injector.singleton
     @injector.provider
@@ -298,6 +308,45 @@ class AgentModule(injector.Module):
 
     @injector.singleton
     @injector.provider
+    def usb(
+        self,
+        config: AgentConfig,
+        api: KubeApi,
+        ids: UsbIds,
+        queue: AgentQueue,
+        claims: KubeClaimStore,
+    ) -> UsbSync:
+        """The USBDevice and USBDeviceClaim controller of this node."""
+        devices = Informer(
+            api,
+            USBDEVICES,
+            label_selector=node_selector(config.node),
+            on_change=lambda _name: queue.add(UsbSync.KEY),
+        )
+        usb_claims = Informer(api, USBDEVICECLAIMS, on_change=lambda _name: queue.add(UsbSync.KEY))
+        return UsbSync(
+            node=NodeName(config.node),
+            bus=SysfsUsbBus(config.sysfs),
+            ids=ids,
+            store=KubeUsbStore(api, devices, config.node),
+            claims=KubeUsbClaimStore(api, usb_claims, EventRecorder(api, config.node)),
+            claimed_controllers=claimed_addresses(config.node, claims.informer),
+            rescan_interval=config.rescan_interval,
+            informers={"usbdevices-informer": devices, "usb-claims-informer": usb_claims},
+        )
+
+    @injector.singleton
+    @injector.provider
+    def usb_advertising(
+        self, config: AgentConfig, usb: injector.ProviderOf[UsbSync]
+    ) -> UsbAdvertising:
+        """The enabled USB devices the device plugin advertises (none when USB is off)."""
+        if not config.usb:
+            return UsbAdvertising()
+        return UsbAdvertising(usb.get(), HostUsbNodes(config.dev_root))
+
+    @injector.singleton
+    @injector.provider
     def claim_store(self, config: AgentConfig, api: KubeApi, queue: AgentQueue) -> KubeClaimStore:
         """This node's claims: a cache of every claim, watched; a change queues the claims."""
         return KubeClaimStore(
@@ -364,6 +413,7 @@ class AgentModule(injector.Module):
         plugin: injector.ProviderOf[DevicePluginHost],
         events: KernelEvents,
         sriov: SriovSync,
+        usb: injector.ProviderOf[UsbSync],
     ) -> Agent:
         """The whole agent, with the device plugin when configured."""
         services: tuple[Service, ...] = (plugin.get(),) if config.device_plugin else ()
@@ -376,6 +426,7 @@ class AgentModule(injector.Module):
             services=services,
             kernel_events=events,
             sriov=sriov,
+            usb=usb.get() if config.usb else None,
         )
         if config.metrics_address is not None:
             agent.health = HealthServer(config.metrics_address, metrics, agent.healthy, agent.ready)
@@ -390,27 +441,36 @@ def host_config(config: AgentConfig) -> HostConfig:
 
 
 def agent_injector(
-    config: AgentConfig, api_client: k8s_client.ApiClient, ids: PciIds
+    config: AgentConfig,
+    api_client: k8s_client.ApiClient,
+    ids: PciIds,
+    usb_ids: UsbIds | None = None,
 ) -> injector.Injector:
-    """The injector of one agent process."""
+    """The injector of one agent process (``usb_ids``: none, USB devices are unnamed)."""
     return injector.Injector(
         [
             HostModule(host_config(config), EngineConfig(config.deny), ids),
-            AgentModule(config),
+            AgentModule(config, usb_ids),
             CountedApiModule(api_client),
             DevicePluginModule(),
         ]
     )
 
 
-def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> int:
+def run(
+    config: AgentConfig,
+    kubeconfig: Path | None,
+    pci_ids: Path | None,
+    usb_ids: Path | None = None,
+) -> int:
     """Run the agent until SIGTERM or SIGINT; return the exit status."""
     configure_logging()
     SysfsPciBus(config.sysfs).check()
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
     check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
-    agent = agent_injector(config, api_client, ids).get(Agent)
+    usb_names = load_usb_ids(usb_ids) if config.usb else None
+    agent = agent_injector(config, api_client, ids, usb_names).get(Agent)
     stop = termination_signal()
     agent.start()
     log.info("agent running on node %s", config.node)

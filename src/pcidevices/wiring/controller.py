@@ -26,6 +26,7 @@ from pcidevices.process import (
 )
 from pcioperator.controllers.kubevirt import (
     KubeClaimedDeviceKinds,
+    KubeClaimedUsbKinds,
     KubeVirtCaches,
     KubeVirtController,
     KubeVirtPermittedStore,
@@ -33,7 +34,13 @@ from pcioperator.controllers.kubevirt import (
     PermittedDevicesSync,
     kubevirt_informer,
 )
-from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.api import (
+    PCIDEVICECLAIMS,
+    PCIDEVICES,
+    USBDEVICECLAIMS,
+    USBDEVICES,
+    KubeApi,
+)
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.leader import LeaderElector, LeaseSettings
 from pcioperator.kube.metrics import AgentMetrics, HealthServer
@@ -110,6 +117,8 @@ class ControllerModule(injector.Module):
             claims=Informer(api, PCIDEVICECLAIMS, on_change=changed),
             devices=Informer(api, PCIDEVICES, on_change=changed),
             kubevirts=kubevirt_informer(api, config.target, changed),
+            usb_claims=Informer(api, USBDEVICECLAIMS, on_change=changed),
+            usb_devices=Informer(api, USBDEVICES, on_change=changed),
         )
 
     @injector.singleton
@@ -127,6 +136,11 @@ class ControllerModule(injector.Module):
             claims=KubeClaimedDeviceKinds(caches),
             permitted=KubeVirtPermittedStore(api, config.target, caches.kubevirts),
             may_write=elector.leading.is_set,
+            usb=(
+                KubeClaimedUsbKinds(caches.usb_claims, caches.usb_devices)
+                if caches.usb_claims is not None and caches.usb_devices is not None
+                else None
+            ),
         )
 
     @injector.singleton

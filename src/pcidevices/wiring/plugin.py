@@ -23,7 +23,7 @@ from pcidevices.process import configure_logging, termination_signal
 from pcidevices.wiring.host import HostConfig, HostModule
 from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
-from pciplugin.host import DevicePluginHost, PluginSettings
+from pciplugin.host import DevicePluginHost, PluginSettings, UsbAdvertising
 
 _log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class VfioBoundDevices:
 class DevicePluginModule(injector.Module):
     """The device plugin's wiring; the process provides the settings and the ports.
 
-    Needs `PluginSettings`, `ClaimedDevices`, `PciBus` and `VfioNodes`; gives the
+    Needs `PluginSettings`, `ClaimedDevices`, `PciBus`, `VfioNodes` and `UsbAdvertising`; gives the
     `DevicePluginHost` (one per injector), which the process starts and stops.
     """
 
@@ -65,9 +65,10 @@ class DevicePluginModule(injector.Module):
         claims: ClaimedDevices,
         bus: PciBus,
         vfio: VfioNodes,
+        usb: UsbAdvertising,
     ) -> DevicePluginHost:
         """The node's device plugins."""
-        return DevicePluginHost(settings, claims, bus, vfio)
+        return DevicePluginHost(settings, claims, bus, vfio, usb)
 
 
 class StandaloneModule(injector.Module):
@@ -80,6 +81,7 @@ class StandaloneModule(injector.Module):
     def configure(self, binder: injector.Binder) -> None:
         """Bind the values given at start-up."""
         binder.bind(PluginSettings, to=self._settings)
+        binder.bind(UsbAdvertising, to=UsbAdvertising())  # USB devices are the agent's
 
     @injector.singleton
     @injector.provider

@@ -42,13 +42,17 @@ from pcicore.permitted import (
     KubeVirtRef,
     PermittedChange,
     PermittedDocument,
+    PermittedKey,
     PermittedPlan,
     choose_kubevirt,
     claimed_kinds,
     permitted_change,
     plan_document,
+    plan_usb_document,
+    usb_permitted_keys,
 )
-from pcicore.ports import ClaimedDeviceKinds, PermittedDevicesStore
+from pcicore.ports import ClaimedDeviceKinds, ClaimedUsbKinds, PermittedDevicesStore
+from pcioperator.controllers.usb import parsed_usb_claims
 from pcioperator.kube.api import JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import ApiError, NotFoundError
 from pcioperator.kube.informer import Informer
@@ -56,14 +60,18 @@ from pcioperator.kube.leader import LeaderElector
 from pcioperator.kube.runner import Controller, ReconcileObserver
 from pcioperator.kube.threads import Loop, LoopThreads
 from pcioperator.kube.workqueue import Backoff, WorkQueue
+from pcioperator.wire import usb as usb_wire
 from pcioperator.wire.claim import claim_from_object
 from pcioperator.wire.kubevirt import (
     MANAGED_ANNOTATION,
+    MANAGED_USB_ANNOTATION,
     entry_from_wire,
     entry_to_wire,
     managed_from_wire,
     managed_to_wire,
     pci_host_devices,
+    usb_entry_from_wire,
+    usb_entry_to_wire,
 )
 
 log = logging.getLogger(__name__)
@@ -169,11 +177,13 @@ def resource_version(cr: JsonObject) -> str:
 
 
 def document_from_wire(cr: JsonObject) -> PermittedDocument:
-    """The CR's permitted list and ownership record, as the domain sees them."""
+    """The CR's permitted lists and ownership records, as the domain sees them."""
     return PermittedDocument(
         version=resource_version(cr),
         entries=tuple(entry_from_wire(item) for item in pci_host_devices(cr)),
         managed=managed_from_wire(cr),
+        usb_entries=tuple(usb_entry_from_wire(item) for item in pci_host_devices(cr, "usb")),
+        usb_managed=managed_from_wire(cr, MANAGED_USB_ANNOTATION),
     )
 
 
@@ -182,12 +192,17 @@ def change_to_wire(cr: JsonObject, change: PermittedChange) -> JsonObject:
     raw = pci_host_devices(cr)
     items = [raw[position] for position in change.keep]
     items.extend(entry_to_wire(key) for key in change.add)
+    annotations = {MANAGED_ANNOTATION: managed_to_wire(change.managed)}
+    permitted: JsonObject = {"pciHostDevices": items}
+    if change.usb is not None:
+        raw_usb = pci_host_devices(cr, "usb")
+        usb = [raw_usb[position] for position in change.usb.keep]
+        usb.extend(usb_entry_to_wire(key) for key in change.usb.add)
+        permitted["usb"] = usb
+        annotations[MANAGED_USB_ANNOTATION] = managed_to_wire(change.usb.managed)
     return {
-        "metadata": {
-            "resourceVersion": change.version,
-            "annotations": {MANAGED_ANNOTATION: managed_to_wire(change.managed)},
-        },
-        "spec": {"configuration": {"permittedHostDevices": {"pciHostDevices": items}}},
+        "metadata": {"resourceVersion": change.version, "annotations": annotations},
+        "spec": {"configuration": {"permittedHostDevices": permitted}},
     }
 
 
@@ -196,21 +211,26 @@ def change_to_wire(cr: JsonObject, change: PermittedChange) -> JsonObject:
 
 @attrs.frozen
 class KubeVirtCaches:
-    """The informers the controller reads: claims, PCIDevices and KubeVirt CRs.
+    """The informers the controller reads: claims, PCIDevices, KubeVirt CRs, USB objects.
 
     Attributes:
         claims: Every PCIDeviceClaim in the cluster.
         devices: Every PCIDevice in the cluster.
         kubevirts: The KubeVirt CRs of the target's namespace (see `kubevirt_informer`).
+        usb_claims: Every USBDeviceClaim (``None``: USB entries are not kept).
+        usb_devices: Every USBDevice (with ``usb_claims``).
     """
 
     claims: Informer
     devices: Informer
     kubevirts: Informer
+    usb_claims: Informer | None = None
+    usb_devices: Informer | None = None
 
     def all(self) -> tuple[Informer, ...]:
-        """The three, in the order above."""
-        return (self.claims, self.devices, self.kubevirts)
+        """Every informer, in the order above."""
+        usb = tuple(i for i in (self.usb_claims, self.usb_devices) if i is not None)
+        return (self.claims, self.devices, self.kubevirts, *usb)
 
 
 def claimed_from_wire(obj: JsonObject) -> ClaimedAddress | None:
@@ -289,6 +309,33 @@ class KubeClaimedDeviceKinds:
         return _CachedKinds(self._devices)
 
 
+class KubeClaimedUsbKinds:
+    """`pcicore.ports.ClaimedUsbKinds` on the USBDeviceClaim and USBDevice informers."""
+
+    def __init__(self, claims: Informer, devices: Informer) -> None:
+        """Read every USBDeviceClaim from ``claims`` and every USBDevice from ``devices``."""
+        self.claims = claims
+        self.devices = devices
+
+    def synced(self) -> bool:
+        """Whether both informers have listed once."""
+        return self.claims.synced.is_set() and self.devices.synced.is_set()
+
+    def wanted(self) -> frozenset[PermittedKey]:
+        """One entry per live claim whose USBDevice reports its ids and resourceName."""
+        live = [c.name for c in parsed_usb_claims(self.claims) if not c.deleting]
+        statuses = {}
+        for name in live:
+            obj = self.devices.get(name)
+            try:
+                status = None if obj is None else usb_wire.status_from_object(obj)
+            except (cattrs.BaseValidationError, TypeError):
+                status = None
+            if status is not None:
+                statuses[name] = status
+        return usb_permitted_keys(live, statuses)
+
+
 class KubeVirtPermittedStore:
     """`pcicore.ports.PermittedDevicesStore` on the KubeVirt CR's informer and a merge patch."""
 
@@ -346,8 +393,9 @@ class PermittedDevicesSync:
         claims: ClaimedDeviceKinds,
         permitted: PermittedDevicesStore,
         may_write: Callable[[], bool] = lambda: True,
+        usb: ClaimedUsbKinds | None = None,
     ) -> None:
-        """Keep ``permitted`` (the CR ``target``) in step with what ``claims`` ask for."""
+        """Keep ``permitted`` (the CR ``target``) in step with what ``claims`` (and ``usb``) ask."""
         self.target = target
         # Where the CR is, for the log (a store on the API server knows once it is found).
         self.where = (
@@ -358,13 +406,16 @@ class PermittedDevicesSync:
         self._claims = claims
         self._permitted = permitted
         self._may_write = may_write
+        self._usb = usb
         self._absent_logged = False
         self._written_from: str | None = None
         self.last_plan: PermittedPlan | None = None
+        self.last_usb_plan: PermittedPlan | None = None
 
     def reconcile(self) -> float | None:
         """Bring the CR in step; return when to look again (``None``: on the next change)."""
-        if not (self._claims.synced() and self._permitted.synced()):
+        usb_synced = self._usb is None or self._usb.synced()
+        if not (self._claims.synced() and self._permitted.synced() and usb_synced):
             return _NOT_SYNCED_RETRY
         document = self._permitted.read()
         if document is None:
@@ -378,17 +429,22 @@ class PermittedDevicesSync:
         if document.version == self._written_from:
             return _NOT_SYNCED_RETRY  # the cache has not seen our last write yet
         plan = plan_document(document, claimed_kinds(self._claims.claimed(), self._claims.kinds()))
+        usb = None if self._usb is None else plan_usb_document(document, self._usb.wanted())
         self.last_plan = plan
-        if not plan.changed or not self._may_write():
+        self.last_usb_plan = usb
+        changed = plan.changed or (usb is not None and usb.changed)
+        if not changed or not self._may_write():
             return None
-        if not self._permitted.write(permitted_change(document, plan)):
+        if not self._permitted.write(permitted_change(document, plan, usb)):
             return None
         self._written_from = document.version
+        added = [*plan.add, *(usb.add if usb else ())]
+        removed = [*plan.remove, *(usb.remove if usb else ())]
         log.info(
             "KubeVirt CR %s: permitted %s; removed %s",
             self.where,
-            [key.resource_name for key in plan.add] or "nothing",
-            sorted(key.resource_name for key in plan.remove) or "nothing",
+            [key.resource_name for key in added] or "nothing",
+            sorted(key.resource_name for key in removed) or "nothing",
         )
         return None
 
@@ -435,6 +491,10 @@ class KubeVirtController:
             "worker": self._controller.run,
             "leader-election": self.elector.run,
         }
+        if self.caches.usb_claims is not None:
+            loops["usb-claims-informer"] = self.caches.usb_claims.run
+        if self.caches.usb_devices is not None:
+            loops["usbdevices-informer"] = self.caches.usb_devices.run
         self._loops.start(loops)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -522,6 +582,7 @@ __all__ = [
     "KUBEVIRTS",
     "MANAGED_ANNOTATION",
     "KubeClaimedDeviceKinds",
+    "KubeClaimedUsbKinds",
     "KubeVirtCaches",
     "KubeVirtController",
     "KubeVirtLocation",

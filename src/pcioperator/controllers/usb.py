@@ -69,12 +69,13 @@ class UsbSync:
         claimed_controllers: Callable[[], Collection[PciAddress]] = frozenset,
         now: Callable[[], str] = _now,
         rescan_interval: float = 30.0,
-        informers: tuple[Informer, ...] = (),
+        informers: Mapping[str, Informer] | None = None,
     ) -> None:
         """Publish the devices of ``bus`` on ``node`` into ``store``; answer ``claims``.
 
         ``claimed_controllers`` gives the PCI addresses of this node that PCIDeviceClaims name;
-        ``informers`` are the caches behind the stores, held for the agent, which runs them.
+        ``informers`` are the caches behind the stores by loop name, held for the agent, which
+        runs them.
         """
         self._node = node
         self._bus = bus
@@ -84,7 +85,7 @@ class UsbSync:
         self._claimed_controllers = claimed_controllers
         self._now = now
         self._rescan_interval = rescan_interval
-        self.informers = informers
+        self.informers: Mapping[str, Informer] = informers or {}
         self.enabled: Mapping[str, UsbStatus] = {}
 
     def reconcile(self, _key: str = KEY) -> float:
@@ -111,6 +112,10 @@ class UsbSync:
                 self._answer(claim, desired[claim.name], controller_claimed=refused)
         self.enabled = {name: status for name, status in desired.items() if status.enabled}
         return self._rescan_interval
+
+    def enabled_usb(self) -> Mapping[str, UsbStatus]:
+        """What the device plugin advertises: the enabled devices as of the last reconcile."""
+        return self.enabled
 
     def _answer(self, claim: UsbClaim, device: UsbStatus, *, controller_claimed: bool) -> None:
         decision = decide_usb_claim(

@@ -53,6 +53,8 @@ REQUIRED_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
         "status.groupMembers",
         "status.conditions",
     ),
+    "USBDevice": ("status.classType", "status.status", "status.message"),
+    "USBDeviceClaim": ("status.conditions",),
 }
 
 FIX: Final = (

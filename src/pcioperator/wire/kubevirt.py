@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 MANAGED_ANNOTATION: Final = "devices.harvesterhci.io/managed-pci-host-devices"
 """JSON list of ``{pciVendorSelector, resourceName}``: the entries the controller added."""
 
+MANAGED_USB_ANNOTATION: Final = "devices.harvesterhci.io/managed-usb-host-devices"
+"""JSON list of ``{pciVendorSelector: "vvvv:pppp", resourceName}``: the USB entries it added."""
+
 
 @attrs.frozen
 class PciHostDevice:
@@ -67,6 +70,65 @@ class ManagedEntry:
     resource_name: str
 
 
+@attrs.frozen
+class UsbSelector:
+    """One item of a ``usb`` entry's ``selectors``.
+
+    Attributes:
+        vendor: ``idVendor`` in hex.
+        product: ``idProduct`` in hex.
+    """
+
+    vendor: str = ""
+    product: str = ""
+
+
+@attrs.frozen
+class UsbHostDevice:
+    """One item of ``permittedHostDevices.usb``.
+
+    Attributes:
+        selectors: The devices the entry covers.
+        resource_name: The resource a VM asks for.
+        external_resource_provider: Whether a device plugin outside KubeVirt advertises it.
+    """
+
+    selectors: tuple[UsbSelector, ...] | None = None
+    resource_name: str | None = None
+    external_resource_provider: bool | None = None
+
+    def entry(self) -> PermittedEntry:
+        """The item as the domain sees it: keyed ``vvvv:pppp`` when it has exactly one selector."""
+        selectors = self.selectors or ()
+        only = selectors[0] if len(selectors) == 1 else None
+        return PermittedEntry(
+            selector="" if only is None else f"{only.vendor}:{only.product}",
+            resource_name=ResourceName(self.resource_name or ""),
+            external=self.external_resource_provider is True,
+        )
+
+
+def usb_entry_from_wire(raw: object) -> PermittedEntry:
+    """A ``usb`` item as the domain sees it (anything malformed is a user's entry)."""
+    if not isinstance(raw, Mapping):
+        return UsbHostDevice().entry()
+    try:
+        return CONVERTER.structure(raw, UsbHostDevice).entry()
+    except cattrs.BaseValidationError:
+        return UsbHostDevice().entry()
+
+
+def usb_entry_to_wire(key: PermittedKey) -> JsonObject:
+    """The ``usb`` item the controller writes for ``key`` (Harvester's form)."""
+    vendor, _, product = key.selector.partition(":")
+    item: JsonObject = CONVERTER.unstructure(
+        UsbHostDevice(
+            (UsbSelector(vendor, product),), key.resource_name, external_resource_provider=True
+        )
+    )
+    return item
+
+
 def entry_from_wire(raw: object) -> PermittedEntry:
     """A ``pciHostDevices`` item as the domain sees it (anything malformed is a user's entry)."""
     if not isinstance(raw, Mapping):
@@ -85,9 +147,11 @@ def entry_to_wire(key: PermittedKey) -> JsonObject:
     return item
 
 
-def managed_from_wire(cr: JsonObject) -> frozenset[PermittedKey]:
-    """The keys recorded in the CR's annotation (none if absent or unreadable)."""
-    text = ((cr.get("metadata") or {}).get("annotations") or {}).get(MANAGED_ANNOTATION)
+def managed_from_wire(
+    cr: JsonObject, annotation: str = MANAGED_ANNOTATION
+) -> frozenset[PermittedKey]:
+    """The keys recorded in the CR's ``annotation`` (none if absent or unreadable)."""
+    text = ((cr.get("metadata") or {}).get("annotations") or {}).get(annotation)
     if not text:
         return frozenset()
     try:
@@ -97,7 +161,7 @@ def managed_from_wire(cr: JsonObject) -> frozenset[PermittedKey]:
             "KubeVirt CR: annotation %s is not a JSON list of {pciVendorSelector, resourceName} "
             "(%s); treating every entry as a user's, so none is removed. Delete the annotation "
             "to let the controller start over",
-            MANAGED_ANNOTATION,
+            annotation,
             describe_error(err),
         )
         return frozenset()
@@ -115,11 +179,11 @@ def managed_to_wire(keys: frozenset[PermittedKey]) -> str | None:
     return json.dumps(CONVERTER.unstructure(entries, list[ManagedEntry]), separators=(",", ":"))
 
 
-def pci_host_devices(cr: JsonObject) -> list[Any]:
-    """The CR's ``permittedHostDevices.pciHostDevices`` as written."""
+def pci_host_devices(cr: JsonObject, kind: str = "pciHostDevices") -> list[Any]:
+    """The CR's ``permittedHostDevices.<kind>`` (``pciHostDevices`` or ``usb``) as written."""
     spec = cr.get("spec") or {}
     permitted = (spec.get("configuration") or {}).get("permittedHostDevices") or {}
-    items = permitted.get("pciHostDevices") or []
+    items = permitted.get(kind) or []
     return list(items) if isinstance(items, list) else []
 
 

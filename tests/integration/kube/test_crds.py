@@ -69,7 +69,10 @@ def custom(kube):
 class TestInstall:
     """Installing the CRDs."""
 
-    @pytest.mark.parametrize("name", ["pcidevices", "pcideviceclaims", "sriovnetworkdevices"])
+    @pytest.mark.parametrize(
+        "name",
+        ["pcidevices", "pcideviceclaims", "sriovnetworkdevices", "usbdevices", "usbdeviceclaims"],
+    )
     def test_crd_is_established(self, kube, name):
         """Each CRD is accepted by the API server and reaches the Established condition."""
         crd = client.ApiextensionsV1Api(kube.api_client).read_custom_resource_definition(
@@ -86,6 +89,8 @@ class TestInstall:
             f"pcideviceclaims.{GROUP}",
             f"pcidevices.{GROUP}",
             f"sriovnetworkdevices.{GROUP}",
+            f"usbdeviceclaims.{GROUP}",
+            f"usbdevices.{GROUP}",
         ]
         versions = [
             extensions.read_custom_resource_definition(n).metadata.resource_version
