@@ -6,8 +6,11 @@ guest sees at the same path) run on the guest's loopback, started in the backgro
 `/sys`, with its device plugin registering at a kubelet stand-in over real unix sockets. A
 PCIDeviceClaim for the free e1000e must reach `passthroughEnabled` with the NIC on vfio-pci, the
 plugin must advertise it Healthy and `Allocate` must return the group's `/dev/vfio/<N>`, which
-exists; deleting the claim must return the NIC and withdraw the resource. Every phase's duration
-goes to `stage2-timings.json` on the result share (TCG is slow).
+exists; deleting the claim must return the NIC and withdraw the resource. Then the NVMe SR-IOV PF
+gets two VFs (`pcihost.sriov`, as the SR-IOV sync writes them): the agent must publish a
+PCIDevice for each, with `physFn`, and the PF's `totalVFs`/`numVFs`; with no SRIOVNetworkDevice
+(the PF is not a network controller); when the count drops to 0 the VFs' PCIDevices must go.
+Every phase's duration goes to `stage2-timings.json` on the result share (TCG is slow).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import pytest
 
 from e2e.guest import rawsysfs, vfio
 from e2e.guest.cluster import STAGE2_CLUSTER
-from e2e.layout import FREE_NIC, GUEST_HOSTNAME
+from e2e.layout import FREE_NIC, GUEST_HOSTNAME, NVME_MAX_VFS, NVME_PF, NVME_VFS
 from e2e.qemu import RESULT_MOUNT
 from harness.kube import KubeCluster
 from kubelet_standin import KubeletStandIn
-from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcicore.address import PciAddress
+from pcihost.sriov import SysfsSriovControl
+from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, SRIOVNETWORKDEVICES, KubeApi
 from pcioperator.kube.errors import NotFoundError
 from pciplugin._generated.v1beta1 import api_pb2
 from polling import wait_for
@@ -89,6 +94,12 @@ def _passthrough(api: KubeApi, name: str) -> dict | None:
     return claim if (claim.get("status") or {}).get("passthroughEnabled") else None
 
 
+def _pf_reports(api: KubeApi, count: int) -> dict | None:
+    """The PF's PCIDevice status once it reports ``count`` VFs enabled."""
+    status = _devices(api).get(NVME_PF, {}).get("status", {})
+    return status if status.get("numVFs") == count else None
+
+
 def _gone(api: KubeApi, name: str) -> bool:
     try:
         api.get(PCIDEVICECLAIMS, name)
@@ -105,6 +116,33 @@ def _allocate(
     )
     (container,) = kubelet.dial(endpoint).Allocate(request, timeout=60).container_responses
     return container
+
+
+def _vfs_published_then_removed(api: KubeApi) -> None:
+    """Two VFs of the NVMe PF get PCIDevices with `physFn`; at 0 VFs their PCIDevices go."""
+    # QEMU's NVMe VFs are offline: nvme would bind and drop them half a second later
+    # (test_guest_sriov.py); without autoprobe they come up, and stay, with no driver.
+    pf_dir = rawsysfs.device_dir(NVME_PF)
+    rawsysfs.write_attribute(pf_dir / "sriov_drivers_autoprobe", "0")
+    try:
+        with _Phase("vfs_published"):
+            SysfsSriovControl().write_num_vfs(PciAddress.parse(NVME_PF), NVME_MAX_VFS)
+            wait_for(lambda: set(NVME_VFS) <= set(_devices(api)), timeout=180, interval=1)
+            pf = wait_for(lambda: _pf_reports(api, NVME_MAX_VFS), timeout=180, interval=1)
+        assert pf["totalVFs"] == NVME_MAX_VFS
+        for vf in NVME_VFS:
+            status = _devices(api)[vf]["status"]
+            assert status["physFn"] == NVME_PF
+            assert status["iommuGroup"] == str(rawsysfs.iommu_group(vf))
+            assert status["kernelDriverInUse"] == ""
+        assert api.list_objects(SRIOVNETWORKDEVICES)[0] == []  # not a network PF
+        with _Phase("vfs_removed"):
+            SysfsSriovControl().write_num_vfs(PciAddress.parse(NVME_PF), 0)
+            wait_for(lambda: not set(NVME_VFS) & set(_devices(api)), timeout=180, interval=1)
+            wait_for(lambda: _pf_reports(api, 0), timeout=180, interval=1)
+    finally:
+        rawsysfs.write_attribute(pf_dir / "sriov_numvfs", "0")
+        rawsysfs.write_attribute(pf_dir / "sriov_drivers_autoprobe", "1")
 
 
 def test_agent_claim_moves_the_free_nic_to_vfio_and_deletion_returns_it(cluster, kubelet, tmp_path):
@@ -190,6 +228,8 @@ def test_agent_claim_moves_the_free_nic_to_vfio_and_deletion_returns_it(cluster,
                 timeout=120,
                 interval=0.5,
             )
+
+        _vfs_published_then_removed(api)
 
         with _Phase("agent_sigterm"):
             agent.send_signal(signal.SIGTERM)
