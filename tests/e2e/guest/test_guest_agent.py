@@ -10,6 +10,10 @@ exists; deleting the claim must return the NIC and withdraw the resource. Then t
 gets two VFs (`pcihost.sriov`, as the SR-IOV sync writes them): the agent must publish a
 PCIDevice for each, with `physFn`, and the PF's `totalVFs`/`numVFs`; with no SRIOVNetworkDevice
 (the PF is not a network controller); when the count drops to 0 the VFs' PCIDevices must go.
+Last, USB: the agent publishes a USBDevice per device of the guest's USB bus; a USBDeviceClaim
+enables the mass-storage stick, whose resource the plugin registers and allocates with its real
+`/dev/bus/usb/BBB/DDD`; QEMU's `device_del` (`e2e.guest.hotplug`) unplugs it, the USBDevice turns
+`orphaned` and the plugin reports it Unhealthy; deleting the claim deletes the orphan.
 Every phase's duration goes to `stage2-timings.json` on the result share (TCG is slow).
 """
 
@@ -26,15 +30,34 @@ from pathlib import Path
 
 import pytest
 
-from e2e.guest import rawsysfs, vfio
+from e2e.guest import hotplug, rawsysfs, vfio
 from e2e.guest.cluster import STAGE2_CLUSTER
-from e2e.layout import FREE_NIC, GUEST_HOSTNAME, NVME_MAX_VFS, NVME_PF, NVME_VFS
+from e2e.layout import (
+    FREE_NIC,
+    GUEST_HOSTNAME,
+    GUEST_USB_DEVICES,
+    NVME_MAX_VFS,
+    NVME_PF,
+    NVME_VFS,
+    USB_CONTROLLER,
+)
 from e2e.qemu import RESULT_MOUNT
 from harness.kube import KubeCluster
 from kubelet_standin import KubeletStandIn
 from pcicore.address import PciAddress
+from pcicore.naming import ResourceName
+from pcicore.usb import usb_env_var
 from pcihost.sriov import SysfsSriovControl
-from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, SRIOVNETWORKDEVICES, KubeApi
+from pcihost.usb import QEMU_UID
+from pcioperator.kube.api import (
+    NODES,
+    PCIDEVICECLAIMS,
+    PCIDEVICES,
+    SRIOVNETWORKDEVICES,
+    USBDEVICECLAIMS,
+    USBDEVICES,
+    KubeApi,
+)
 from pcioperator.kube.errors import NotFoundError
 from pciplugin._generated.v1beta1 import api_pb2
 from polling import wait_for
@@ -145,6 +168,123 @@ def _vfs_published_then_removed(api: KubeApi) -> None:
         rawsysfs.write_attribute(pf_dir / "sriov_drivers_autoprobe", "1")
 
 
+SYS_USB_DEVICES = Path("/sys/bus/usb/devices")
+STICK = next(device for device in GUEST_USB_DEVICES if device.qemu_id == "usbstick")
+"""The USB device stage 2 claims and unplugs (stage 1's unplug test takes the serial adapter)."""
+
+
+def _usb_attribute(name: str, attr: str) -> str:
+    return (SYS_USB_DEVICES / name / attr).read_text().strip()
+
+
+def _usb_names_on_the_bus() -> set[str]:
+    """`<node>-vvvv-pppp-BBBDDD` of every USB device in sysfs now (read without project code)."""
+    names = set()
+    for entry in SYS_USB_DEVICES.iterdir():
+        if ":" in entry.name or entry.name.startswith("usb"):
+            continue  # an interface, or a root hub
+        vendor, product, bus, devnum = (
+            _usb_attribute(entry.name, attr)
+            for attr in ("idVendor", "idProduct", "busnum", "devnum")
+        )
+        names.add(f"{GUEST_HOSTNAME}-{vendor}-{product}-{int(bus):03d}{int(devnum):03d}")
+    return names
+
+
+def _usb_objects(api: KubeApi) -> dict[str, dict]:
+    items, _ = api.list_objects(USBDEVICES, label_selector=f"nodename={GUEST_HOSTNAME}")
+    return {item["metadata"]["name"]: item for item in items if item.get("status")}
+
+
+def _usb_ready_reason(api: KubeApi, name: str) -> str | None:
+    conditions = (api.get(USBDEVICECLAIMS, name).get("status") or {}).get("conditions") or []
+    return next((c["reason"] for c in conditions if c["type"] == "Ready"), None)
+
+
+def _registration_of(
+    kubelet: KubeletStandIn, resource: str, timeout: float
+) -> api_pb2.RegisterRequest:
+    """The next registration of ``resource``, past older ones still queued.
+
+    Under load a registration can reach the stand-in after the plugin's own deadline, and the
+    plugin registers again: the queue then holds the earlier resource more than once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        registration = kubelet.next_registration(timeout=max(deadline - time.monotonic(), 0.1))
+        if registration.resource_name == resource:
+            return registration
+
+
+def _usb_claimed_allocated_then_orphaned(api: KubeApi, kubelet: KubeletStandIn) -> None:
+    """USBDevices published; the stick claimed, advertised, allocated; unplugged: orphaned."""
+    with _Phase("usb_published"):
+        wait_for(lambda: set(_usb_objects(api)) == _usb_names_on_the_bus(), timeout=180, interval=1)
+    bus, devnum = (int(_usb_attribute(STICK.name, attr)) for attr in ("busnum", "devnum"))
+    name = f"{GUEST_HOSTNAME}-{STICK.vendor_id}-{STICK.product_id}-{bus:03d}{devnum:03d}"
+    node = f"/dev/bus/usb/{bus:03d}/{devnum:03d}"
+    status = _usb_objects(api)[name]["status"]
+    assert (status["devicePath"], status["pciAddress"]) == (node, USB_CONTROLLER)
+    assert (status["vendorID"], status["productID"], status["enabled"]) == (
+        STICK.vendor_id,
+        STICK.product_id,
+        False,
+    )
+
+    with _Phase("usb_claim_enabled"):
+        api.create(
+            USBDEVICECLAIMS,
+            {
+                "apiVersion": "devices.harvesterhci.io/v1beta1",
+                "kind": "USBDeviceClaim",
+                "metadata": {"name": name},
+                "spec": {"userName": "e2e"},
+            },
+        )
+        wait_for(lambda: _usb_ready_reason(api, name) == "Enabled", timeout=180, interval=1)
+    assert api.get(USBDEVICES, name)["status"]["enabled"] is True
+    claim = api.get(USBDEVICECLAIMS, name)["status"]
+    assert (claim["nodeName"], claim["pciAddress"]) == (GUEST_HOSTNAME, USB_CONTROLLER)
+
+    with _Phase("usb_plugin_registers_and_reports_healthy"):
+        assert status["resourceName"] == f"kubevirt.io/{name}"
+        registration = _registration_of(kubelet, status["resourceName"], timeout=120)
+        stream = kubelet.watch(registration.endpoint)
+        stream.wait_for(
+            lambda message: {d.ID: d.health for d in message.devices} == {name: "Healthy"},
+            timeout=120,
+        )
+    with _Phase("usb_allocate"):
+        container = _allocate(kubelet, registration.endpoint, name)
+    variable = usb_env_var(ResourceName(status["resourceName"]))
+    assert dict(container.envs) == {variable: f"{bus}:{devnum}"}
+    specs = {(d.container_path, d.host_path, d.permissions) for d in container.devices}
+    assert specs == {(node, node, "mrw")}
+    assert Path(node).is_char_device()
+    assert (Path(node).stat().st_uid, Path(node).stat().st_gid) == (QEMU_UID, QEMU_UID)
+
+    with _Phase("usb_unplug_to_orphaned"):
+        hotplug.unplug(STICK.qemu_id)
+        wait_for(
+            lambda: api.get(USBDEVICES, name)["status"]["status"] == "orphaned",
+            timeout=180,
+            interval=1,
+        )
+        wait_for(lambda: _usb_ready_reason(api, name) == "DeviceOrphaned", timeout=180, interval=1)
+        stream.wait_for(
+            lambda message: {d.ID: d.health for d in message.devices} == {name: "Unhealthy"},
+            timeout=120,
+        )
+    assert not (SYS_USB_DEVICES / STICK.name).exists()
+    assert not Path(node).exists()
+    assert f"delete USBDeviceClaim {name}" in api.get(USBDEVICES, name)["status"]["message"]
+
+    with _Phase("usb_claim_deleted_to_orphan_deleted"):
+        api.delete(USBDEVICECLAIMS, name)
+        wait_for(lambda: name not in _usb_objects(api), timeout=180, interval=1)
+    assert set(_usb_objects(api)) == _usb_names_on_the_bus()
+
+
 def test_agent_claim_moves_the_free_nic_to_vfio_and_deletion_returns_it(cluster, kubelet, tmp_path):
     """Devices published; a claimed e1000e bound, advertised, allocatable; deletion returns it."""
     api = KubeApi(cluster.api_client)
@@ -230,6 +370,7 @@ def test_agent_claim_moves_the_free_nic_to_vfio_and_deletion_returns_it(cluster,
             )
 
         _vfs_published_then_removed(api)
+        _usb_claimed_allocated_then_orphaned(api, kubelet)
 
         with _Phase("agent_sigterm"):
             agent.send_signal(signal.SIGTERM)
