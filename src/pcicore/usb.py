@@ -33,6 +33,7 @@ from typing import Final
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.admission import Verdict, VmiFacts
 from pcicore.cluster_claim import ClaimEvent
 from pcicore.conditions import Condition, ConditionStatus, find_condition
 from pcicore.device import NodeName
@@ -459,6 +460,60 @@ def decide_usb_claim(
     return UsbClaimDecision(device.node_name, device.pci_address, condition, event, enables)
 
 
+# --- Admission --------------------------------------------------------------------------------
+
+
+def review_usb_claim_create(
+    name: str, device: UsbStatus | None, *, controller_claimed: bool
+) -> Verdict:
+    """Whether a USBDeviceClaim may be created: named after a USBDevice that can be enabled.
+
+    ``device`` is the USBDevice of the same name (``None``: none); ``controller_claimed``
+    whether a PCIDeviceClaim names its host controller on its node.
+    """
+    try:
+        UsbDeviceName.parse(name)
+    except InvalidUsbDeviceNameError as err:
+        return Verdict.deny(str(err))
+    if device is None:
+        return Verdict.deny(
+            f'no USBDevice "{name}": a USBDeviceClaim is named after the USBDevice it enables; '
+            "pick one from `kubectl get usbdevices`"
+        )
+    if device.orphaned:
+        return Verdict.deny(
+            f'USBDevice "{name}" is orphaned ({device.message}); claim the device under its '
+            "current name from `kubectl get usbdevices`"
+        )
+    if controller_claimed:
+        return Verdict.deny(
+            f'the USB host controller {device.pci_address} of USBDevice "{name}" is claimed for '
+            f"PCI passthrough on node {device.node_name}; delete that PCIDeviceClaim first"
+        )
+    return Verdict.allow()
+
+
+def review_usb_claim_delete(
+    name: str, device: UsbStatus | None, vmis: Sequence[VmiFacts]
+) -> Verdict:
+    """Whether a USBDeviceClaim may go: not while a running VMI on its node uses the device."""
+    if device is None or not device.resource_name:
+        return Verdict.allow()
+    for vmi in vmis:
+        if (
+            vmi.running
+            and vmi.node_name == device.node_name
+            and device.resource_name in vmi.host_devices
+        ):
+            return Verdict.deny(
+                f'USBDeviceClaim "{name}" is in use: VirtualMachineInstance '
+                f'"{vmi.namespace}/{vmi.name}" on node "{vmi.node_name}" uses its device '
+                f'(hostDevices deviceName "{device.resource_name}"); stop that VM, or remove the '
+                "host device from it, then delete the claim"
+            )
+    return Verdict.allow()
+
+
 # --- The kubelet side -------------------------------------------------------------------------
 
 
@@ -578,6 +633,8 @@ __all__ = [
     "device_path",
     "orphaned_status",
     "plan_usb_writes",
+    "review_usb_claim_create",
+    "review_usb_claim_delete",
     "usb_claim_set",
     "usb_class_type",
     "usb_description",

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pcicore.address import PciAddress
+from pcicore.admission import VmiFacts
 from pcicore.conditions import Condition, ConditionStatus
 from pcicore.device import NodeName
 from pcicore.errors import InvalidUsbDeviceNameError
@@ -26,6 +27,8 @@ from pcicore.usb import (
     decide_usb_claim,
     desired_usb_objects,
     plan_usb_writes,
+    review_usb_claim_create,
+    review_usb_claim_delete,
     usb_class_type,
     usb_description,
     usb_device_name,
@@ -341,3 +344,39 @@ class TestAllocate:
         gone = status(status=ORPHANED, message="left the node")
         device = assess_usb("node1-0951-1666-002004", gone, node_present=True)
         assert (device.health, device.reason) == (Health.UNHEALTHY, "left the node")
+
+
+class TestAdmission:
+    """The webhook's rules for USBDeviceClaims."""
+
+    def test_present_device_may_be_claimed(self):
+        """A USBDevice that can be enabled: allowed."""
+        verdict = review_usb_claim_create(
+            "node1-0951-1666-002004", status(), controller_claimed=False
+        )
+        assert verdict.allowed
+
+    def test_delete_refused_while_a_running_vmi_on_its_node_uses_it(self):
+        """In use by a running VM on the device's node: refused, naming the VM and the fix."""
+        vmi = VmiFacts(
+            "default", "vm1", "node1", "Running", ("kubevirt.io/node1-0951-1666-002004",)
+        )
+        verdict = review_usb_claim_delete("node1-0951-1666-002004", status(), [vmi])
+        assert not verdict.allowed
+        assert '"default/vm1"' in verdict.message
+        assert "stop that VM" in verdict.message
+
+    @pytest.mark.parametrize(
+        "vmi",
+        [
+            VmiFacts(
+                "default", "vm1", "node1", "Succeeded", ("kubevirt.io/node1-0951-1666-002004",)
+            ),
+            VmiFacts("default", "vm1", "node2", "Running", ("kubevirt.io/node1-0951-1666-002004",)),
+            VmiFacts("default", "vm1", "node1", "Running", ("kubevirt.io/other",)),
+        ],
+        ids=["stopped", "other-node", "other-device"],
+    )
+    def test_delete_allowed_when_no_running_vm_uses_it(self, vmi):
+        """A finished VM, another node's VM, or another device: the claim may go."""
+        assert review_usb_claim_delete("node1-0951-1666-002004", status(), [vmi]).allowed
