@@ -43,8 +43,7 @@ from pcicore.resources import (
     ContainerAllocation,
     DeviceNode,
     Health,
-    UnhealthyDeviceError,
-    UnknownDeviceError,
+    requested_devices,
     resource_env_var,
 )
 from pcicore.usbids import UsbIds
@@ -596,14 +595,7 @@ def allocate_usb(pool: UsbPool, device_ids: Sequence[str]) -> ContainerAllocatio
         UnknownDeviceError: an id is not a device of ``pool``.
         UnhealthyDeviceError: a device is not Healthy now.
     """
-    found = [(device_id, pool.find(device_id)) for device_id in device_ids]
-    unknown = [device_id for device_id, device in found if device is None]
-    if unknown:
-        raise UnknownDeviceError(pool.name, unknown)
-    devices = [device for _, device in found if device is not None]
-    unhealthy = [device for device in devices if not device.healthy]
-    if unhealthy:
-        raise UnhealthyDeviceError(pool.name, unhealthy, claim_kind="USBDeviceClaim")
+    devices = requested_devices(pool, device_ids, claim_kind="USBDeviceClaim")
     return ContainerAllocation(
         envs={usb_env_var(pool.name): ",".join(device.bus_device for device in devices)},
         device_nodes=tuple(DeviceNode(device.device_path) for device in devices),

@@ -7,8 +7,6 @@ controller and the running VMIs, asks `pcicore.usb` (``review_usb_claim_create``
 
 from __future__ import annotations
 
-import logging
-
 import cattrs
 
 from pcicore.address import PciAddress
@@ -16,13 +14,12 @@ from pcicore.admission import Verdict
 from pcicore.errors import InvalidPciAddressError
 from pcicore.usb import UsbStatus, review_usb_claim_create, review_usb_claim_delete
 from pcioperator.kube.api import PCIDEVICECLAIMS, USBDEVICES, KubeApi
-from pcioperator.kube.errors import ApiError, NotFoundError
+from pcioperator.kube.errors import NotFoundError
+from pcioperator.webhook.admission import guarded_verdict
 from pcioperator.webhook.facts import ClusterFacts
 from pcioperator.webhook.review import AdmissionRequest
 from pcioperator.wire import usb as wire
 from pcioperator.wire.claim import claim_from_object
-
-log = logging.getLogger(__name__)
 
 
 class UsbFacts:
@@ -44,9 +41,10 @@ class UsbFacts:
 
     def controller_claimed(self, device: UsbStatus) -> bool:
         """Whether a PCIDeviceClaim names ``device``'s host controller on its node."""
-        if not device.pci_address:
-            return False
-        controller = PciAddress.parse(device.pci_address)
+        try:
+            controller = PciAddress.parse(device.pci_address)
+        except InvalidPciAddressError:
+            return False  # no controller on PCI (or not one the agent wrote)
         items, _ = self._api.list_objects(PCIDEVICECLAIMS)
         for obj in items:
             try:
@@ -68,21 +66,7 @@ class UsbClaimAdmission:
 
     def validate(self, request: AdmissionRequest) -> Verdict:
         """The validating webhook's verdict on ``request``."""
-        try:
-            verdict = self._validate(request)
-        except (ApiError, InvalidPciAddressError) as err:
-            verdict = Verdict.deny(
-                f"the pcidevices webhook could not read the cluster ({err}); try again"
-            )
-        if not verdict.allowed:
-            log.info(
-                "denied %s of USB claim %s by %s: %s",
-                request.operation,
-                request.name,
-                request.user,
-                verdict.message,
-            )
-        return verdict
+        return guarded_verdict(request, "USB claim", self._validate)
 
     def _validate(self, request: AdmissionRequest) -> Verdict:
         if request.operation == "CREATE":
