@@ -8,9 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pcicore.address import PciAddress
-from pcicore.admission import VmiFacts
+from pcicore.admission import (
+    ClaimSpecFacts,
+    CreateRequest,
+    DeviceFacts,
+    VmiFacts,
+    review_create,
+)
 from pcicore.conditions import Condition, ConditionStatus
-from pcicore.device import NodeName
+from pcicore.device import IommuGroup, NodeName, PciClass
 from pcicore.errors import InvalidUsbDeviceNameError
 from pcicore.resources import Health, UnhealthyDeviceError, UnknownDeviceError
 from pcicore.usb import (
@@ -380,3 +386,32 @@ class TestAdmission:
     def test_delete_allowed_when_no_running_vm_uses_it(self, vmi):
         """A finished VM, another node's VM, or another device: the claim may go."""
         assert review_usb_claim_delete("node1-0951-1666-002004", status(), [vmi]).allowed
+
+
+class TestPciClaimOfAUsbController:
+    """The converse rule: a USB host controller with enabled USB devices is not claimable."""
+
+    def request(self, enabled_usb=()):
+        device = DeviceFacts(
+            name="node1-000000140",
+            address="0000:00:14.0",
+            node_name="node1",
+            resource_name="intel.com/XHCI",
+            iommu_group=IommuGroup(3),
+            pci_class=PciClass(0x0C, 0x03),
+        )
+        spec = ClaimSpecFacts(address="0000:00:14.0", node_name="node1", user_name="u")
+        return CreateRequest(
+            "node1-000000140", spec, "u", device, node_devices=[device], enabled_usb=enabled_usb
+        )
+
+    def test_refused_while_a_usb_device_behind_it_is_enabled(self):
+        """The denial names the enabled USBDevices and what to do."""
+        verdict = review_create(self.request(("node1-0951-1666-001002",)))
+        assert not verdict.allowed
+        assert "node1-0951-1666-001002" in verdict.message
+        assert "delete their USBDeviceClaims first" in verdict.message
+
+    def test_allowed_with_none_enabled(self):
+        """No enabled USB device behind it: the ordinary rules decide (here: allowed)."""
+        assert review_create(self.request()).allowed

@@ -104,6 +104,11 @@ class ClaimAdmission:
                     if self._require_claim_verb
                     else True
                 ),
+                enabled_usb=(
+                    self._facts.enabled_usb_behind(device.node_name, device.address)
+                    if device is not None
+                    else ()
+                ),
             )
         )
 

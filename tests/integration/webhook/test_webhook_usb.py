@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from webhook_support import TEST_LABEL
+from webhook_support import TEST_LABEL, create_device
 
 from pcioperator.kube.api import PCIDEVICECLAIMS, USBDEVICECLAIMS, USBDEVICES
 from pcioperator.kube.errors import ApiError
@@ -112,3 +112,17 @@ def test_claim_of_a_present_device_is_admitted(webhook, unique_name):
     refused(admin, usb_claim("not-a-usb-name", webhook.label))  # the USB hook is in effect
     admin.create(USBDEVICECLAIMS, usb_claim(name, webhook.label))
     assert admin.get(USBDEVICECLAIMS, name)["spec"] == {"userName": "admin"}
+
+
+def test_pci_claim_of_a_controller_with_an_enabled_usb_device_is_refused(webhook, unique_name):
+    """The converse: a PCIDeviceClaim on the xHCI controller while a USB device is enabled."""
+    admin = webhook.admin
+    node = unique_name("node")
+    create_device(admin, node, CONTROLLER, class_id="0c03", resource_name="intel.com/XHCI")
+    make_usb_device(admin, f"{node}-0951-1666-001005", node, enabled=True)
+    name = f"{node}-000000140"
+    with pytest.raises(ApiError) as refused_claim:
+        admin.create(PCIDEVICECLAIMS, webhook.claim_body(name, CONTROLLER, node, "u"))
+    message = str(refused_claim.value)
+    assert f"enabled USBDevice(s) {node}-0951-1666-001005" in message
+    assert "delete their USBDeviceClaims first" in message
