@@ -57,6 +57,9 @@ USB_ENV_PREFIX: Final = "USB_RESOURCE"
 ORPHANED: Final = "orphaned"
 """``status.status`` of a USBDevice whose device left the node while a claim holds it."""
 
+HARVESTER_USB_FINALIZER: Final = "wrangler.cattle.io/usbClaimClient-device-claim-remove"
+"""The finalizer Harvester's controller (wrangler ``OnRemove``) puts on every USBDeviceClaim."""
+
 HUB_CLASS: Final = 0x09
 """``bDeviceClass`` of a hub."""
 
@@ -151,6 +154,14 @@ class UsbDeviceName:
             int(match["bus"]),
             int(match["dev"]),
         )
+
+
+def usb_name_node(name: str) -> str | None:
+    """The node a USBDevice name names (``None``: not a USBDevice name)."""
+    try:
+        return UsbDeviceName.parse(name).node
+    except InvalidUsbDeviceNameError:
+        return None
 
 
 def usb_resource_name(name: str) -> ResourceName:
@@ -345,6 +356,8 @@ class UsbClaim:
         node_name: ``status.nodeName`` as last written.
         pci_address: ``status.pciAddress`` as last written.
         conditions: ``status.conditions``.
+        finalizers: ``metadata.finalizers``.
+        resource_version: ``metadata.resourceVersion`` (a finalizer change is made against it).
     """
 
     name: str
@@ -355,6 +368,20 @@ class UsbClaim:
     node_name: str = ""
     pci_address: str = ""
     conditions: tuple[Condition, ...] = ()
+    finalizers: tuple[str, ...] = ()
+    resource_version: str = ""
+
+
+def released_finalizers(claim: UsbClaim) -> tuple[str, ...] | None:
+    """The finalizers a deleted claim keeps once its device is disabled (``None``: no change).
+
+    Harvester's controller held its claims with `HARVESTER_USB_FINALIZER` until it had disabled
+    the device; after the switch nothing else removes it, so the agent of the device's node
+    does, once the USBDevice says ``enabled: false``.
+    """
+    if not claim.deleting or HARVESTER_USB_FINALIZER not in claim.finalizers:
+        return None
+    return tuple(f for f in claim.finalizers if f != HARVESTER_USB_FINALIZER)
 
 
 @attrs.frozen
@@ -603,6 +630,7 @@ def allocate_usb(pool: UsbPool, device_ids: Sequence[str]) -> ContainerAllocatio
 
 
 __all__ = [
+    "HARVESTER_USB_FINALIZER",
     "HUB_CLASS",
     "ORPHANED",
     "READY",
@@ -625,6 +653,7 @@ __all__ = [
     "device_path",
     "orphaned_status",
     "plan_usb_writes",
+    "released_finalizers",
     "review_usb_claim_create",
     "review_usb_claim_delete",
     "usb_claim_set",
@@ -632,6 +661,7 @@ __all__ = [
     "usb_description",
     "usb_device_name",
     "usb_env_var",
+    "usb_name_node",
     "usb_pools",
     "usb_resource_name",
     "usb_status",
