@@ -112,6 +112,18 @@ def device_path(bus: int, devnum: int) -> str:
     return f"/dev/bus/usb/{bus:03d}/{devnum:03d}"
 
 
+_DEVICE_PATH: Final = re.compile(r"/dev/bus/usb/([0-9]{3})/([0-9]{3})")
+
+
+def parse_device_path(text: str) -> tuple[int, int] | None:
+    """Bus and device number of ``/dev/bus/usb/BBB/DDD`` (``None``: not such a path).
+
+    A ``devicePath`` read from the cluster is untrusted: only this form reaches a path join.
+    """
+    match = _DEVICE_PATH.fullmatch(text)
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
 def usb_device_name(node: NodeName, device: UsbDevice) -> str:
     """The USBDevice (and USBDeviceClaim) name: ``<node>-vvvv-pppp-BBBDDD``."""
     return (
@@ -566,9 +578,9 @@ class UsbPluginDevice:
 
     @property
     def bus_device(self) -> str:
-        """``bus:device`` in decimal, as virt-launcher reads it (``1:2``)."""
-        bus, dev = self.device_path.rsplit("/", 2)[-2:]
-        return f"{int(bus)}:{int(dev)}"
+        """``bus:device`` in decimal, as virt-launcher reads it (``1:2``; empty: no valid path)."""
+        parsed = parse_device_path(self.device_path)
+        return "" if parsed is None else f"{parsed[0]}:{parsed[1]}"
 
 
 @attrs.frozen
@@ -592,6 +604,13 @@ def assess_usb(name: str, status: UsbStatus, *, node_present: bool) -> UsbPlugin
     """The advertised form of an enabled device: Healthy when present and its node exists."""
     if status.orphaned:
         return UsbPluginDevice(name, status.device_path, Health.UNHEALTHY, status.message)
+    if parse_device_path(status.device_path) is None:
+        return UsbPluginDevice(
+            name,
+            status.device_path,
+            Health.UNHEALTHY,
+            f"devicePath {status.device_path!r} is not /dev/bus/usb/BBB/DDD",
+        )
     if not node_present:
         return UsbPluginDevice(
             name,
@@ -652,6 +671,7 @@ __all__ = [
     "desired_usb_objects",
     "device_path",
     "orphaned_status",
+    "parse_device_path",
     "plan_usb_writes",
     "released_finalizers",
     "review_usb_claim_create",

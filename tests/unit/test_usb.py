@@ -32,6 +32,7 @@ from pcicore.usb import (
     assess_usb,
     decide_usb_claim,
     desired_usb_objects,
+    parse_device_path,
     plan_usb_writes,
     review_usb_claim_create,
     review_usb_claim_delete,
@@ -415,3 +416,24 @@ class TestPciClaimOfAUsbController:
     def test_allowed_with_none_enabled(self):
         """No enabled USB device behind it: the ordinary rules decide (here: allowed)."""
         assert review_create(self.request()).allowed
+
+
+class TestDevicePath:
+    """A devicePath read from the cluster is parsed before any use."""
+
+    @pytest.mark.parametrize(
+        "text",
+        ["/dev/bus/usb/001/002/../../../../etc/passwd", "/dev/bus/usb/1/2", "/etc/passwd", ""],
+        ids=["traversal", "short-numbers", "elsewhere", "empty"],
+    )
+    def test_other_paths_are_not_device_paths(self, text):
+        """Anything but /dev/bus/usb/BBB/DDD is refused, and such a device is Unhealthy."""
+        assert parse_device_path(text) is None
+        device = assess_usb("node1-0951-1666-002004", status(device_path=text), node_present=True)
+        assert device.health is Health.UNHEALTHY
+        assert "is not /dev/bus/usb/BBB/DDD" in device.reason
+
+    @given(bus=st.integers(0, 999), dev=st.integers(0, 999))
+    def test_every_device_path_parses_back(self, bus, dev):
+        """The path made from any bus and device number gives them back."""
+        assert parse_device_path(UsbDevice("1-1", bus, dev, 1, 2).device_path) == (bus, dev)
