@@ -144,6 +144,7 @@ class CreateRequest:
         device: The PCIDevice named like the claim, or ``None`` if there is none.
         node_devices: Every PCIDevice of the device's node (for its IOMMU group).
         may_claim: Whether RBAC grants ``user`` the verb ``claim`` on that PCIDevice.
+        enabled_usb: The enabled USBDevices behind the device (a USB host controller).
     """
 
     claim_name: str
@@ -152,6 +153,7 @@ class CreateRequest:
     device: DeviceFacts | None
     node_devices: Sequence[DeviceFacts] = ()
     may_claim: bool = True
+    enabled_usb: Sequence[str] = ()
 
 
 def user_name_to_set(spec: ClaimSpecFacts, user: str) -> str | None:
@@ -235,6 +237,12 @@ def _review_device(request: CreateRequest, device: DeviceFacts, misnamed: str | 
             f'PCIDevice "{device.name}" ({device.address}) is host-protected by node '
             f'"{device.node_name}": {device.protection_reason or "no reason reported"}; claim '
             "another device"
+        )
+    if request.enabled_usb:
+        return Verdict.deny(
+            f'PCIDevice "{device.name}" ({device.address}) is the USB host controller of enabled '
+            f"USBDevice(s) {', '.join(sorted(request.enabled_usb))}: passing it through takes "
+            "every USB device behind it; delete their USBDeviceClaims first"
         )
     return _review_group(device, request.node_devices)
 

@@ -295,6 +295,10 @@ class UsbClaimStore(Protocol):
         """Record an Event about ``claim``."""
         ...
 
+    def set_finalizers(self, claim: UsbClaim, finalizers: Sequence[str]) -> None:
+        """Replace the claim's finalizers, against the version read."""
+        ...
+
 
 class EnabledUsbDevices(Protocol):
     """The USB devices of this node that claims enable (what the device plugin advertises)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final, Protocol, TypeAlias
+from typing import Final, Protocol, TypeAlias, TypeVar
 
 import attrs
 
@@ -327,6 +327,52 @@ class UnhealthyDeviceError(AllocationError):
         )
 
 
+class HealthAware(ExplainedDevice, Protocol):
+    """A device the kubelet knows by an id, healthy or not (with the reason)."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether a VM can use it now."""
+        ...
+
+
+DeviceT = TypeVar("DeviceT", bound=HealthAware)
+DeviceT_co = TypeVar("DeviceT_co", bound=HealthAware, covariant=True)
+
+
+class Pool(Protocol[DeviceT_co]):
+    """The devices advertised under one resource, found by kubelet id."""
+
+    @property
+    def name(self) -> ResourceName:
+        """The resource."""
+        ...
+
+    def find(self, device_id: str) -> DeviceT_co | None:
+        """The device with kubelet id ``device_id``, or ``None``."""
+        ...
+
+
+def requested_devices(
+    pool: Pool[DeviceT], device_ids: Sequence[str], *, claim_kind: str = "PCIDeviceClaim"
+) -> list[DeviceT]:
+    """The devices of ``pool`` an Allocate asks for, each known and Healthy.
+
+    Raises:
+        UnknownDeviceError: an id is not a device of ``pool``.
+        UnhealthyDeviceError: a device is not Healthy now (the message names ``claim_kind``).
+    """
+    found = [(device_id, pool.find(device_id)) for device_id in device_ids]
+    unknown = [device_id for device_id, device in found if device is None]
+    if unknown:
+        raise UnknownDeviceError(pool.name, unknown)
+    devices = [device for _, device in found if device is not None]
+    unhealthy = [device for device in devices if not device.healthy]
+    if unhealthy:
+        raise UnhealthyDeviceError(pool.name, unhealthy, claim_kind=claim_kind)
+    return devices
+
+
 def allocate(
     pool: ResourcePool, device_ids: Sequence[str], *, iommufd: bool
 ) -> ContainerAllocation:
@@ -336,14 +382,7 @@ def allocate(
         UnknownDeviceError: an id is not a device of ``pool``.
         UnhealthyDeviceError: a device is not Healthy now.
     """
-    found = [(device_id, pool.find(device_id)) for device_id in device_ids]
-    unknown = [device_id for device_id, device in found if device is None]
-    if unknown:
-        raise UnknownDeviceError(pool.name, unknown)
-    devices = [device for _, device in found if device is not None]
-    unhealthy = [device for device in devices if not device.healthy]
-    if unhealthy:
-        raise UnhealthyDeviceError(pool.name, unhealthy)
+    devices = requested_devices(pool, device_ids)
     paths = [VFIO_CONTAINER]
     for device in devices:
         group_path = f"/dev/vfio/{device.iommu_group}"

@@ -33,6 +33,7 @@ from typing import Final
 import attrs
 
 from pcicore.address import PciAddress
+from pcicore.admission import Verdict, VmiFacts
 from pcicore.cluster_claim import ClaimEvent
 from pcicore.conditions import Condition, ConditionStatus, find_condition
 from pcicore.device import NodeName
@@ -42,8 +43,7 @@ from pcicore.resources import (
     ContainerAllocation,
     DeviceNode,
     Health,
-    UnhealthyDeviceError,
-    UnknownDeviceError,
+    requested_devices,
     resource_env_var,
 )
 from pcicore.usbids import UsbIds
@@ -56,6 +56,9 @@ USB_ENV_PREFIX: Final = "USB_RESOURCE"
 
 ORPHANED: Final = "orphaned"
 """``status.status`` of a USBDevice whose device left the node while a claim holds it."""
+
+HARVESTER_USB_FINALIZER: Final = "wrangler.cattle.io/usbClaimClient-device-claim-remove"
+"""The finalizer Harvester's controller (wrangler ``OnRemove``) puts on every USBDeviceClaim."""
 
 HUB_CLASS: Final = 0x09
 """``bDeviceClass`` of a hub."""
@@ -109,6 +112,18 @@ def device_path(bus: int, devnum: int) -> str:
     return f"/dev/bus/usb/{bus:03d}/{devnum:03d}"
 
 
+_DEVICE_PATH: Final = re.compile(r"/dev/bus/usb/([0-9]{3})/([0-9]{3})")
+
+
+def parse_device_path(text: str) -> tuple[int, int] | None:
+    """Bus and device number of ``/dev/bus/usb/BBB/DDD`` (``None``: not such a path).
+
+    A ``devicePath`` read from the cluster is untrusted: only this form reaches a path join.
+    """
+    match = _DEVICE_PATH.fullmatch(text)
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
 def usb_device_name(node: NodeName, device: UsbDevice) -> str:
     """The USBDevice (and USBDeviceClaim) name: ``<node>-vvvv-pppp-BBBDDD``."""
     return (
@@ -151,6 +166,14 @@ class UsbDeviceName:
             int(match["bus"]),
             int(match["dev"]),
         )
+
+
+def usb_name_node(name: str) -> str | None:
+    """The node a USBDevice name names (``None``: not a USBDevice name)."""
+    try:
+        return UsbDeviceName.parse(name).node
+    except InvalidUsbDeviceNameError:
+        return None
 
 
 def usb_resource_name(name: str) -> ResourceName:
@@ -345,6 +368,8 @@ class UsbClaim:
         node_name: ``status.nodeName`` as last written.
         pci_address: ``status.pciAddress`` as last written.
         conditions: ``status.conditions``.
+        finalizers: ``metadata.finalizers``.
+        resource_version: ``metadata.resourceVersion`` (a finalizer change is made against it).
     """
 
     name: str
@@ -355,6 +380,20 @@ class UsbClaim:
     node_name: str = ""
     pci_address: str = ""
     conditions: tuple[Condition, ...] = ()
+    finalizers: tuple[str, ...] = ()
+    resource_version: str = ""
+
+
+def released_finalizers(claim: UsbClaim) -> tuple[str, ...] | None:
+    """The finalizers a deleted claim keeps once its device is disabled (``None``: no change).
+
+    Harvester's controller held its claims with `HARVESTER_USB_FINALIZER` until it had disabled
+    the device; after the switch nothing else removes it, so the agent of the device's node
+    does, once the USBDevice says ``enabled: false``.
+    """
+    if not claim.deleting or HARVESTER_USB_FINALIZER not in claim.finalizers:
+        return None
+    return tuple(f for f in claim.finalizers if f != HARVESTER_USB_FINALIZER)
 
 
 @attrs.frozen
@@ -459,6 +498,60 @@ def decide_usb_claim(
     return UsbClaimDecision(device.node_name, device.pci_address, condition, event, enables)
 
 
+# --- Admission --------------------------------------------------------------------------------
+
+
+def review_usb_claim_create(
+    name: str, device: UsbStatus | None, *, controller_claimed: bool
+) -> Verdict:
+    """Whether a USBDeviceClaim may be created: named after a USBDevice that can be enabled.
+
+    ``device`` is the USBDevice of the same name (``None``: none); ``controller_claimed``
+    whether a PCIDeviceClaim names its host controller on its node.
+    """
+    try:
+        UsbDeviceName.parse(name)
+    except InvalidUsbDeviceNameError as err:
+        return Verdict.deny(str(err))
+    if device is None:
+        return Verdict.deny(
+            f'no USBDevice "{name}": a USBDeviceClaim is named after the USBDevice it enables; '
+            "pick one from `kubectl get usbdevices`"
+        )
+    if device.orphaned:
+        return Verdict.deny(
+            f'USBDevice "{name}" is orphaned ({device.message}); claim the device under its '
+            "current name from `kubectl get usbdevices`"
+        )
+    if controller_claimed:
+        return Verdict.deny(
+            f'the USB host controller {device.pci_address} of USBDevice "{name}" is claimed for '
+            f"PCI passthrough on node {device.node_name}; delete that PCIDeviceClaim first"
+        )
+    return Verdict.allow()
+
+
+def review_usb_claim_delete(
+    name: str, device: UsbStatus | None, vmis: Sequence[VmiFacts]
+) -> Verdict:
+    """Whether a USBDeviceClaim may go: not while a running VMI on its node uses the device."""
+    if device is None or not device.resource_name:
+        return Verdict.allow()
+    for vmi in vmis:
+        if (
+            vmi.running
+            and vmi.node_name == device.node_name
+            and device.resource_name in vmi.host_devices
+        ):
+            return Verdict.deny(
+                f'USBDeviceClaim "{name}" is in use: VirtualMachineInstance '
+                f'"{vmi.namespace}/{vmi.name}" on node "{vmi.node_name}" uses its device '
+                f'(hostDevices deviceName "{device.resource_name}"); stop that VM, or remove the '
+                "host device from it, then delete the claim"
+            )
+    return Verdict.allow()
+
+
 # --- The kubelet side -------------------------------------------------------------------------
 
 
@@ -485,9 +578,9 @@ class UsbPluginDevice:
 
     @property
     def bus_device(self) -> str:
-        """``bus:device`` in decimal, as virt-launcher reads it (``1:2``)."""
-        bus, dev = self.device_path.rsplit("/", 2)[-2:]
-        return f"{int(bus)}:{int(dev)}"
+        """``bus:device`` in decimal, as virt-launcher reads it (``1:2``; empty: no valid path)."""
+        parsed = parse_device_path(self.device_path)
+        return "" if parsed is None else f"{parsed[0]}:{parsed[1]}"
 
 
 @attrs.frozen
@@ -511,6 +604,13 @@ def assess_usb(name: str, status: UsbStatus, *, node_present: bool) -> UsbPlugin
     """The advertised form of an enabled device: Healthy when present and its node exists."""
     if status.orphaned:
         return UsbPluginDevice(name, status.device_path, Health.UNHEALTHY, status.message)
+    if parse_device_path(status.device_path) is None:
+        return UsbPluginDevice(
+            name,
+            status.device_path,
+            Health.UNHEALTHY,
+            f"devicePath {status.device_path!r} is not /dev/bus/usb/BBB/DDD",
+        )
     if not node_present:
         return UsbPluginDevice(
             name,
@@ -541,14 +641,7 @@ def allocate_usb(pool: UsbPool, device_ids: Sequence[str]) -> ContainerAllocatio
         UnknownDeviceError: an id is not a device of ``pool``.
         UnhealthyDeviceError: a device is not Healthy now.
     """
-    found = [(device_id, pool.find(device_id)) for device_id in device_ids]
-    unknown = [device_id for device_id, device in found if device is None]
-    if unknown:
-        raise UnknownDeviceError(pool.name, unknown)
-    devices = [device for _, device in found if device is not None]
-    unhealthy = [device for device in devices if not device.healthy]
-    if unhealthy:
-        raise UnhealthyDeviceError(pool.name, unhealthy, claim_kind="USBDeviceClaim")
+    devices = requested_devices(pool, device_ids, claim_kind="USBDeviceClaim")
     return ContainerAllocation(
         envs={usb_env_var(pool.name): ",".join(device.bus_device for device in devices)},
         device_nodes=tuple(DeviceNode(device.device_path) for device in devices),
@@ -556,6 +649,7 @@ def allocate_usb(pool: UsbPool, device_ids: Sequence[str]) -> ContainerAllocatio
 
 
 __all__ = [
+    "HARVESTER_USB_FINALIZER",
     "HUB_CLASS",
     "ORPHANED",
     "READY",
@@ -577,12 +671,17 @@ __all__ = [
     "desired_usb_objects",
     "device_path",
     "orphaned_status",
+    "parse_device_path",
     "plan_usb_writes",
+    "released_finalizers",
+    "review_usb_claim_create",
+    "review_usb_claim_delete",
     "usb_claim_set",
     "usb_class_type",
     "usb_description",
     "usb_device_name",
     "usb_env_var",
+    "usb_name_node",
     "usb_pools",
     "usb_resource_name",
     "usb_status",

@@ -1,8 +1,10 @@
-"""The kernel's device events for the PCI bus (netlink ``NETLINK_KOBJECT_UEVENT``).
+"""The kernel's device events for the PCI bus and USB devices (``NETLINK_KOBJECT_UEVENT``).
 
 The agent rescans on a timer anyway; these events make a hot-plug, unplug, bind or unbind show
-up in the cluster at once instead of at the next rescan. Where the socket cannot be opened (no
-permission, another network namespace), the agent simply relies on the timer.
+up in the cluster at once instead of at the next rescan (for USB: a device plugged in or
+unplugged, ``SUBSYSTEM=usb``, ``DEVTYPE=usb_device``; its interfaces' events are not needed).
+Where the socket cannot be opened (no permission, another network namespace), the agent simply
+relies on the timer.
 """
 
 from __future__ import annotations
@@ -39,11 +41,19 @@ def parse_uevent(message: bytes) -> Mapping[str, str] | None:
 
 
 class KernelPciEvents:
-    """Calls ``on_event(action, slot)`` for each kernel event about a PCI device."""
+    """Calls ``on_event(action, slot)`` for each kernel event about a PCI device.
 
-    def __init__(self, on_event: Callable[[str, str], None]) -> None:
-        """Report PCI events to ``on_event``."""
+    With ``on_usb``, also ``on_usb(action)`` for a USB device added or removed.
+    """
+
+    def __init__(
+        self,
+        on_event: Callable[[str, str], None],
+        on_usb: Callable[[str], None] | None = None,
+    ) -> None:
+        """Report PCI events to ``on_event``, USB device events to ``on_usb``."""
         self._on_event = on_event
+        self._on_usb = on_usb
         self._socket: socket.socket | None = None
 
     def open(self) -> bool:
@@ -68,9 +78,15 @@ class KernelPciEvents:
                 if not ready:
                     continue
                 fields = parse_uevent(sock.recv(65536))
-                if fields is None or fields.get("SUBSYSTEM") != "pci":
+                if fields is None:
                     continue
                 action = fields.get("ACTION", "")
+                if fields.get("SUBSYSTEM") == "usb":
+                    if self._on_usb is not None and fields.get("DEVTYPE") == "usb_device":
+                        self._on_usb(action)
+                    continue
+                if fields.get("SUBSYSTEM") != "pci":
+                    continue
                 if action in RELEVANT_ACTIONS:
                     self._on_event(action, fields.get("PCI_SLOT_NAME", ""))
         finally:

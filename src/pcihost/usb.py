@@ -27,7 +27,7 @@ from typing import Final
 
 from pcicore.address import PciAddress
 from pcicore.errors import InvalidPciAddressError, PciDevicesError, UsbIdsError
-from pcicore.usb import UsbDevice
+from pcicore.usb import UsbDevice, parse_device_path
 from pcicore.usbids import UsbIds
 from pcihost.paths import DEFAULT_DEV_ROOT, DEFAULT_SYSFS_ROOT, USB_IDS_LOCATIONS
 from pcihost.sysfs import _read_link, _read_small
@@ -145,13 +145,18 @@ class HostUsbNodes:
         self._dev = dev_root
         self._owner = owner
 
-    def _path(self, device_path: str) -> Path:
-        # device_path is /dev/bus/usb/BBB/DDD, made from two numbers by pcicore.usb.device_path.
-        return self._dev / Path(device_path).relative_to("/dev")
+    def _path(self, device_path: str) -> Path | None:
+        """The node below the ``/dev`` root, rebuilt from the parsed numbers (else ``None``)."""
+        parsed = parse_device_path(device_path)
+        if parsed is None:
+            return None
+        bus, devnum = parsed
+        return self._dev / "bus" / "usb" / f"{bus:03d}" / f"{devnum:03d}"
 
     def exists(self, device_path: str) -> bool:
         """Whether the node is there (a device unplugged or renumbered has none)."""
-        return os.path.lexists(self._path(device_path))
+        path = self._path(device_path)
+        return path is not None and os.path.lexists(path)
 
     def hand_over(self, device_path: str) -> None:
         """Make QEMU's user the owner of the node (the link itself, never what it points to).
@@ -160,6 +165,10 @@ class HostUsbNodes:
             UsbDeviceNodeError: the node is gone or its owner cannot be changed.
         """
         path = self._path(device_path)
+        if path is None:
+            raise UsbDeviceNodeError(
+                f"{device_path!r} is not a USB device node /dev/bus/usb/BBB/DDD"
+            )
         try:
             os.chown(path, self._owner, self._owner, follow_symlinks=False)
         except OSError as err:

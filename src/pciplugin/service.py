@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, NoReturn, Protocol, TypeVar
 
 import grpc
 
+from pcicore.errors import PciDevicesError
 from pcicore.naming import ResourceName
 from pcicore.preferred import preferred_allocation
 from pcicore.resources import (
@@ -173,10 +174,24 @@ def method_handlers(service: PluginServicer) -> grpc.GenericRpcHandler[Any, Any]
     )
 
 
-class DevicePluginService:
-    """Answers the kubelet for one resource, from its `PoolFeed`."""
+def abort_allocation(
+    context: grpc.ServicerContext, resource: ResourceName, err: PciDevicesError
+) -> NoReturn:
+    """End an Allocate with the status code of ``err`` and its message.
 
-    def __init__(self, resource: ResourceName, feed: PoolFeed[ResourcePool]) -> None:
+    Ids the resource does not have are ``INVALID_ARGUMENT``; a device that exists but cannot be
+    used now (Unhealthy, its node not handed over) is ``FAILED_PRECONDITION``.
+    """
+    invalid = isinstance(err, AllocationError) and not isinstance(err, UnhealthyDeviceError)
+    code = grpc.StatusCode.INVALID_ARGUMENT if invalid else grpc.StatusCode.FAILED_PRECONDITION
+    _log.warning("Allocate on %s refused: %s", resource, err)
+    context.abort(code, str(err))
+
+
+class ResourceService(Generic[PoolT]):
+    """What every resource's service shares: its name, its feed, options, PreStartContainer."""
+
+    def __init__(self, resource: ResourceName, feed: PoolFeed[PoolT]) -> None:
         """Serve ``resource`` from ``feed``."""
         self.resource = resource
         self._feed = feed
@@ -186,6 +201,16 @@ class DevicePluginService:
     ) -> api_pb2.DevicePluginOptions:
         """Preferred allocation is available; PreStartContainer is not needed."""
         return messages.options()
+
+    def pre_start_container(
+        self, _request: api_pb2.PreStartContainerRequest, _context: grpc.ServicerContext
+    ) -> api_pb2.PreStartContainerResponse:
+        """Nothing to do: devices are ready before they are advertised Healthy."""
+        return api_pb2.PreStartContainerResponse()
+
+
+class DevicePluginService(ResourceService[ResourcePool]):
+    """Answers the kubelet for one PCI (VFIO) resource, from its `PoolFeed`."""
 
     def list_and_watch(
         self, _request: api_pb2.Empty, context: grpc.ServicerContext
@@ -224,21 +249,9 @@ class DevicePluginService:
             try:
                 allocation = allocate(pool, container.devices_ids, iommufd=self._feed.iommufd)
             except AllocationError as err:
-                code = (
-                    grpc.StatusCode.FAILED_PRECONDITION
-                    if isinstance(err, UnhealthyDeviceError)
-                    else grpc.StatusCode.INVALID_ARGUMENT
-                )
-                _log.warning("Allocate on %s refused: %s", self.resource, err)
-                context.abort(code, str(err))
+                abort_allocation(context, self.resource, err)
             responses.append(messages.container_allocate_response(allocation))
         return api_pb2.AllocateResponse(container_responses=responses)
-
-    def pre_start_container(
-        self, _request: api_pb2.PreStartContainerRequest, _context: grpc.ServicerContext
-    ) -> api_pb2.PreStartContainerResponse:
-        """Nothing to do: devices are on vfio-pci before they are advertised Healthy."""
-        return api_pb2.PreStartContainerResponse()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         """The gRPC method table of this service."""

@@ -9,7 +9,6 @@ USB plugin does. A device whose node is gone is Unhealthy and refused with the r
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
 
 import attrs
@@ -18,13 +17,16 @@ import grpc
 from pcicore.errors import PciDevicesError
 from pcicore.naming import ResourceName
 from pcicore.ports import UsbNodes
-from pcicore.resources import AllocationError, UnhealthyDeviceError
 from pcicore.usb import UsbPool, UsbStatus, allocate_usb, assess_usb, usb_pools
 from pciplugin import messages
 from pciplugin._generated.v1beta1 import api_pb2
-from pciplugin.service import PluginServicer, PoolFeed, watch
-
-_log = logging.getLogger(__name__)
+from pciplugin.service import (
+    PluginServicer,
+    PoolFeed,
+    ResourceService,
+    abort_allocation,
+    watch,
+)
 
 
 def observe_usb_pools(
@@ -60,20 +62,13 @@ class UsbServicerFactory:
         return UsbDevicePluginService(resource, feed, self.nodes)
 
 
-class UsbDevicePluginService:
+class UsbDevicePluginService(ResourceService[UsbPool]):
     """Answers the kubelet for one USB resource, from its `PoolFeed`."""
 
     def __init__(self, resource: ResourceName, feed: PoolFeed[UsbPool], nodes: UsbNodes) -> None:
         """Serve ``resource`` from ``feed``; hand device nodes over through ``nodes``."""
-        self.resource = resource
-        self._feed = feed
+        super().__init__(resource, feed)
         self._nodes = nodes
-
-    def get_device_plugin_options(
-        self, _request: api_pb2.Empty, _context: grpc.ServicerContext
-    ) -> api_pb2.DevicePluginOptions:
-        """As registered: preferred allocation answered, no PreStartContainer."""
-        return messages.options()
 
     def list_and_watch(
         self, _request: api_pb2.Empty, context: grpc.ServicerContext
@@ -105,22 +100,7 @@ class UsbDevicePluginService:
                 allocation = allocate_usb(pool, container.devices_ids)
                 for node in allocation.device_nodes:
                     self._nodes.hand_over(node.path)
-            except AllocationError as err:
-                code = (
-                    grpc.StatusCode.FAILED_PRECONDITION
-                    if isinstance(err, UnhealthyDeviceError)
-                    else grpc.StatusCode.INVALID_ARGUMENT
-                )
-                _log.warning("Allocate on %s refused: %s", self.resource, err)
-                context.abort(code, str(err))
             except PciDevicesError as err:
-                _log.warning("Allocate on %s failed: %s", self.resource, err)
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(err))
+                abort_allocation(context, self.resource, err)
             responses.append(messages.container_allocate_response(allocation))
         return api_pb2.AllocateResponse(container_responses=responses)
-
-    def pre_start_container(
-        self, _request: api_pb2.PreStartContainerRequest, _context: grpc.ServicerContext
-    ) -> api_pb2.PreStartContainerResponse:
-        """Nothing to do: the node was handed over in Allocate."""
-        return api_pb2.PreStartContainerResponse()

@@ -119,6 +119,34 @@ class TestDelivery:
         ]
         assert events._socket is None  # closed when the loop ends
 
+    def test_usb_device_events_reach_their_own_callback(self):
+        """A USB device plugged or unplugged is reported to ``on_usb``; its interface is not."""
+        usb: list[str] = []
+        pci: list[tuple[str, str]] = []
+        events = KernelPciEvents(lambda a, s: pci.append((a, s)), on_usb=usb.append)
+        ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        events._socket = ours
+        stop = threading.Event()
+        thread = threading.Thread(target=events.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            kernel.send(
+                b"add@/devices/pci0000:00/0000:00:04.0/usb1/1-1/1-1:1.0\0ACTION=add\0"
+                b"SUBSYSTEM=usb\0DEVTYPE=usb_interface\0"
+            )
+            for action in ("add", "remove"):
+                kernel.send(
+                    f"{action}@/devices/pci0000:00/0000:00:04.0/usb1/1-1\0ACTION={action}\0"
+                    "SUBSYSTEM=usb\0DEVTYPE=usb_device\0".encode()
+                )
+            wait_for(lambda: len(usb) >= 2, timeout=5)
+        finally:
+            stop.set()
+            thread.join(5)
+            kernel.close()
+        assert usb == ["add", "remove"]
+        assert pci == []
+
     def test_events_after_an_idle_wait_are_still_reported(self, monkeypatch):
         """A quiet spell (the wait times out with nothing to read) does not end the loop."""
         seen: list[tuple[str, str]] = []

@@ -34,6 +34,9 @@ class Facts:
         self.rbac_asked += 1
         return False
 
+    def enabled_usb_behind(self, _node: str, _controller: str) -> tuple[str, ...]:
+        return ()
+
 
 def create() -> AdmissionRequest:
     """A UI-made claim (userName the Rancher user) sent by a user without the verb."""

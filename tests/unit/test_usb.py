@@ -8,8 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pcicore.address import PciAddress
+from pcicore.admission import (
+    ClaimSpecFacts,
+    CreateRequest,
+    DeviceFacts,
+    VmiFacts,
+    review_create,
+)
 from pcicore.conditions import Condition, ConditionStatus
-from pcicore.device import NodeName
+from pcicore.device import IommuGroup, NodeName, PciClass
 from pcicore.errors import InvalidUsbDeviceNameError
 from pcicore.resources import Health, UnhealthyDeviceError, UnknownDeviceError
 from pcicore.usb import (
@@ -25,7 +32,10 @@ from pcicore.usb import (
     assess_usb,
     decide_usb_claim,
     desired_usb_objects,
+    parse_device_path,
     plan_usb_writes,
+    review_usb_claim_create,
+    review_usb_claim_delete,
     usb_class_type,
     usb_description,
     usb_device_name,
@@ -341,3 +351,89 @@ class TestAllocate:
         gone = status(status=ORPHANED, message="left the node")
         device = assess_usb("node1-0951-1666-002004", gone, node_present=True)
         assert (device.health, device.reason) == (Health.UNHEALTHY, "left the node")
+
+
+class TestAdmission:
+    """The webhook's rules for USBDeviceClaims."""
+
+    def test_present_device_may_be_claimed(self):
+        """A USBDevice that can be enabled: allowed."""
+        verdict = review_usb_claim_create(
+            "node1-0951-1666-002004", status(), controller_claimed=False
+        )
+        assert verdict.allowed
+
+    def test_delete_refused_while_a_running_vmi_on_its_node_uses_it(self):
+        """In use by a running VM on the device's node: refused, naming the VM and the fix."""
+        vmi = VmiFacts(
+            "default", "vm1", "node1", "Running", ("kubevirt.io/node1-0951-1666-002004",)
+        )
+        verdict = review_usb_claim_delete("node1-0951-1666-002004", status(), [vmi])
+        assert not verdict.allowed
+        assert '"default/vm1"' in verdict.message
+        assert "stop that VM" in verdict.message
+
+    @pytest.mark.parametrize(
+        "vmi",
+        [
+            VmiFacts(
+                "default", "vm1", "node1", "Succeeded", ("kubevirt.io/node1-0951-1666-002004",)
+            ),
+            VmiFacts("default", "vm1", "node2", "Running", ("kubevirt.io/node1-0951-1666-002004",)),
+            VmiFacts("default", "vm1", "node1", "Running", ("kubevirt.io/other",)),
+        ],
+        ids=["stopped", "other-node", "other-device"],
+    )
+    def test_delete_allowed_when_no_running_vm_uses_it(self, vmi):
+        """A finished VM, another node's VM, or another device: the claim may go."""
+        assert review_usb_claim_delete("node1-0951-1666-002004", status(), [vmi]).allowed
+
+
+class TestPciClaimOfAUsbController:
+    """The converse rule: a USB host controller with enabled USB devices is not claimable."""
+
+    def request(self, enabled_usb=()):
+        device = DeviceFacts(
+            name="node1-000000140",
+            address="0000:00:14.0",
+            node_name="node1",
+            resource_name="intel.com/XHCI",
+            iommu_group=IommuGroup(3),
+            pci_class=PciClass(0x0C, 0x03),
+        )
+        spec = ClaimSpecFacts(address="0000:00:14.0", node_name="node1", user_name="u")
+        return CreateRequest(
+            "node1-000000140", spec, "u", device, node_devices=[device], enabled_usb=enabled_usb
+        )
+
+    def test_refused_while_a_usb_device_behind_it_is_enabled(self):
+        """The denial names the enabled USBDevices and what to do."""
+        verdict = review_create(self.request(("node1-0951-1666-001002",)))
+        assert not verdict.allowed
+        assert "node1-0951-1666-001002" in verdict.message
+        assert "delete their USBDeviceClaims first" in verdict.message
+
+    def test_allowed_with_none_enabled(self):
+        """No enabled USB device behind it: the ordinary rules decide (here: allowed)."""
+        assert review_create(self.request()).allowed
+
+
+class TestDevicePath:
+    """A devicePath read from the cluster is parsed before any use."""
+
+    @pytest.mark.parametrize(
+        "text",
+        ["/dev/bus/usb/001/002/../../../../etc/passwd", "/dev/bus/usb/1/2", "/etc/passwd", ""],
+        ids=["traversal", "short-numbers", "elsewhere", "empty"],
+    )
+    def test_other_paths_are_not_device_paths(self, text):
+        """Anything but /dev/bus/usb/BBB/DDD is refused, and such a device is Unhealthy."""
+        assert parse_device_path(text) is None
+        device = assess_usb("node1-0951-1666-002004", status(device_path=text), node_present=True)
+        assert device.health is Health.UNHEALTHY
+        assert "is not /dev/bus/usb/BBB/DDD" in device.reason
+
+    @given(bus=st.integers(0, 999), dev=st.integers(0, 999))
+    def test_every_device_path_parses_back(self, bus, dev):
+        """The path made from any bus and device number gives them back."""
+        assert parse_device_path(UsbDevice("1-1", bus, dev, 1, 2).device_path) == (bus, dev)

@@ -9,7 +9,14 @@ from pcicore.address import PciAddress
 from pcicore.cluster_claim import ClaimEvent
 from pcicore.conditions import set_condition
 from pcicore.device import NodeName
-from pcicore.usb import ORPHANED, UsbClaim, UsbClaimDecision, UsbDevice, UsbStatus
+from pcicore.usb import (
+    HARVESTER_USB_FINALIZER,
+    ORPHANED,
+    UsbClaim,
+    UsbClaimDecision,
+    UsbDevice,
+    UsbStatus,
+)
 from pcicore.usbids import UsbIds
 from pcioperator.controllers.usb import UsbSync
 
@@ -81,6 +88,9 @@ class FakeClaims:
 
     def emit(self, claim: UsbClaim, event: ClaimEvent) -> None:
         self.events.append((claim.name, event))
+
+    def set_finalizers(self, claim: UsbClaim, finalizers) -> None:
+        self.by_name[claim.name] = attrs.evolve(claim, finalizers=tuple(finalizers))
 
     def delete(self, name: str) -> None:
         del self.by_name[name]
@@ -212,3 +222,29 @@ class TestClaims:
         ready = world.claims.by_name[STICK_NAME].conditions[0]
         assert ready.reason == "ControllerClaimed"
         assert world.sync.enabled == {}
+
+
+class TestHarvesterFinalizer:
+    """A claim Harvester made is held by its controller's finalizer, which nothing else removes."""
+
+    def test_deleted_harvester_claim_is_released_once_the_device_is_disabled(self, world):
+        """Deleting: the device is disabled, and only Harvester's finalizer goes."""
+        world.claims.by_name[STICK_NAME] = UsbClaim(STICK_NAME)
+        world.sync.reconcile()
+        world.claims.by_name[STICK_NAME] = UsbClaim(
+            STICK_NAME, deleting=True, finalizers=(HARVESTER_USB_FINALIZER, "someone.else/keep")
+        )
+        world.sync.reconcile()
+        assert not enabled(world)[STICK_NAME]
+        assert world.claims.by_name[STICK_NAME].finalizers == ("someone.else/keep",)
+
+    def test_claim_of_a_device_already_gone_is_released_by_its_node(self, world):
+        """No USBDevice left, but the name is this node's: this agent releases it, not others."""
+        gone = "node1-0951-1666-009009"
+        for name in (gone, OTHER_NODE_CLAIM):
+            world.claims.by_name[name] = UsbClaim(
+                name, deleting=True, finalizers=(HARVESTER_USB_FINALIZER,)
+            )
+        world.sync.reconcile()
+        assert world.claims.by_name[gone].finalizers == ()
+        assert world.claims.by_name[OTHER_NODE_CLAIM].finalizers == (HARVESTER_USB_FINALIZER,)

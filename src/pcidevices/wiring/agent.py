@@ -398,7 +398,10 @@ class AgentModule(injector.Module):
         """The kernel's PCI hot-plug/bind events, when followed."""
         if not config.kernel_events:
             return None
-        return KernelPciEvents(lambda _action, _slot: queue.add(DeviceSync.KEY))
+        return KernelPciEvents(
+            lambda _action, _slot: queue.add(DeviceSync.KEY),
+            on_usb=(lambda _action: queue.add(UsbSync.KEY)) if config.usb else None,
+        )
 
     @injector.singleton
     @injector.provider

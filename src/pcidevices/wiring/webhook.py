@@ -26,6 +26,7 @@ from pcioperator.kube.schema import check_installed_schema
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
 from pcioperator.webhook.server import WebhookServer
+from pcioperator.webhook.usb import UsbClaimAdmission, UsbFacts
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,17 @@ class WebhookModule(injector.Module):
 
     @injector.singleton
     @injector.provider
-    def server(self, config: WebhookConfig, admission: ClaimAdmission) -> WebhookServer:
-        """The HTTPS server of both webhooks."""
-        return WebhookServer(admission, config.address, config.cert, config.key)
+    def usb_admission(self, api: KubeApi, facts: ClusterFacts) -> UsbClaimAdmission:
+        """Decisions on USB claims."""
+        return UsbClaimAdmission(UsbFacts(api, facts))
+
+    @injector.singleton
+    @injector.provider
+    def server(
+        self, config: WebhookConfig, admission: ClaimAdmission, usb: UsbClaimAdmission
+    ) -> WebhookServer:
+        """The HTTPS server of the webhooks."""
+        return WebhookServer(admission, config.address, config.cert, config.key, usb)
 
 
 def webhook_injector(config: WebhookConfig, api_client: k8s_client.ApiClient) -> injector.Injector:

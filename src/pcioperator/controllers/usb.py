@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import cattrs
 
@@ -35,7 +35,9 @@ from pcicore.usb import (
     decide_usb_claim,
     desired_usb_objects,
     plan_usb_writes,
+    released_finalizers,
     usb_claim_set,
+    usb_name_node,
     usb_statuses,
 )
 from pcicore.usbids import UsbIds
@@ -95,7 +97,11 @@ class UsbSync:
         present = usb_statuses(self._node, self._bus.devices(), self._ids)
         observed = self._store.observed()
         known = {**observed, **present}
-        claims = [claim for claim in self._claims.claims() if claim.name in known]
+        claims = [
+            claim
+            for claim in self._claims.claims()
+            if claim.name in known or usb_name_node(claim.name) == self._node
+        ]
         holds = usb_claim_set(claims, known, self._claimed_controllers())
         desired = desired_usb_objects(present, observed, enabled=holds.enabled, held=holds.held)
         writes = plan_usb_writes(desired, observed)
@@ -110,6 +116,14 @@ class UsbSync:
             if not claim.deleting and claim.name in desired:
                 refused = claim.name in holds.controller_claimed
                 self._answer(claim, desired[claim.name], controller_claimed=refused)
+            kept = released_finalizers(claim)
+            device = desired.get(claim.name)
+            if kept is not None and (device is None or not device.enabled):
+                log.info(
+                    "USB claim %s: its device is disabled; removing Harvester's finalizer",
+                    claim.name,
+                )
+                self._claims.set_finalizers(claim, kept)
         self.enabled = {name: status for name, status in desired.items() if status.enabled}
         return self._rescan_interval
 
@@ -191,6 +205,14 @@ class KubeUsbClaimStore:
         body = {"status": wire.claim_status_to_wire(claim, decision)}
         with contextlib.suppress(NotFoundError):
             self._api.patch(USBDEVICECLAIMS, claim.name, body, subresource="status")
+
+    def set_finalizers(self, claim: UsbClaim, finalizers: Sequence[str]) -> None:
+        """Patch ``metadata.finalizers`` against the version read (a 409 retries later)."""
+        body = {
+            "metadata": {"finalizers": list(finalizers), "resourceVersion": claim.resource_version}
+        }
+        with contextlib.suppress(NotFoundError, ConflictError):
+            self._api.patch(USBDEVICECLAIMS, claim.name, body)
 
     def emit(self, claim: UsbClaim, event: ClaimEvent) -> None:
         """Record ``event`` against ``claim``."""

@@ -13,7 +13,7 @@ would refuse anyway, and this way the user learns why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cattrs
@@ -60,21 +60,7 @@ class ClaimAdmission:
 
     def validate(self, request: AdmissionRequest) -> Verdict:
         """The validating webhook's verdict on ``request``."""
-        try:
-            verdict = self._validate(request)
-        except ApiError as err:
-            verdict = Verdict.deny(
-                f"the pcidevices webhook could not read the cluster ({err}); try again"
-            )
-        if not verdict.allowed:
-            log.info(
-                "denied %s of claim %s by %s: %s",
-                request.operation,
-                request.name,
-                request.user,
-                verdict.message,
-            )
-        return verdict
+        return guarded_verdict(request, "claim", self._validate)
 
     def _validate(self, request: AdmissionRequest) -> Verdict:
         if request.operation == "CREATE":
@@ -118,6 +104,11 @@ class ClaimAdmission:
                     if self._require_claim_verb
                     else True
                 ),
+                enabled_usb=(
+                    self._facts.enabled_usb_behind(device.node_name, device.address)
+                    if device is not None
+                    else ()
+                ),
             )
         )
 
@@ -149,6 +140,32 @@ class ClaimAdmission:
         if user_name is not None:
             patch.append({"op": "add", "path": "/spec/userName", "value": user_name})
         return patch
+
+
+def guarded_verdict(
+    request: AdmissionRequest, kind: str, decide: Callable[[AdmissionRequest], Verdict]
+) -> Verdict:
+    """``decide(request)``, or a denial saying to retry when the cluster could not be read.
+
+    With ``failurePolicy: Fail`` the API server would refuse anyway; this way the user learns
+    why. Denials are logged with ``kind`` (what the request is about).
+    """
+    try:
+        verdict = decide(request)
+    except ApiError as err:
+        verdict = Verdict.deny(
+            f"the pcidevices webhook could not read the cluster ({err}); try again"
+        )
+    if not verdict.allowed:
+        log.info(
+            "denied %s of %s %s by %s: %s",
+            request.operation,
+            kind,
+            request.name,
+            request.user,
+            verdict.message,
+        )
+    return verdict
 
 
 def spec_facts(obj: Mapping[str, Any] | None) -> ClaimSpecFacts | None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import cattrs
+
 from pcicore.admission import CLAIM_VERB, DeviceFacts, VmiFacts
 from pcicore.device import IommuGroup, PciClass
-from pcioperator.kube.api import PCIDEVICES, JsonObject, KubeApi, Resource
+from pcioperator.kube.api import PCIDEVICES, USBDEVICES, JsonObject, KubeApi, Resource
 from pcioperator.kube.errors import NotFoundError
+from pcioperator.wire import usb as usb_wire
 from pcioperator.wire.kubevirt import vmi_from_object
 from pcioperator.wire.pcidevice import API_GROUP, NODE_LABEL, reported_status
 
@@ -96,6 +99,25 @@ class ClusterFacts:
         """Every PCIDevice labelled as ``node``'s."""
         items, _ = self._api.list_objects(PCIDEVICES, label_selector=f"{NODE_LABEL}={node}")
         return [device_facts(item) for item in items]
+
+    def enabled_usb_behind(self, node: str, controller: str) -> tuple[str, ...]:
+        """The enabled USBDevices of ``node`` behind the USB host controller ``controller``.
+
+        None when the USBDevice CRD is not installed.
+        """
+        try:
+            items, _ = self._api.list_objects(USBDEVICES, label_selector=f"{NODE_LABEL}={node}")
+        except NotFoundError:
+            return ()
+        found = []
+        for item in items:
+            try:
+                status = usb_wire.status_from_object(item)
+            except (cattrs.BaseValidationError, TypeError):
+                continue
+            if status is not None and status.enabled and status.pci_address == controller:
+                found.append(str(item["metadata"]["name"]))
+        return tuple(found)
 
     def vmis(self) -> Sequence[VmiFacts]:
         """Every KubeVirt VMI in the cluster; none when KubeVirt is not installed."""

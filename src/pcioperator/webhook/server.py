@@ -1,6 +1,7 @@
 """`WebhookServer`: both admission webhooks over HTTPS, on the standard library.
 
-Paths: ``POST /validate`` and ``POST /mutate`` take an AdmissionReview v1; ``GET /healthz``
+Paths: ``POST /validate``, ``POST /mutate`` (PCIDeviceClaims) and ``POST /validate-usb``
+(USBDeviceClaims) take an AdmissionReview v1; ``GET /healthz``
 answers ``ok`` for the Deployment's probes. The certificate and key are files (a Secret mounted
 in the pod); a rotated Secret takes effect when the pod restarts.
 """
@@ -19,10 +20,12 @@ from typing import Final
 from pcicore.admission import Verdict
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.review import MalformedReviewError, parse_review, response_review
+from pcioperator.webhook.usb import UsbClaimAdmission
 
 log = logging.getLogger(__name__)
 
 VALIDATE_PATH: Final = "/validate"
+VALIDATE_USB_PATH: Final = "/validate-usb"
 MUTATE_PATH: Final = "/mutate"
 HEALTH_PATH: Final = "/healthz"
 _MAX_BODY: Final = 3 * 1024 * 1024  # the API server's request size limit
@@ -47,7 +50,10 @@ class _AdmissionHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         route = self._route
-        if route not in {VALIDATE_PATH, MUTATE_PATH}:
+        usb = self.server.usb_admission
+        if route not in {VALIDATE_PATH, MUTATE_PATH} and not (
+            route == VALIDATE_USB_PATH and usb is not None
+        ):
             self._send(_NOT_FOUND, b"not found", "text/plain")
             return
         length = int(self.headers.get("Content-Length") or 0)
@@ -62,6 +68,8 @@ class _AdmissionHandler(http.server.BaseHTTPRequestHandler):
         admission = self.server.admission
         if route == MUTATE_PATH:
             answer = response_review(request.uid, Verdict.allow(), admission.mutate(request))
+        elif route == VALIDATE_USB_PATH and usb is not None:
+            answer = response_review(request.uid, usb.validate(request))
         else:
             answer = response_review(request.uid, admission.validate(request))
         self._send(_OK, json.dumps(answer).encode(), "application/json")
@@ -80,18 +88,31 @@ class _AdmissionHandler(http.server.BaseHTTPRequestHandler):
 class _AdmissionHttpServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], admission: ClaimAdmission) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        admission: ClaimAdmission,
+        usb_admission: UsbClaimAdmission | None,
+    ) -> None:
         super().__init__(address, _AdmissionHandler)
         self.admission = admission
+        self.usb_admission = usb_admission
 
 
 class WebhookServer:
     """Serves `ClaimAdmission` on ``address`` over TLS, in a thread of its own."""
 
     def __init__(
-        self, admission: ClaimAdmission, address: tuple[str, int], cert: Path, key: Path
+        self,
+        admission: ClaimAdmission,
+        address: tuple[str, int],
+        cert: Path,
+        key: Path,
+        usb_admission: UsbClaimAdmission | None = None,
     ) -> None:
         """Listen on ``address`` (port 0: any free port) with the certificate ``cert``/``key``.
+
+        ``usb_admission`` answers ``/validate-usb`` (``None``: that path is not served).
 
         Raises:
             OSError: the address is taken, or the certificate files cannot be read.
@@ -100,7 +121,7 @@ class WebhookServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(str(cert), str(key))
-        self._http = _AdmissionHttpServer(address, admission)
+        self._http = _AdmissionHttpServer(address, admission, usb_admission)
         # The handshake runs on first read, in the request's thread, not in accept(): one slow
         # client must not hold up every other request.
         self._http.socket = context.wrap_socket(

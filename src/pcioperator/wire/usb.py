@@ -140,6 +140,8 @@ def claim_from_object(obj: JsonObject) -> UsbClaim:
         node_name=status.node_name,
         pci_address=status.pci_address,
         conditions=status.conditions,
+        finalizers=tuple(meta.get("finalizers") or ()),
+        resource_version=str(meta.get("resourceVersion", "")),
     )
 
 

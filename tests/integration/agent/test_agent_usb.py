@@ -139,3 +139,27 @@ def test_claim_refused_while_its_controller_is_pci_claimed(start_agent, usb_host
     wait_for(lambda: (ready(api, stick) or {}).get("reason") == "ControllerClaimed")
     assert XHCI in ready(api, stick)["message"]
     assert api.get(USBDEVICES, stick)["status"]["enabled"] is False
+
+
+def test_harvester_claim_is_released_when_deleted(start_agent, usb_host):
+    """A claim as Harvester's controller left it (its finalizer on): deleting it completes."""
+    host, _usb = usb_host
+    running = start_agent(host=host)
+    api, node = running.api, running.node
+    stick = f"{node}-0951-1666-001002"
+    wait_for(lambda: usb_object(api, stick) and usb_object(api, stick).get("status"))
+    body = claim_manifest(stick, api.get(USBDEVICES, stick)["metadata"]["uid"])
+    body["metadata"]["finalizers"] = ["wrangler.cattle.io/usbClaimClient-device-claim-remove"]
+    api.create(USBDEVICECLAIMS, body)
+    wait_for(lambda: api.get(USBDEVICES, stick)["status"]["enabled"] is True)
+    api.delete(USBDEVICECLAIMS, stick)
+    wait_for(lambda: usb_claim_gone(api, stick))
+    assert api.get(USBDEVICES, stick)["status"]["enabled"] is False
+
+
+def usb_claim_gone(api, name):
+    try:
+        api.get(USBDEVICECLAIMS, name)
+    except NotFoundError:
+        return True
+    return False

@@ -36,6 +36,8 @@ from pcioperator.kube.api import (
     PCIDEVICECLAIMS,
     PCIDEVICES,
     SRIOVNETWORKDEVICES,
+    USBDEVICECLAIMS,
+    USBDEVICES,
     KubeApi,
     Resource,
 )
@@ -60,6 +62,7 @@ POLICIES = (
     "pcidevices-agent-claims",
     "pcidevices-agent-events",
     "pcidevices-agent-sriov",
+    "pcidevices-agent-usb",
 )
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
@@ -965,3 +968,105 @@ class TestSriovNetworkDevices:
             assert snapshot(admin, SRIOVNETWORKDEVICES, name, None) == before
         finally:
             admin.delete(SRIOVNETWORKDEVICES, name)
+
+
+def usb_body(name: str, node: str) -> dict[str, object]:
+    """A USBDevice of ``node``, as the agent creates one (its status comes next)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "USBDevice",
+        "metadata": {"name": name, "labels": {"nodename": node}},
+    }
+
+
+def usb_status(node: str) -> dict[str, object]:
+    """A USBDevice status naming ``node``."""
+    return {"status": {"nodeName": node, "vendorID": "0951", "productID": "1666"}}
+
+
+class TestUsbObjects:
+    """An agent publishes only its own node's USBDevices and answers only their claims."""
+
+    def test_own_node_life_cycle(self, two_nodes, kube):
+        """Create, write the status, answer the claim, delete: allowed on the agent's node."""
+        admin = KubeApi(kube.api_client)
+        mine = two_nodes[0].node
+        name = f"{mine}-0951-1666-001002"
+        admin.create(
+            USBDEVICECLAIMS,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "USBDeviceClaim",
+                "metadata": {"name": name},
+            },
+        )
+        try:
+            with agent_api(kube, two_nodes[0]) as api:
+                api.create(USBDEVICES, usb_body(name, mine))
+                api.patch(USBDEVICES, name, usb_status(mine), subresource="status")
+                api.patch(
+                    USBDEVICECLAIMS, name, {"status": {"nodeName": mine}}, subresource="status"
+                )
+                written = admin.get(USBDEVICES, name)
+                api.delete(USBDEVICES, name)
+            assert written["status"]["nodeName"] == mine
+            assert admin.get(USBDEVICECLAIMS, name)["status"]["nodeName"] == mine
+            assert snapshot(admin, USBDEVICES, name, None) is None
+        finally:
+            admin.delete(USBDEVICECLAIMS, name)
+
+    def test_the_other_nodes_objects_are_refused(self, two_nodes, kube):
+        """Node B's USBDevice and claim: no create, status write or delete; both unchanged."""
+        admin = KubeApi(kube.api_client)
+        mine, theirs = two_nodes[0].node, two_nodes[1].node
+        name = f"{theirs}-0951-1666-001002"
+        admin.create(USBDEVICES, usb_body(name, theirs))
+        admin.create(
+            USBDEVICECLAIMS,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "USBDeviceClaim",
+                "metadata": {"name": name},
+            },
+        )
+        try:
+            before = (
+                snapshot(admin, USBDEVICES, name, None),
+                snapshot(admin, USBDEVICECLAIMS, name, None),
+            )
+            pod = two_nodes[0].pod
+            with service_account_client(kube, NAMESPACE, SERVICE_ACCOUNT, pod) as client:
+                custom = k8s_client.CustomObjectsApi(client)
+                # A device named for this node but labelled for the other: refused too.
+                probe = usb_body(f"{mine}-0951-1666-001003", theirs)
+                wait_for(
+                    lambda: refused_by_policy(
+                        lambda: custom.create_cluster_custom_object(
+                            GROUP, VERSION, "usbdevices", probe, dry_run="All"
+                        )
+                    ),
+                    timeout=60,
+                    interval=0.2,
+                )
+            with agent_api(kube, two_nodes[0]) as api:
+                for write in (
+                    lambda: api.create(USBDEVICES, usb_body(f"{theirs}-0951-1666-001004", mine)),
+                    lambda: api.patch(USBDEVICES, name, usb_status(mine), subresource="status"),
+                    lambda: api.patch(
+                        USBDEVICECLAIMS, name, {"status": {"nodeName": mine}}, subresource="status"
+                    ),
+                    lambda: api.delete(USBDEVICES, name),
+                ):
+                    with pytest.raises(ApiError) as refused:
+                        write()
+                    assert refused.value.status == 403
+                    assert f'the pcidevices agent on node "{mine}" may not' in str(refused.value)
+                    assert "it is not a USB device of that node" in str(refused.value)
+            after = (
+                snapshot(admin, USBDEVICES, name, None),
+                snapshot(admin, USBDEVICECLAIMS, name, None),
+            )
+            assert after == before
+        finally:
+            admin.delete(USBDEVICES, name)
+            admin.delete(USBDEVICECLAIMS, name)

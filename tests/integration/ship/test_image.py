@@ -125,6 +125,9 @@ def test_image_config_has_entrypoint_user_and_labels(layout):
 def test_image_holds_the_tools_the_agent_uses(bundle):
     root = bundle / "rootfs"
     assert (root / "usr/share/misc/pci.ids").exists()
+    # usb.ids is a link to /var/lib/usbutils/usb.ids, which resolves inside the image only.
+    assert (root / "var/lib/usbutils/usb.ids").is_file()
+    assert os.readlink(root / "usr/share/misc/usb.ids") == "/var/lib/usbutils/usb.ids"
     assert (root / "usr/bin/lspci").exists()
     # A symbolic link to /bin/kmod, which resolves inside the image only.
     assert os.readlink(root / "usr/sbin/modprobe") == "/bin/kmod"

@@ -24,6 +24,7 @@ from pcioperator.kube.api import PCIDEVICECLAIMS, KubeApi
 from pcioperator.webhook.admission import ClaimAdmission
 from pcioperator.webhook.facts import ClusterFacts
 from pcioperator.webhook.server import WebhookServer
+from pcioperator.webhook.usb import UsbClaimAdmission, UsbFacts
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -64,6 +65,7 @@ def webhook_server(kube, admin) -> Iterator[WebhookServer]:
         ("127.0.0.1", 0),
         Path(f"{prefix}.crt"),
         Path(f"{prefix}.key"),
+        UsbClaimAdmission(UsbFacts(admin, ClusterFacts(admin))),
     )
     server.start()
     yield server

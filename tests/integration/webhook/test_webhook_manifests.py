@@ -26,7 +26,7 @@ def test_server_side_dry_run(kube, tmp_path):
 
 
 def test_webhooks_fail_closed_and_scoped():
-    """Both webhooks fail closed, time out fast and match only PCIDeviceClaims."""
+    """Every webhook fails closed, times out fast and matches only its claim kind."""
     docs = [doc for doc in yaml.safe_load_all((DEPLOY / "admission.yaml").read_text()) if doc]
     assert {doc["kind"] for doc in docs} == {
         "MutatingWebhookConfiguration",
@@ -41,4 +41,5 @@ def test_webhooks_fail_closed_and_scoped():
             assert "objectSelector" not in hook
             for rule in hook["rules"]:
                 assert rule["apiGroups"] == ["devices.harvesterhci.io"]
-                assert rule["resources"] == ["pcideviceclaims"]
+                kind = "usbdeviceclaims" if "usbdeviceclaims" in hook["name"] else "pcideviceclaims"
+                assert rule["resources"] == [kind]
