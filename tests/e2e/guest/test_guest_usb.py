@@ -4,7 +4,10 @@ The first tests record what Linux 6.1 shows for QEMU's xhci controller and the d
 `e2e.layout.GUEST_USB_DEVICES` with no project code: the entries of `/sys/bus/usb/devices`, their
 attributes, interface folders and drivers, the path each resolves to (up to the xhci PCI
 function) and the device node `/dev/bus/usb/BBB/DDD`. The fake USB tree of the integration tests
-(`tests/fakesys/usb.py`) must agree with this.
+(`tests/fakesys/usb.py`) is modelled on this layout (nested device and interface folders, links
+in `bus/usb/devices`, minor = (bus - 1) * 128 + devnum - 1); where it simplifies, this is the
+reference (a USB 3 root hub is 1d6b:0003, not 0002, and root hubs carry the controller's address
+as `serial`).
 
 Then the project's reader (`pcihost.usb.SysfsUsbBus`) must find every device as the kernel shows
 it; the allocation the device plugin makes (`pcicore.usb.allocate_usb`) must name a node that
