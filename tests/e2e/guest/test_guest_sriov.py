@@ -11,7 +11,9 @@ QEMU's NVMe VFs are offline until the PF brings them online with NVMe virtualiza
 commands, so the nvme driver, probing a new VF, gives up half a second later ("Device not ready;
 aborting initialisation, CSTS=0x2") and unbinds it. Whether a test saw the VF before or after
 that would be up to the scheduler, so the fixture turns the PF's `sriov_drivers_autoprobe` off:
-the VFs come up with no driver, as VFs of a PF whose VF driver is not loaded do.
+the VFs come up with no driver, as VFs of a PF whose VF driver is not loaded do. The last test
+brings them online (`e2e.guest.nvme`, what `nvme virt-mgmt` sends) and probes them, so that a VF
+has a driver of its own (nvme) to leave for vfio-pci and come back to.
 
 The NVMe PF is of class 0x0108, not a network PF: the agent publishes no SRIOVNetworkDevice for
 it, but its PCIDevice reports `totalVFs`/`numVFs` and each VF's PCIDevice its `physFn`.
@@ -22,12 +24,13 @@ from __future__ import annotations
 import errno
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from e2e.guest import rawsysfs, vfio
+from e2e.guest import nvme, rawsysfs, vfio
 from e2e.layout import NVME_MAX_VFS, NVME_PF, NVME_VFS
 from pcicore.address import PciAddress
 from pcicore.device import PciDevice
@@ -88,6 +91,34 @@ def physfn(address: str) -> str:
 def on_the_bus(address: str) -> bool:
     """Whether the kernel has a PCI function at ``address``."""
     return rawsysfs.device_dir(address).exists()
+
+
+def nvme_controller(address: str) -> str | None:
+    """The nvme driver's controller (`nvme<N>`) of a function, None when nvme does not drive it."""
+    try:
+        names = sorted(entry.name for entry in (rawsysfs.device_dir(address) / "nvme").iterdir())
+    except FileNotFoundError:
+        return None
+    return names[0] if names else None
+
+
+def controller_state(address: str) -> str | None:
+    """The state of the function's nvme controller (`live` once it is up), None without one."""
+    name = nvme_controller(address)
+    if name is None:
+        return None
+    try:
+        return (rawsysfs.device_dir(address) / "nvme" / name / "state").read_text().strip()
+    except FileNotFoundError:  # the controller went meanwhile
+        return None
+
+
+def wait_live(address: str, timeout: float = 60.0) -> None:
+    """Wait until nvme's controller of ``address`` is `live` (its reset work is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while controller_state(address) != "live":
+        assert time.monotonic() < deadline, f"nvme never brought {address} up"
+        time.sleep(0.2)
 
 
 @pytest.fixture(autouse=True)
@@ -211,3 +242,46 @@ def test_a_claimed_vf_goes_to_vfio_blocks_a_new_count_and_returns_to_no_driver(t
     assert carry_out(0) == (0,)
 
     assert not any(on_the_bus(address) for address in NVME_VFS)
+
+
+def test_an_online_vf_leaves_nvme_for_vfio_and_release_gives_it_back_to_nvme(tmp_path):
+    """VFs put online and probed run on nvme; bind: vfio-pci, nvme recorded; release: nvme, live."""
+    state = tmp_path / "claims.json"
+    carry_out(NVME_MAX_VFS)
+    pf_controller = Path("/dev", str(nvme_controller(NVME_PF)))
+    secondaries = nvme.secondary_controllers(pf_controller)
+    assert [(c.vf_number, c.online) for c in secondaries] == [(1, False), (2, False)]
+    for controller in secondaries:  # an admin queue and one I/O queue pair, one interrupt
+        nvme.assign(pf_controller, controller.controller_id, nvme.RESOURCE_QUEUES, 2)
+        nvme.assign(pf_controller, controller.controller_id, nvme.RESOURCE_INTERRUPTS, 1)
+        vf = NVME_VFS[controller.vf_number - 1]
+        rawsysfs.write_attribute(rawsysfs.device_dir(vf) / "reset", "1")
+        nvme.set_online(pf_controller, controller.controller_id)
+    assert all(c.online for c in nvme.secondary_controllers(pf_controller))
+    # The kernel probes a VF only with the PF's autoprobe on, or a driver_override.
+    rawsysfs.write_attribute(rawsysfs.device_dir(NVME_PF) / "sriov_drivers_autoprobe", "1")
+    for address in NVME_VFS:
+        rawsysfs.write_attribute(rawsysfs.SYS_PCI / "drivers_probe", address)
+        wait_live(address)
+    vf = NVME_VFS[1]
+    group = rawsysfs.iommu_group(vf)
+    assert [rawsysfs.driver(address) for address in NVME_VFS] == ["nvme", "nvme"]
+
+    bound = pcidevices("bind", vf, "--state-file", state)
+
+    assert bound.returncode == 0, bound.stderr
+    assert rawsysfs.driver(vf) == "vfio-pci"
+    assert nvme_controller(vf) is None
+    assert vfio.group_status(group) == VIABLE
+    assert controller_state(NVME_VFS[0]) == "live"
+    ledger = ClaimStateFile(state).load()
+    assert {str(address): driver for address, driver in ledger.originals.items()} == {vf: "nvme"}
+
+    released = pcidevices("release", vf, "--state-file", state)
+
+    assert released.returncode == 0, released.stderr
+    assert rawsysfs.driver(vf) == "nvme"
+    assert (rawsysfs.device_dir(vf) / "driver_override").read_text().strip() == "(null)"
+    assert not (vfio.DEV_VFIO / str(group)).exists()
+    wait_live(vf)
+    assert ClaimStateFile(state).load() == Ledger()
