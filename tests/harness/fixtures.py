@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 GROUP = "devices.harvesterhci.io"
 VERSION = "v1beta1"
-PLURALS = ("pcideviceclaims", "pcidevices")
+PLURALS = ("pcideviceclaims", "pcidevices", "usbdeviceclaims", "usbdevices")
 _CLEANUP_TIMEOUT_SECONDS = 30.0
 
 
