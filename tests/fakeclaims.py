@@ -214,6 +214,16 @@ class FakeClaimStore:
         self.objects = {c.name: c for c in claims}
         self.is_synced = synced
         self.statuses: list[tuple[str, ClaimStatus]] = []
+        self.faults: dict[str, list[Exception | None]] = {}
+        """Per write method, what its next calls answer: an error raised, or None (written)."""
+
+    def _answer(self, method: str) -> None:
+        """Raise the fault queued for this call of ``method``, if any (the API failed it)."""
+        queued = self.faults.get(method)
+        if queued:
+            fault = queued.pop(0)
+            if fault is not None:
+                raise fault
 
     def synced(self) -> bool:
         """Whether the cache was filled."""
@@ -225,6 +235,7 @@ class FakeClaimStore:
 
     def write_status(self, claim: ClusterClaim, status: ClaimStatus) -> None:
         """Replace the status; a gone claim is no error."""
+        self._answer("write_status")
         current = self.objects.get(claim.name)
         if current is None:
             return
@@ -233,6 +244,7 @@ class FakeClaimStore:
 
     def set_finalizers(self, claim: ClusterClaim, finalizers: tuple[str, ...]) -> None:
         """Replace finalizers at the version read; a deleted claim with none left goes."""
+        self._answer("set_finalizers")
         current = self.objects.get(claim.name)
         if current is None:
             return

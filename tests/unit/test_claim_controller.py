@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from fakeclaims import (
     FakeClaimEvents,
     FakeClaimStore,
@@ -31,6 +33,7 @@ from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
 from pcicore.protection import DenyList, HostProtection
 from pcioperator.controllers.claims import ClaimController
+from pcioperator.kube.errors import ConflictError, TemporaryApiError
 
 NIC = "0000:03:00.0"
 GPU = "0000:01:00.0"
@@ -262,3 +265,54 @@ class TestRestartAndDeletion:
         denied.reconcile()
         assert fake.driver(NIC) == "igb"
         assert rig.store.objects == {}
+
+
+class TestApiFaults:
+    """A write to the API fails mid-reconcile: nothing is lost, the retry converges.
+
+    The runner retries a reconcile that raised, with backoff; these tests play that retry.
+    """
+
+    def test_conflict_adding_the_finalizer_moves_nothing_until_a_fresh_read(self):
+        """409 on the finalizer: the device is not moved without the finalizer that holds it."""
+        rig = Rig(host(), FakeClaimStore(claim(NIC)))
+        rig.store.faults["set_finalizers"] = [ConflictError("claim changed since it was read")]
+        with pytest.raises(ConflictError):
+            rig.reconcile()
+        assert rig.host.driver(NIC) == "igb"
+        assert rig.host.ledger == Ledger()
+        rig.reconcile()
+        assert rig.host.driver(NIC) == "vfio-pci"
+        assert rig.store.objects[claim(NIC).name].finalizers == (FINALIZER,)
+        assert rig.status(NIC).passthrough_enabled
+
+    def test_status_write_failing_after_the_bind_keeps_the_device_and_reports_on_retry(self):
+        """500 on the status after the bind: the device stays claimed; the retry reports it."""
+        rig = Rig(host(), FakeClaimStore(claim(NIC)))
+        server_error = TemporaryApiError("internal error", status=500)
+        rig.store.faults["write_status"] = [None, server_error]  # accepted, then the outcome
+        with pytest.raises(TemporaryApiError):
+            rig.reconcile()
+        assert rig.host.driver(NIC) == "vfio-pci"
+        assert a(NIC) in rig.host.ledger.claims
+        assert not rig.status(NIC).passthrough_enabled
+        rig.reconcile()
+        assert rig.host.driver(NIC) == "vfio-pci"
+        assert rig.status(NIC).passthrough_enabled
+        assert rig.status(NIC).kernel_driver_to_unbind == "igb"
+
+    def test_finalizer_removal_failing_after_the_return_holds_the_claim_and_reports_once(self):
+        """500 removing the finalizer: the claim waits, the device is back, one Event in all."""
+        rig = Rig(host(), FakeClaimStore(claim(NIC)))
+        rig.reconcile()
+        name = claim(NIC).name
+        rig.store.delete(name)
+        rig.store.faults["set_finalizers"] = [TemporaryApiError("no answer")]
+        with pytest.raises(TemporaryApiError):
+            rig.reconcile()
+        assert rig.host.driver(NIC) == "igb"
+        assert rig.store.objects[name].finalizers == (FINALIZER,)
+        rig.reconcile()
+        assert name not in rig.store.objects
+        assert rig.host.driver(NIC) == "igb"
+        assert rig.events.reasons(name).count("ReturnedToHost") == 1

@@ -160,8 +160,9 @@ class ClaimController:
                 self._apply(claim, report)
                 self.phases[claim.name] = RELEASING
             return False
-        self._events.emit(claim, released_event(address))
+        # Let go first, then say so: a failed write is retried, and must not repeat the Event.
         self._store.set_finalizers(claim, finalizers)
+        self._events.emit(claim, released_event(address))
         return True
 
     def _apply(self, claim: ClusterClaim, report: Report) -> None:
