@@ -44,6 +44,18 @@ class InvalidDraDeviceNameError(PciDevicesError, ValueError):
         self.text = text
 
 
+class InvalidSliceSizeError(PciDevicesError, ValueError):
+    """A requested number of devices per ResourceSlice is outside what the API accepts."""
+
+    def __init__(self, value: int, limit: int) -> None:
+        """Describe ``value``; ``limit`` is the API's maximum."""
+        super().__init__(
+            f"invalid number of devices per ResourceSlice {value}: resource.k8s.io/v1 accepts "
+            f"1 to {limit}; pass a value in that range (or leave the default, {limit})"
+        )
+        self.value = value
+
+
 class InvalidDriverNameError(PciDevicesError, ValueError):
     """A text that should name a kernel driver (``e1000e``, ``vfio-pci``) does not.
 
