@@ -142,6 +142,8 @@ class ObservedSlice:
         slice_count: Its pool's resourceSliceCount.
         devices: Its devices, in the order they are listed.
         owners: Its owner references.
+        exact: Whether it holds only what this driver writes (``False``: a field it does not
+            write, such as capacity or taints, or an attribute it could not read).
     """
 
     name: str
@@ -151,6 +153,7 @@ class ObservedSlice:
     slice_count: int
     devices: tuple[DraDevice, ...]
     owners: tuple[OwnerRef, ...] = ()
+    exact: bool = True
 
 
 @attrs.frozen
@@ -307,6 +310,7 @@ def _in_step(
         seen = by_name.get(slice_name(node, index))
         if (
             seen is None
+            or not seen.exact
             or seen.pool != node
             or seen.slice_count != len(groups)
             or seen.devices != devices

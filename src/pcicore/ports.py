@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
     from pcicore.conditions import Condition
     from pcicore.device import PciDevice
+    from pcicore.dra_slices import ObservedSlice, SliceContent
     from pcicore.hostfacts import HostFacts
     from pcicore.inventory import (
         DesiredDevice,
@@ -166,6 +167,30 @@ class DeviceObjectStore(Protocol):
 
     def delete(self, name: str) -> None:
         """Delete object ``name``; one already gone is not an error."""
+        ...
+
+
+class ResourceSliceStore(Protocol):
+    """This node's ResourceSlices of our DRA driver: as last observed, and the writes to them."""
+
+    def observed(self) -> Sequence[ObservedSlice]:
+        """Every slice of this driver on this node as last observed (a cache: no request)."""
+        ...
+
+    def node_owner(self) -> OwnerRef | None:
+        """The owner reference to this node's Node object, or ``None`` while it has none."""
+        ...
+
+    def create(self, content: SliceContent, owner: OwnerRef | None) -> None:
+        """Create a slice holding ``content``, owned by ``owner``."""
+        ...
+
+    def update(self, content: SliceContent, owner: OwnerRef | None, resource_version: str) -> None:
+        """Replace slice ``content.name`` if it is still at ``resource_version``."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete slice ``name``; one already gone is not an error."""
         ...
 
 

@@ -21,6 +21,7 @@ OPTIONAL_MODULES: Final = frozenset(
 COMMAND_EXTRAS: Final = {
     "scan": "yaml",
     "agent": "agent",
+    "dra-slices": "agent",
     "plugin": "agent",
     "webhook": "agent",
     "webhook-certs": "agent",

@@ -81,6 +81,12 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="do not follow the kernel's PCI events (rescan on the timer only)",
     )
+    agent.add_argument(
+        "--dra",
+        action="store_true",
+        help="also publish unclaimed devices as DRA ResourceSlices (driver "
+        "pci.devices.harvesterhci.io); claimed ones stay with the device plugin",
+    )
     agent.set_defaults(run=_run)
 
 
@@ -103,5 +109,6 @@ def _run(args: argparse.Namespace) -> int:
         device_plugin=not args.no_device_plugin,
         kernel_events=not args.no_kernel_events and args.sysfs == DEFAULT_SYSFS_ROOT,
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
+        dra=args.dra,
     )
     return agent.run(config, args.kubeconfig, args.pci_ids)

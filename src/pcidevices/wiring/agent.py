@@ -9,7 +9,7 @@ same wiring runs in tests against a real API server with a fake kernel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +22,7 @@ from pcicore.address import PciAddress
 from pcicore.binding import claim_binding, moves_driver
 from pcicore.catalog import DeviceCatalog
 from pcicore.device import NodeName, PciDevice
+from pcicore.dra_slices import MAX_DEVICES_PER_SLICE
 from pcicore.engine import ClaimEngine
 from pcicore.errors import ClaimRefusedError, InvalidPciAddressError
 from pcicore.naming import DeviceNamer, ResourceName, object_name
@@ -51,6 +52,7 @@ from pcioperator.agent import Agent, Service
 from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
+from pcioperator.controllers.dra_slices import DraSliceSync, KubeSliceStore, slice_informer
 from pcioperator.controllers.sriov import KubeSriovStore, SriovSync
 from pcioperator.kube.api import (
     PCIDEVICECLAIMS,
@@ -87,6 +89,7 @@ class AgentConfig:
         device_plugin: Whether to serve the kubelet device plugin in this process.
         kernel_events: Whether to follow the kernel's PCI hot-plug/bind events (netlink).
         plugin_settings: Device-plugins folder and intervals.
+        dra: Whether to publish this node's unclaimed devices as DRA ResourceSlices.
     """
 
     node: str
@@ -101,6 +104,7 @@ class AgentConfig:
     device_plugin: bool = True
     kernel_events: bool = True
     plugin_settings: PluginSettings = attrs.field(factory=PluginSettings)
+    dra: bool = False
 
 
 def parsed_claims(informer: Informer) -> Iterator[tuple[JsonObject, Claim, PciAddress]]:
@@ -195,14 +199,54 @@ def protected_devices(
     return refused
 
 
+def refused_devices(
+    protection: HostProtection, host: HostFactsSource
+) -> Callable[[Sequence[PciDevice]], frozenset[PciAddress]]:
+    """The devices host protection refuses (never published under DRA)."""
+    reasons = protected_devices(protection, host)
+    return lambda devices: frozenset(reasons(devices))
+
+
+def dra_slice_sync(
+    node: NodeName,
+    api: KubeApi,
+    bus: PciBus,
+    namer: DeviceNamer,
+    refused: Callable[[Sequence[PciDevice]], Collection[PciAddress]],
+    claimed: Callable[[], Collection[PciAddress]],
+    on_change: Callable[[str], None],
+    rescan_interval: float,
+    max_devices: int = MAX_DEVICES_PER_SLICE,
+) -> DraSliceSync:
+    """The DRA slice sync of ``node``: its informer queues the sync through ``on_change``."""
+    informer = slice_informer(api, node, on_change)
+    return DraSliceSync(
+        node=node,
+        bus=bus,
+        namer=namer,
+        store=KubeSliceStore(api, informer, node),
+        claimed=claimed,
+        refused=refused,
+        informer=informer,
+        events=EventRecorder(api, node),
+        rescan_interval=rescan_interval,
+        max_devices=max_devices,
+    )
+
+
+DraSlices = Annotated[DraSliceSync | None, "this node's DRA slice sync, if published"]
+"""The key of the agent's DRA slice sync (``None``: ``--dra`` not given)."""
+
 AgentQueue = Annotated[WorkQueue[str], "the agent's work queue"]
 """The key of the agent's one work queue."""
 
 
-def _claims_changed(queue: WorkQueue[str]) -> None:
-    """A claim changed: reconcile claims, and VF counts (a release may unblock one)."""
+def _claims_changed(queue: WorkQueue[str], *, dra: bool) -> None:
+    """A claim changed: reconcile claims, VF counts (a release may unblock one), DRA slices."""
     queue.add(ClaimController.KEY)
     queue.add(SriovSync.KEY)
+    if dra:
+        queue.add(DraSliceSync.KEY)  # dual mode: a claimed device leaves the slices
 
 
 KernelEvents = Annotated[KernelPciEvents | None, "the kernel's PCI events, if followed"]
@@ -303,7 +347,11 @@ class AgentModule(injector.Module):
         return KubeClaimStore(
             config.node,
             api,
-            Informer(api, PCIDEVICECLAIMS, on_change=lambda _name: _claims_changed(queue)),
+            Informer(
+                api,
+                PCIDEVICECLAIMS,
+                on_change=lambda _name: _claims_changed(queue, dra=config.dra),
+            ),
         )
 
     @injector.singleton
@@ -345,11 +393,44 @@ class AgentModule(injector.Module):
 
     @injector.singleton
     @injector.provider
+    def dra_slices(
+        self,
+        config: AgentConfig,
+        api: KubeApi,
+        bus: PciBus,
+        namer: DeviceNamer,
+        protection: HostProtection,
+        facts: HostFactsSource,
+        queue: AgentQueue,
+        claims: KubeClaimStore,
+    ) -> DraSlices:
+        """This node's DRA ResourceSlices, when published (``--dra``)."""
+        if not config.dra:
+            return None
+        return dra_slice_sync(
+            NodeName(config.node),
+            api,
+            bus,
+            namer,
+            refused_devices(protection, facts),
+            claimed_addresses(config.node, claims.informer),
+            lambda _name: queue.add(DraSliceSync.KEY),
+            config.rescan_interval,
+        )
+
+    @injector.singleton
+    @injector.provider
     def kernel_events(self, config: AgentConfig, queue: AgentQueue) -> KernelEvents:
         """The kernel's PCI hot-plug/bind events, when followed."""
         if not config.kernel_events:
             return None
-        return KernelPciEvents(lambda _action, _slot: queue.add(DeviceSync.KEY))
+
+        def changed(_action: str, _slot: str) -> None:
+            queue.add(DeviceSync.KEY)
+            if config.dra:
+                queue.add(DraSliceSync.KEY)
+
+        return KernelPciEvents(changed)
 
     @injector.singleton
     @injector.provider
@@ -364,6 +445,7 @@ class AgentModule(injector.Module):
         plugin: injector.ProviderOf[DevicePluginHost],
         events: KernelEvents,
         sriov: SriovSync,
+        dra: DraSlices,
     ) -> Agent:
         """The whole agent, with the device plugin when configured."""
         services: tuple[Service, ...] = (plugin.get(),) if config.device_plugin else ()
@@ -376,6 +458,7 @@ class AgentModule(injector.Module):
             services=services,
             kernel_events=events,
             sriov=sriov,
+            dra=dra,
         )
         if config.metrics_address is not None:
             agent.health = HealthServer(config.metrics_address, metrics, agent.healthy, agent.ready)
