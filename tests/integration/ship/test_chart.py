@@ -282,6 +282,13 @@ def _renders(wanted: Key) -> Check:
     return check
 
 
+def _absent(*kinds: str) -> Check:
+    def check(objects: Objects) -> None:
+        assert not [k for k in objects if k[0] in kinds]
+
+    return check
+
+
 def _all(*checks: Check) -> Check:
     def check(objects: Objects) -> None:
         for each in checks:
@@ -371,6 +378,11 @@ CHANGES: dict[str, tuple[dict[str, Any], Check]] = {
         {"agent": {"rescanInterval": 5}},
         _has_args("pcidevices-agent", "--rescan-interval=5"),
     ),
+    "agent.dra": (
+        {"agent": {"dra": True}},
+        _has_args("pcidevices-agent", "--dra"),
+    ),
+    "dra.enabled": ({"dra": {"enabled": False}}, _absent("DeviceClass")),
     "agent.metricsPort": (
         {"agent": {"metricsPort": 9191}},
         _all(
