@@ -7,8 +7,9 @@ up to `MAX_DEVICES_PER_SLICE` devices, each with typed attributes that DeviceCla
 selectors (CEL) match on.
 
 Which functions are published (`publishable`): every function that could be passed through —
-not a PCI-to-PCI bridge, in an IOMMU group, not refused by host protection (the host's NIC or
-boot disk, the deny list) — and that no ``PCIDeviceClaim`` holds. A claimed function belongs
+not a bridge of any kind (class 06: host, ISA, PCI-to-PCI bridges), in an IOMMU group, not
+refused by host protection (the host's NIC or boot disk, the deny list) — and that no
+``PCIDeviceClaim`` holds. A claimed function belongs
 to the device plugin (dual mode: one device, one mode), and so does every function in an IOMMU
 group with a claimed member, because the group moves to ``vfio-pci`` as one.
 
@@ -34,7 +35,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from pcicore.address import PciAddress
-from pcicore.device import NodeName, PciDevice
+from pcicore.device import CLASS_BRIDGE, NodeName, PciDevice
 from pcicore.dra import DRIVER_NAME, device_name
 from pcicore.errors import InvalidSliceSizeError
 from pcicore.inventory import OwnerRef
@@ -242,9 +243,10 @@ def publishable(
 ) -> list[PciDevice]:
     """The functions offered under DRA, in address order.
 
-    Left out: bridges and functions without an IOMMU group (never passed through), those host
-    protection ``refused``, those a PCIDeviceClaim has ``claimed`` (the device plugin's), and
-    every function sharing an IOMMU group with a claimed one.
+    Left out: bridges of every kind (class 06; a PCI-to-PCI bridge is refused outright, and a
+    host or ISA bridge is the platform's own), functions without an IOMMU group (never passed
+    through), those host protection ``refused``, those a PCIDeviceClaim has ``claimed`` (the
+    device plugin's), and every function sharing an IOMMU group with a claimed one.
     """
     every = list(devices)
     claimed_groups = {
@@ -256,7 +258,8 @@ def publishable(
         (
             device
             for device in every
-            if passthrough_refusal(str(device.address), device.pci_class, device.iommu_group)
+            if device.pci_class.base != CLASS_BRIDGE
+            and passthrough_refusal(str(device.address), device.pci_class, device.iommu_group)
             is None
             and device.address not in refused
             and device.address not in claimed

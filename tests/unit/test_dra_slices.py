@@ -44,6 +44,7 @@ NET = PciClass(0x02, 0x00)
 GPU = PciClass(0x03, 0x00)
 AUDIO = PciClass(0x04, 0x03)
 BRIDGE = PciClass(0x06, 0x04)
+HOST_BRIDGE = PciClass(0x06, 0x00)
 QUALIFIED_NAME = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z_][A-Za-z0-9_]{0,31}")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -138,8 +139,9 @@ class TestPublishable:
     """Which functions are offered under DRA."""
 
     def test_bridges_groupless_and_refused_are_not_offered(self):
-        """Only functions that could be passed through and that the host does not refuse."""
+        """No bridge of any kind, none without IOMMU group, none the host refuses."""
         devices = [
+            dev("0000:00:00.0", HOST_BRIDGE, group=0),
             dev("0000:00:01.0", BRIDGE, group=1),
             dev("0000:02:00.0", group=None),
             dev("0000:03:00.0", group=3),
@@ -162,7 +164,7 @@ class TestPublishable:
         st.lists(
             st.tuples(
                 st.integers(0, 40),
-                st.sampled_from([NET, GPU, BRIDGE]),
+                st.sampled_from([NET, GPU, BRIDGE, HOST_BRIDGE]),
                 st.none() | st.integers(0, 6),
             ),
             unique_by=lambda t: t[0],
@@ -181,7 +183,7 @@ class TestPublishable:
         expected = [
             d
             for d in devices
-            if not d.pci_class.is_bridge
+            if d.pci_class.base != 0x06
             and d.iommu_group is not None
             and d.address not in claimed | refused
             and d.iommu_group not in claimed_groups
