@@ -41,6 +41,7 @@ from polling import wait_for
 pytestmark = pytest.mark.kube
 
 DEVICECLASSES_YAML = REPO_ROOT / "deploy" / "dra" / "deviceclasses.yaml"
+EXAMPLES_YAML = REPO_ROOT / "deploy" / "examples" / "dra-claim-templates.yaml"
 DEVICECLASSES = Resource("resource.k8s.io", "v1", "deviceclasses", "DeviceClass")
 CLAIM_TEMPLATES = Resource(
     "resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate", namespaced=True
@@ -309,6 +310,14 @@ class TestDeviceClasses:
         api = KubeApi(kube.api_client)
         names = {item["metadata"]["name"] for item in api.list_objects(DEVICECLASSES)[0]}
         assert {DRIVER_NAME, GPU_CLASS, f"nic.{DRIVER_NAME}"} <= names
+
+    def test_the_example_claim_templates_are_accepted(self, kube, namespace):
+        """deploy/examples/dra-claim-templates.yaml passes the API server's validation."""
+        result = kube.kubectl(
+            "apply", "--dry-run=server", "-n", namespace, "-f", str(EXAMPLES_YAML)
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("resourceclaimtemplate.resource.k8s.io/") == 3
 
 
 # --- the real scheduler ---------------------------------------------------------------------
