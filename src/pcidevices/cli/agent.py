@@ -29,27 +29,32 @@ def _address(text: str) -> tuple[str, int] | None:
     return (host or "0.0.0.0", int(port))  # noqa: S104 - the pod's metrics port
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
-    """Add ``agent`` to the command line."""
-    agent = commands.add_parser(
-        "agent", help="run the node agent: PCIDevice sync, claims, device plugin, metrics"
-    )
-    add_sysfs_option(agent)
-    agent.add_argument("--proc", type=Path, default=DEFAULT_PROC_ROOT, metavar="ROOT")
-    agent.add_argument("--dev-root", type=Path, default=DEFAULT_DEV_ROOT, metavar="ROOT")
-    agent.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, metavar="PATH")
-    agent.add_argument("--node", help="this node's name (default: $NODE_NAME)")
-    agent.add_argument(
+def node_process_options(parser: argparse.ArgumentParser) -> None:
+    """What every per-node cluster process takes: the host's roots, node, kubeconfig, rescan."""
+    add_sysfs_option(parser)
+    parser.add_argument("--proc", type=Path, default=DEFAULT_PROC_ROOT, metavar="ROOT")
+    parser.add_argument("--node", help="this node's name (default: $NODE_NAME)")
+    parser.add_argument(
         "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, else $KUBECONFIG)"
     )
-    agent.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
-    agent.add_argument(
+    parser.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
+    parser.add_argument(
         "--rescan-interval",
         type=float,
         default=30.0,
         metavar="SECONDS",
         help="seconds between idle rescans of the bus (default: 30)",
     )
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``agent`` to the command line."""
+    agent = commands.add_parser(
+        "agent", help="run the node agent: PCIDevice sync, claims, device plugin, metrics"
+    )
+    node_process_options(agent)
+    agent.add_argument("--dev-root", type=Path, default=DEFAULT_DEV_ROOT, metavar="ROOT")
+    agent.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, metavar="PATH")
     agent.add_argument(
         "--metrics-address",
         type=_address,

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
+from pcidevices.cli.agent import node_process_options
 from pcidevices.cli.node import policy_options
-from pcidevices.cli.scan import add_sysfs_option
-from pcihost.paths import DEFAULT_PROC_ROOT
 
 _MAX_DEVICES_PER_SLICE = 128  # resource.k8s.io/v1 ResourceSliceMaxDevices (checked again later)
 
@@ -20,20 +18,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "dra-slices",
         help="publish this node's unclaimed PCI devices as DRA ResourceSlices (no agent needed)",
     )
-    add_sysfs_option(dra)
-    dra.add_argument("--proc", type=Path, default=DEFAULT_PROC_ROOT, metavar="ROOT")
-    dra.add_argument("--node", help="this node's name (default: $NODE_NAME)")
-    dra.add_argument(
-        "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, else $KUBECONFIG)"
-    )
-    dra.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
-    dra.add_argument(
-        "--rescan-interval",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="seconds between idle rescans of the bus (default: 30)",
-    )
+    node_process_options(dra)
     dra.add_argument(
         "--devices-per-slice",
         type=int,
