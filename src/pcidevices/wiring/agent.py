@@ -52,7 +52,12 @@ from pcioperator.agent import Agent, Service
 from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
-from pcioperator.controllers.dra_slices import DraSliceSync, KubeSliceStore, slice_informer
+from pcioperator.controllers.dra_slices import (
+    DraSliceSync,
+    KubeSliceStore,
+    check_resource_slices_served,
+    slice_informer,
+)
 from pcioperator.controllers.sriov import KubeSriovStore, SriovSync
 from pcioperator.kube.api import (
     PCIDEVICECLAIMS,
@@ -493,6 +498,8 @@ def run(config: AgentConfig, kubeconfig: Path | None, pci_ids: Path | None) -> i
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
     check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
+    if config.dra:
+        check_resource_slices_served(KubeApi(api_client), NodeName(config.node))
     agent = agent_injector(config, api_client, ids).get(Agent)
     stop = termination_signal()
     agent.start()

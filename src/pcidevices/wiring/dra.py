@@ -31,7 +31,11 @@ from pcidevices.wiring.agent import claimed_addresses, dra_slice_sync, refused_d
 from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
 from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
-from pcioperator.controllers.dra_slices import DraSlicePublisher, DraSliceSync
+from pcioperator.controllers.dra_slices import (
+    DraSlicePublisher,
+    DraSliceSync,
+    check_resource_slices_served,
+)
 from pcioperator.kube.api import PCIDEVICECLAIMS, KubeApi
 from pcioperator.kube.informer import Informer
 from pcioperator.kube.workqueue import WorkQueue
@@ -115,14 +119,16 @@ def run(config: DraConfig, kubeconfig: Path | None, pci_ids: Path | None) -> int
     """Publish until SIGTERM or SIGINT; return the exit status.
 
     Raises:
-        pcicore.errors.PciDevicesError: no sysfs tree, no ``pci.ids``, or a slice size out of
-            range (the message names the value and the fix).
+        pcicore.errors.PciDevicesError: no sysfs tree, no ``pci.ids``, a slice size out of
+            range, or no ResourceSlices served (the message names the value and the fix).
     """
     configure_logging()
     chunk((), config.devices_per_slice)  # refuse a bad size before touching anything
     SysfsPciBus(config.sysfs).check()
     ids = load_pci_ids(pci_ids)
-    publisher = dra_injector(config, load_api_client(kubeconfig), ids).get(DraSlicePublisher)
+    container = dra_injector(config, load_api_client(kubeconfig), ids)
+    check_resource_slices_served(container.get(KubeApi), config.node)
+    publisher = container.get(DraSlicePublisher)
     stop = termination_signal()
     publisher.start()
     log.info("publishing DRA ResourceSlices of node %s", config.node)

@@ -32,6 +32,7 @@ from pcicore.dra_slices import (
     desired_devices,
     plan_slice_writes,
 )
+from pcicore.errors import PciDevicesError
 from pcicore.inventory import OwnerRef
 from pcicore.naming import DeviceNamer
 from pcicore.ports import PciBus, ResourceSliceStore
@@ -46,6 +47,27 @@ from pcioperator.kube.workqueue import WorkQueue
 from pcioperator.wire.dra import observed_slice, slice_manifest, slices_of_node
 
 log = logging.getLogger(__name__)
+
+
+class DraUnavailableError(PciDevicesError):
+    """The API server serves no ``resource.k8s.io/v1`` ResourceSlices (DRA is off or too old)."""
+
+
+def check_resource_slices_served(api: KubeApi, node: NodeName) -> None:
+    """Return if the API server serves ResourceSlices; one list of ``node``'s slices.
+
+    Raises:
+        DraUnavailableError: it answers 404 for them; the message says what to do.
+    """
+    try:
+        api.list_objects(RESOURCESLICES, field_selector=slices_of_node(node))
+    except NotFoundError as err:
+        raise DraUnavailableError(
+            f"the API server serves no {RESOURCESLICES.api_version} {RESOURCESLICES.plural}: "
+            "DRA needs Kubernetes 1.34 or later with resource.k8s.io/v1 enabled; upgrade the "
+            "cluster, or run the agent without --dra"
+        ) from err
+
 
 REJECTED_REASON = "ResourceSliceRejected"
 """The reason of the Event on the Node when the API server refuses a slice."""
