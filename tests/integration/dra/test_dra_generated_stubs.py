@@ -1,5 +1,8 @@
-"""The committed DRA and plugin-registration stubs are what proto/generate.sh makes of the
-kubelet's official .proto files, and they carry the kubelet's method paths and field numbers."""
+"""The committed DRA and plugin-registration stubs are what proto/generate.sh makes of them.
+
+The .proto files are the kubelet's official ones; the stubs carry its method paths and field
+numbers.
+"""
 
 import filecmp
 import os
