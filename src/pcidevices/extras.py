@@ -22,6 +22,7 @@ COMMAND_EXTRAS: Final = {
     "scan": "yaml",
     "agent": "agent",
     "plugin": "agent",
+    "dra-plugin": "agent",
     "webhook": "agent",
     "webhook-certs": "agent",
     "controller": "agent",

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "pcidevices.cli.node",
     "pcidevices.cli.agent",
     "pcidevices.cli.plugin",
+    "pcidevices.cli.dra_plugin",
     "pcidevices.cli.webhook",
     "pcidevices.cli.controller",
 )
@@ -43,6 +44,7 @@ COMMANDS = {
     "restore": "pcidevices.cli.node",
     "agent": "pcidevices.cli.agent",
     "plugin": "pcidevices.cli.plugin",
+    "dra-plugin": "pcidevices.cli.dra_plugin",
     "webhook": "pcidevices.cli.webhook",
     "webhook-certs": "pcidevices.cli.webhook",
     "controller": "pcidevices.cli.controller",
