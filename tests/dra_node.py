@@ -45,9 +45,7 @@ def dra_settings(folder: Path) -> DraPluginSettings:
 
 
 def mirror(fs, folder: Path) -> None:
-    """Make ``folder``'s socket folders exist in the real and in the fake filesystem."""
-    for sub in ("plugin", "reg"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)  # real (called before pyfakefs)
+    """Make ``folder``'s socket folders (real ones, see `short_dir`) exist in ``fs`` too."""
     for sub in ("plugin", "reg"):
         fs.create_dir(str(folder / sub))
 

@@ -13,5 +13,7 @@ import pytest
 def short_dir():
     """A real folder with a short path (a unix socket path must fit in 108 bytes)."""
     path = Path(tempfile.mkdtemp(prefix="dra", dir="/tmp"))
+    for sub in ("plugin", "reg"):  # the socket folders, made before pyfakefs starts
+        (path / sub).mkdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
