@@ -128,9 +128,10 @@ class FakeVfio:
         """Nodes as given."""
         self.iommufd = iommufd
         self.cdevs = cdevs or {}
+        self.missing_groups: set[int] = set()
 
     def group_node_exists(self, group: IommuGroup) -> bool:
-        return True
+        return int(group) not in self.missing_groups
 
     def device_cdev(self, address: PciAddress) -> str | None:
         return self.cdevs.get(address)

@@ -178,6 +178,8 @@ class DraPreparer:
             )
             checkpoint = checkpoint.with_claim(claim)
             self._save(checkpoint)
+        if claim.phase is PreparePhase.PREPARED and self._usable(claim):
+            return self._write_files(claim)  # the kubelet asks again: nothing moved since
         try:
             failure = prepare_failure(claim.devices, self._reconcile(checkpoint))
             if failure is not None:
@@ -230,6 +232,20 @@ class DraPreparer:
     def _reconcile(self, checkpoint: DraCheckpoint) -> list[Outcome]:
         requests = engine_requests(checkpoint, self.settings.policy)
         return until_settled(lambda: self._engine.reconcile(requests), self._clock)
+
+    def _usable(self, claim: PreparedClaim) -> bool:
+        """Whether every device of ``claim`` is on vfio-pci with its group's VFIO node.
+
+        The node exists only while every endpoint of the group is on vfio-pci, so this is the
+        whole group's state, read without the engine's scan of the bus and the host's facts.
+        """
+        for allocated in claim.devices:
+            found = self._bus.device(allocated.address)
+            if found is None or not found.is_bound_to_vfio or found.iommu_group is None:
+                return False
+            if not self._vfio.group_node_exists(found.iommu_group):
+                return False
+        return True
 
     def _roll_back(self, ref: DraClaimRef) -> None:
         checkpoint = self._checkpoint.load().without(ref.uid)

@@ -126,6 +126,8 @@ class ClaimFiles:
     def write(self, files: PreparedFiles) -> None:
         """Write every metadata stream, then every spec (a spec never names a missing file).
 
+        A file that already holds the same bytes is left alone.
+
         Raises:
             DraPrepareError: a file could not be written.
         """
@@ -186,8 +188,14 @@ class ClaimFiles:
         ]
 
     def _replace(self, path: Path, text: str) -> None:
+        data = text.encode()
         try:
-            replace_file(path, text.encode())
+            if path.read_bytes() == data:
+                return  # written before (a repeated prepare): no write, no fsync
+        except OSError:
+            pass  # not there (or unreadable): write it
+        try:
+            replace_file(path, data)
         except OSError as err:
             raise DraPrepareError(
                 f"cannot write {path}: {err.strerror}; the plugin needs write access to "

@@ -14,6 +14,7 @@ import pytest
 from dra_fakes import DraNode, ref, result
 from fakeclaims import FakeHost, device
 from pcicore.address import PciAddress
+from pcicore.device import DriverName
 from pcicore.dra_prepare import DraCheckpoint, PreparedClaim, PreparePhase, allocated_devices
 from pcicore.engine import ClaimRequest
 from pcicore.errors import DraPrepareError
@@ -71,6 +72,24 @@ class TestPrepare:
         node.files.specs.clear()
         node.preparer.prepare(ref())
         assert VFIO_SPEC in node.files.specs
+
+    def test_prepare_again_binds_a_device_someone_took_back(self, node):
+        """The device went back to igb behind the plugin: the next prepare binds it again."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.host._set(a(OTHER_NIC), DriverName("igb"))
+        node.preparer.prepare(ref())
+        assert node.host.driver(OTHER_NIC) == "vfio-pci"
+
+    def test_prepare_again_binds_when_the_group_node_is_gone(self):
+        """Its group's /dev/vfio node missing (a member left vfio-pci): the engine runs again."""
+        node = DraNode(host(), policy=GroupPolicy.GROUP)
+        node.claims.allocate(ref(), result(NIC))
+        node.preparer.prepare(ref())
+        node.host._set(a(NIC_PORT2), DriverName("igb"))
+        node.vfio.missing_groups.add(5)
+        node.preparer.prepare(ref())
+        assert node.host.driver(NIC_PORT2) == "vfio-pci"
 
     def test_a_claim_with_no_device_of_ours_prepares_nothing(self, node):
         """Only other drivers' results: an empty answer, nothing recorded."""
