@@ -108,6 +108,8 @@ class DraPreparer:
         self._namer = namer
         self._clock = clock
         self._held = held
+        self.rolled_back: tuple[DraClaimRef, ...] = ()
+        """The claims the last `start` found cut short mid-prepare and rolled back."""
 
     # --- start ---------------------------------------------------------------------------
 
@@ -119,6 +121,7 @@ class DraPreparer:
         are removed, and devices the engine moved for no claim are returned.
         """
         plan = restart_plan(self._checkpoint.load())
+        self.rolled_back = plan.rolled_back
         self._save(plan.checkpoint)
         outcomes = self._reconcile(plan.checkpoint)
         problems = []

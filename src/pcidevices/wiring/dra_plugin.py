@@ -73,6 +73,24 @@ def held_by_pci_device_claims(ledger: LedgerStore) -> Callable[[], Mapping[PciAd
     return held
 
 
+def held_by_resource_claims(settings: DraPluginSettings) -> Callable[[], Mapping[PciAddress, str]]:
+    """The devices ResourceClaims hold on this node (the DRA checkpoint), for the other side.
+
+    For the agent's PCIDeviceClaim path (claim controller, webhook facts) to refuse a device DRA
+    has prepared, as the DRA plugin refuses the devices PCIDeviceClaims hold.
+    """
+    checkpoint = DraCheckpointFile(settings.checkpoint)
+
+    def held() -> Mapping[PciAddress, str]:
+        return {
+            device.address: f"ResourceClaim {claim.ref} (DRA)"
+            for claim in checkpoint.load().claims.values()
+            for device in claim.devices
+        }
+
+    return held
+
+
 class DraPluginModule(injector.Module):
     """The DRA plugin's wiring; needs `HostModule`'s ports and a `KubeApi`."""
 

@@ -90,6 +90,10 @@ class DraPluginHost:
         """Settle the previous run's work, then listen on both sockets."""
         for problem in self.preparer.start():
             _log.error("DRA plugin start-up: %s", problem)
+        for claim in self.preparer.rolled_back:
+            _log.info(
+                "ResourceClaim %s (%s) was cut short mid-prepare: rolled back", claim, claim.uid
+            )
         settings = self.settings
         for path in (settings.socket, settings.registration_socket):
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from dra_fakes import ref, result
+from pcicore.address import PciAddress
 from pcicore.device import IommuGroup
 from pcicore.dra_prepare import (
     ClaimAllocation,
@@ -19,7 +20,9 @@ from pcicore.dra_prepare import (
 )
 from pcicore.errors import DraPrepareError
 from pcicore.naming import ResourceName
+from pcidevices.wiring.dra_plugin import held_by_resource_claims
 from pcihost.dra_files import ClaimFiles, DraCheckpointFile
+from pciplugin.dra.host import DraPluginSettings
 
 NIC = "0000:03:00.0"
 
@@ -107,3 +110,19 @@ class TestCheckpointFile:
         )
         with pytest.raises(DraPrepareError, match="is not a DRA checkpoint"):
             DraCheckpointFile(path).load()
+
+
+class TestHeldByResourceClaims:
+    """The DRA checkpoint as the PCIDeviceClaim side reads it (wiring.held_by_resource_claims)."""
+
+    def test_prepared_devices_are_named_with_their_claim(self, tmp_path):
+        """Each device of each recorded claim, with the claim that holds it."""
+        settings = DraPluginSettings(plugin_dir=tmp_path)
+        claim_ref = ref()
+        devices = allocated_devices(claim_ref, ClaimAllocation(claim_ref, (result(NIC),)), "titan")
+        DraCheckpointFile(settings.checkpoint).save(
+            DraCheckpoint().with_claim(PreparedClaim(claim_ref, devices, PreparePhase.PREPARED))
+        )
+        assert held_by_resource_claims(settings)() == {
+            PciAddress.parse(NIC): "ResourceClaim vms/vm-nic (DRA)"
+        }
