@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from pciplugin._generated.dra.v1 import api_pb2 as dra_pb2
+from pciplugin._generated.drahealth.v1 import api_pb2 as health_pb2
 from pciplugin._generated.pluginregistration.v1 import api_pb2 as registration_pb2
 
 REPO = Path(__file__).resolve().parents[3]
-APIS = ("dra/v1", "pluginregistration/v1")
+APIS = ("dra/v1", "pluginregistration/v1", "drahealth/v1")
 FILES = ("api_pb2.py", "api_pb2.pyi", "api_pb2_grpc.py")
 
 
@@ -41,6 +42,8 @@ class TestDraGeneratedStubs:
     def test_the_protos_are_the_kubelets_own_files(self):
         """The .proto files keep the kubelet's package names (they fix the method paths)."""
         dra = (REPO / "proto" / "dra" / "v1" / "api.proto").read_text()
+        health = (REPO / "proto" / "dra-health" / "v1" / "api.proto").read_text()
+        assert 'option go_package = "k8s.io/kubelet/pkg/apis/dra-health/v1";' in health
         registration = (REPO / "proto" / "pluginregistration" / "v1" / "api.proto").read_text()
         assert "package k8s.io.kubelet.pkg.apis.dra.v1;" in dra
         assert 'option go_package = "k8s.io/kubelet/pkg/apis/dra/v1";' in dra
@@ -57,6 +60,9 @@ class TestDraGeneratedStubs:
         registration = registration_pb2.DESCRIPTOR.services_by_name["Registration"]
         assert registration.full_name == "pluginregistration.Registration"
         assert [m.name for m in registration.methods] == ["GetInfo", "NotifyRegistrationStatus"]
+        health = health_pb2.DESCRIPTOR.services_by_name["DRAResourceHealth"]
+        assert health.full_name == "v1.DRAResourceHealth"
+        assert health.methods_by_name["NodeWatchResources"].server_streaming
 
     def test_field_numbers_are_the_wire_contract(self):
         """A sample of the field numbers of the kubelet's DRA v1 and registration APIs."""
@@ -72,3 +78,5 @@ class TestDraGeneratedStubs:
         assert number(dra_pb2.Device, "share_id") == 5
         assert number(registration_pb2.PluginInfo, "supported_versions") == 4
         assert number(registration_pb2.RegistrationStatus, "error") == 2
+        assert number(health_pb2.DeviceHealth, "health_check_timeout_seconds") == 4
+        assert health_pb2.HealthStatus.Value("UNHEALTHY") == 2
