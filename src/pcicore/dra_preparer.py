@@ -47,7 +47,7 @@ from pcicore.ports import (
     PreparedFilesStore,
     ResourceClaimSource,
 )
-from pcicore.resources import VfioNodes
+from pcicore.resources import AdvertisedDevice, VfioNodes, assess
 
 
 @attrs.frozen
@@ -229,6 +229,27 @@ class DraPreparer:
             )
         self._files.remove(ref)
         self._save(self._checkpoint.load().without(ref.uid))
+
+    # --- health --------------------------------------------------------------------------
+
+    def health(self) -> list[tuple[AllocatedDevice, AdvertisedDevice]]:
+        """Each device of each prepared claim, judged as the device plugin judges its devices.
+
+        Healthy only while it is on ``vfio-pci`` in an IOMMU group whose ``/dev/vfio/<N>``
+        exists (`pcicore.resources.assess`); otherwise the reason says what is wrong.
+        """
+        found = []
+        for claim in self._checkpoint.load().claims.values():
+            if claim.phase is not PreparePhase.PREPARED:
+                continue
+            for allocated in claim.devices:
+                device = self._bus.device(allocated.address)
+                group = device.iommu_group if device is not None else None
+                present = group is not None and self._vfio.group_node_exists(group)
+                found.append(
+                    (allocated, assess(allocated.address, device, group_node_present=present))
+                )
+        return found
 
     # --- internals -----------------------------------------------------------------------
 

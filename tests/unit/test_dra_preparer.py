@@ -270,3 +270,27 @@ class TestRestart:
 def _allocation(node: DraNode, address: str):
     node.claims.allocate(ref(), result(address))
     return node.claims.get(ref().namespace, ref().name)
+
+
+class TestHealth:
+    """The health of prepared devices, as the health stream reports it."""
+
+    def test_prepared_devices_are_healthy_until_they_leave_vfio(self, node):
+        """Healthy on vfio-pci with its group node; a device back on igb says so."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        ((device, health),) = node.preparer.health()
+        assert device.name == "pci-0000-04-00-0"
+        assert health.healthy
+        node.host._set(a(OTHER_NIC), DriverName("igb"))
+        ((_, health),) = node.preparer.health()
+        assert not health.healthy
+        assert health.reason == "bound to igb, not vfio-pci"
+
+    def test_a_claim_not_prepared_has_no_health(self, node):
+        """Only prepared claims' devices are reported."""
+        node.host.fail(OTHER_NIC, "bind", 22, times=2)
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        with pytest.raises(DraPrepareError):
+            node.preparer.prepare(ref())
+        assert node.preparer.health() == []

@@ -3,7 +3,8 @@
 `start` first settles what a previous run left (`pcicore.dra_preparer.DraPreparer.start`:
 claims cut short mid-prepare are rolled back, prepared ones are held and their files written
 again), and only then listens, so the kubelet never reaches a plugin that is still recovering:
-- ``<plugin dir>/dra.sock`` serves ``k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin``;
+- ``<plugin dir>/dra.sock`` serves ``k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin`` and the
+  optional ``v1.DRAResourceHealth`` (`pciplugin.dra.health`);
 - ``<plugins_registry>/<driver>-reg.sock`` serves ``pluginregistration.Registration``; the
   kubelet's plugin watcher finds it (also after a kubelet restart: it walks the folder on
   start), asks `GetInfo` and connects to ``dra.sock``.
@@ -23,6 +24,8 @@ import grpc
 from pcicore.dra import DRIVER_NAME
 from pcicore.dra_preparer import DraPreparer
 from pcihost.paths import DEFAULT_CDI_DIR, DEFAULT_DRA_PLUGIN_DIR, DEFAULT_PLUGINS_REGISTRY_DIR
+from pciplugin.dra.health import SERVICE as HEALTH_SERVICE
+from pciplugin.dra.health import DraHealthService
 from pciplugin.dra.registration import RegistrationService
 from pciplugin.dra.service import SUPPORTED_VERSION, DraPluginService
 
@@ -81,8 +84,9 @@ class DraPluginHost:
         self.settings = settings
         self.preparer = preparer
         self.service = DraPluginService(preparer)
+        self.health = DraHealthService(preparer, self.service.lock)
         self.registration = RegistrationService(
-            DRIVER_NAME, str(settings.socket), (SUPPORTED_VERSION,)
+            DRIVER_NAME, str(settings.socket), (SUPPORTED_VERSION, HEALTH_SERVICE)
         )
         self._server: grpc.Server | None = None
 
@@ -95,11 +99,14 @@ class DraPluginHost:
                 "ResourceClaim %s (%s) was cut short mid-prepare: rolled back", claim, claim.uid
             )
         settings = self.settings
+        self.health = DraHealthService(self.preparer, self.service.lock)  # streams of this run
         for path in (settings.socket, settings.registration_socket):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)  # a previous run's socket
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=_WORKERS))
-        server.add_generic_rpc_handlers([self.service.handler(), self.registration.handler()])
+        server.add_generic_rpc_handlers(
+            [self.service.handler(), self.health.handler(), self.registration.handler()]
+        )
         server.add_insecure_port(f"unix://{settings.socket}")
         server.add_insecure_port(f"unix://{settings.registration_socket}")
         server.start()
@@ -113,6 +120,7 @@ class DraPluginHost:
 
     def stop(self) -> None:
         """Stop serving and remove both sockets (prepared claims stay prepared)."""
+        self.health.stop()
         if self._server is not None:
             self._server.stop(_STOP_GRACE_SECONDS).wait(_STOP_GRACE_SECONDS * 4)
             self._server = None

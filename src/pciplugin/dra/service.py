@@ -35,14 +35,15 @@ class DraPluginService:
     def __init__(self, preparer: DraPreparer) -> None:
         """Prepare with ``preparer``."""
         self._preparer = preparer
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        """Held around every call of the preparer (the health stream takes it too)."""
 
     def node_prepare_resources(
         self, request: api_pb2.NodePrepareResourcesRequest, _context: grpc.ServicerContext
     ) -> api_pb2.NodePrepareResourcesResponse:
         """Prepare each claim; each gets its devices, or its error."""
         answers: dict[str, api_pb2.NodePrepareResourceResponse] = {}
-        with self._lock:
+        with self.lock:
             for claim in request.claims:
                 answers[claim.uid] = self._prepare(claim)
         return api_pb2.NodePrepareResourcesResponse(claims=answers)
@@ -52,7 +53,7 @@ class DraPluginService:
     ) -> api_pb2.NodeUnprepareResourcesResponse:
         """Unprepare each claim; each gets an empty answer, or its error."""
         answers: dict[str, api_pb2.NodeUnprepareResourceResponse] = {}
-        with self._lock:
+        with self.lock:
             for claim in request.claims:
                 answers[claim.uid] = self._unprepare(claim)
         return api_pb2.NodeUnprepareResourcesResponse(claims=answers)

@@ -17,9 +17,12 @@ import pytest
 from dra_fakes import FakeResourceClaims, ref, result
 from dra_node import CDI, dra_settings, make_plugin, mirror
 from fakesys.background import stop_before_report
+from fakesys.edit import remove
 from fakesys.hosts import FREE_NIC, MGMT_NIC, workstation
 from pcicore.dra import DRIVER_NAME
 from pciplugin._generated.dra.v1 import api_pb2, api_pb2_grpc
+from pciplugin._generated.drahealth.v1 import api_pb2 as health_pb2
+from pciplugin._generated.drahealth.v1 import api_pb2_grpc as health_grpc
 from pciplugin._generated.pluginregistration.v1 import api_pb2 as reg_pb2
 from pciplugin._generated.pluginregistration.v1 import api_pb2_grpc as reg_grpc
 
@@ -75,7 +78,7 @@ class TestRegistration:
     """What the kubelet's plugin watcher learns from the registration socket."""
 
     def test_get_info_names_the_driver_its_socket_and_dra_v1(self, node):
-        """Type DRAPlugin, our driver name, dra.sock, and the service the 1.37 kubelet picks."""
+        """Type DRAPlugin, our driver name, dra.sock, the services the 1.37 kubelet picks."""
         _host, _claims, plugin, _kubelet, _start = node
         with grpc.insecure_channel(f"unix://{plugin.settings.registration_socket}") as channel:
             stub = reg_grpc.RegistrationStub(channel)
@@ -86,7 +89,7 @@ class TestRegistration:
         assert info.type == "DRAPlugin"
         assert info.name == DRIVER_NAME
         assert info.endpoint == str(plugin.settings.socket)
-        assert list(info.supported_versions) == ["v1.DRAPlugin"]
+        assert list(info.supported_versions) == ["v1.DRAPlugin", "v1.DRAResourceHealth"]
         assert plugin.registration.wait_registered(1.0) is True
         assert plugin.settings.registration_socket.name == f"{DRIVER_NAME}-reg.sock"
 
@@ -167,3 +170,28 @@ class TestPrepareOverGrpc:
         assert kubelet.prepare(ref()) == first
         assert kubelet.unprepare(ref())["uid-1"].error == ""
         assert host.driver(FREE_NIC) == "igb"
+
+
+class TestHealthStream:
+    """NodeWatchResources: the health of prepared devices, as the kubelet watches it."""
+
+    def test_a_prepared_device_is_healthy_until_it_is_gone(self, node):
+        """Empty list first; the prepared NIC Healthy; hot-removed, Unhealthy with the reason."""
+        host, claims, _plugin, kubelet, _start = node
+        stub = health_grpc.DRAResourceHealthStub(kubelet.channel)
+        stream = stub.NodeWatchResources(health_pb2.NodeWatchResourcesRequest(), timeout=TIMEOUT)
+        assert list(next(stream).devices) == []
+        claims.allocate(ref(), result(FREE_NIC))
+        assert kubelet.prepare(ref())["uid-1"].error == ""
+        seen = next(stream)
+        (device,) = seen.devices
+        assert (device.device.pool_name, device.device.device_name) == (
+            "titan",
+            "pci-0000-03-00-0",
+        )
+        assert device.health == health_pb2.HEALTHY
+        remove(host.tree, FREE_NIC)
+        (device,) = next(stream).devices
+        assert device.health == health_pb2.UNHEALTHY
+        assert device.message == "device is gone from the bus"
+        stream.cancel()
