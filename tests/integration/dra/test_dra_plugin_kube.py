@@ -17,19 +17,19 @@ import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 
 from dra_fakes import ref
+from dra_kube import allocate, create_claim, make_namespace
 from dra_node import CDI, dra_settings, make_plugin, mirror
 from fakesys.background import stop_before_report
 from fakesys.descriptors import guard_descriptors
 from fakesys.hosts import FREE_NIC, GPU, workstation
 from pcicore.dra import DRIVER_NAME
 from pcioperator.controllers.resourceclaims import KubeResourceClaims
-from pcioperator.kube.api import KubeApi, Resource
+from pcioperator.kube.api import KubeApi
 from pcioperator.wire.resourceclaim import RESOURCECLAIMS
 from pciplugin._generated.dra.v1 import api_pb2, api_pb2_grpc
 
 pytestmark = pytest.mark.kube
 
-NAMESPACES = Resource("", "v1", "namespaces", "Namespace")
 REAL_FS_MODULES = ["kubernetes", "urllib3", "ssl", "certifi", "http", "socket", "harness"]
 TIMEOUT = 30.0
 
@@ -45,55 +45,7 @@ def fake_fs(kube, short_dir) -> Iterator[object]:
 
 @pytest.fixture
 def namespace(kube, unique_name) -> str:
-    name = unique_name("dra")
-    KubeApi(kube.api_client).create(
-        NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    return name
-
-
-def create_claim(api: KubeApi, namespace: str, name: str, requests: list[str]) -> str:
-    """A ResourceClaim with one exactly-one request per name; returns its uid."""
-    body = {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "devices": {
-                "requests": [
-                    {"name": r, "exactly": {"deviceClassName": "pci.devices.harvesterhci.io"}}
-                    for r in requests
-                ]
-            }
-        },
-    }
-    return api.create(RESOURCECLAIMS, body, namespace)["metadata"]["uid"]
-
-
-def allocate(api: KubeApi, namespace: str, name: str, results: list[tuple[str, str]]) -> None:
-    """Write status.allocation as the scheduler does: (request, device) on node titan."""
-    status = {
-        "status": {
-            "allocation": {
-                "devices": {
-                    "results": [
-                        {"request": r, "driver": DRIVER_NAME, "pool": "titan", "device": d}
-                        for r, d in results
-                    ]
-                },
-                "nodeSelector": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchFields": [
-                                {"key": "metadata.name", "operator": "In", "values": ["titan"]}
-                            ]
-                        }
-                    ]
-                },
-            }
-        }
-    }
-    api.patch(RESOURCECLAIMS, name, status, namespace=namespace, subresource="status")
+    return make_namespace(KubeApi(kube.api_client), unique_name("dra"))
 
 
 @pytest.fixture
