@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pcicore.conditions import Condition
     from pcicore.device import PciDevice
     from pcicore.dra_slices import ObservedSlice, SliceContent
+    from pcicore.dra_prepare import ClaimAllocation, DraCheckpoint, DraClaimRef, PreparedFiles
     from pcicore.hostfacts import HostFacts
     from pcicore.inventory import (
         DesiredDevice,
@@ -263,4 +264,56 @@ class SriovObjectStore(Protocol):
 
     def write_status(self, name: str, status: SriovStatus, conditions: Sequence[Condition]) -> None:
         """Replace the object's status and conditions."""
+        ...
+
+
+# The kubelet DRA plugin ------------------------------------------------------------------------
+
+
+class ResourceClaimSource(Protocol):
+    """Reads ResourceClaims (``resource.k8s.io``) from the cluster."""
+
+    def get(self, namespace: str, name: str) -> ClaimAllocation | None:
+        """The claim of that name as the API server has it now, or ``None`` if there is none.
+
+        Raises:
+            DraPrepareError: the object is not a ResourceClaim this plugin can read.
+            pcicore.errors.PciDevicesError: the API did not answer (the adapter's error).
+        """
+        ...
+
+
+class DraCheckpointStore(Protocol):
+    """Keeps the DRA plugin's prepared claims across restarts and reboots."""
+
+    def load(self) -> DraCheckpoint:
+        """The checkpoint as last saved (empty when never saved)."""
+        ...
+
+    def save(self, checkpoint: DraCheckpoint) -> None:
+        """Replace the saved checkpoint, atomically."""
+        ...
+
+
+class PreparedFilesStore(Protocol):
+    """The CDI specs and device-metadata files of prepared claims."""
+
+    def write(self, files: PreparedFiles) -> None:
+        """Write (or replace, atomically each) every file of ``files``.
+
+        Raises:
+            DraPrepareError: a file could not be written (the path and the error say why).
+        """
+        ...
+
+    def remove(self, claim: DraClaimRef) -> None:
+        """Remove every file of ``claim`` (none there: nothing to do).
+
+        Raises:
+            DraPrepareError: a file could not be removed.
+        """
+        ...
+
+    def prune(self, keep: Sequence[DraClaimRef]) -> None:
+        """Remove every file of ours that belongs to none of the claims in ``keep``."""
         ...

@@ -23,6 +23,7 @@ COMMAND_EXTRAS: Final = {
     "agent": "agent",
     "dra-slices": "agent",
     "plugin": "agent",
+    "dra-plugin": "agent",
     "webhook": "agent",
     "webhook-certs": "agent",
     "controller": "agent",

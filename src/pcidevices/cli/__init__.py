@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "pcidevices.cli.agent",
     "pcidevices.cli.dra",
     "pcidevices.cli.plugin",
+    "pcidevices.cli.dra_plugin",
     "pcidevices.cli.webhook",
     "pcidevices.cli.controller",
 )
@@ -45,6 +46,7 @@ COMMANDS = {
     "agent": "pcidevices.cli.agent",
     "dra-slices": "pcidevices.cli.dra",
     "plugin": "pcidevices.cli.plugin",
+    "dra-plugin": "pcidevices.cli.dra_plugin",
     "webhook": "pcidevices.cli.webhook",
     "webhook-certs": "pcidevices.cli.webhook",
     "controller": "pcidevices.cli.controller",
