@@ -36,14 +36,20 @@ def create_claim(api: KubeApi, namespace: str, name: str, requests: list[str]) -
     return api.create(RESOURCECLAIMS, body, namespace)["metadata"]["uid"]
 
 
-def allocate(api: KubeApi, namespace: str, name: str, results: list[tuple[str, str]]) -> None:
-    """Write status.allocation as the scheduler does: (request, device) on node titan."""
+def allocate(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    results: list[tuple[str, str]],
+    node: str = "titan",
+) -> None:
+    """Write status.allocation as the scheduler does: (request, device) on ``node``."""
     status = {
         "status": {
             "allocation": {
                 "devices": {
                     "results": [
-                        {"request": r, "driver": DRIVER_NAME, "pool": "titan", "device": d}
+                        {"request": r, "driver": DRIVER_NAME, "pool": node, "device": d}
                         for r, d in results
                     ]
                 },
@@ -51,7 +57,7 @@ def allocate(api: KubeApi, namespace: str, name: str, results: list[tuple[str, s
                     "nodeSelectorTerms": [
                         {
                             "matchFields": [
-                                {"key": "metadata.name", "operator": "In", "values": ["titan"]}
+                                {"key": "metadata.name", "operator": "In", "values": [node]}
                             ]
                         }
                     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -84,9 +84,12 @@ class FakeHost:
         return self._devices[a(address)].driver
 
     def engine(
-        self, protection: HostProtection | None = None, max_attempts: int = 4
+        self,
+        protection: HostProtection | None = None,
+        max_attempts: int = 4,
+        held_elsewhere: Mapping[PciAddress, str] | None = None,
     ) -> ClaimEngine:
-        """A claim engine on this host."""
+        """A claim engine on this host; ``held_elsewhere`` as the DRA plugin would report."""
         return ClaimEngine(
             self,
             self,
@@ -94,6 +97,7 @@ class FakeHost:
             self,
             self,
             protection=protection,
+            held_elsewhere=lambda: held_elsewhere or {},
             machine=ClaimMachine(Backoff(base=0.5, cap=8.0, max_attempts=max_attempts)),
         )
 

@@ -115,6 +115,8 @@ class RefusalReason(enum.Enum):
     """What the host depends on could not be read, so passing anything through is unsafe."""
     DENY_LISTED = "DenyListed"
     """The operator's deny list names its address or class."""
+    HELD_ELSEWHERE = "HeldByResourceClaim"
+    """Another path of this node holds it on ``vfio-pci`` (a DRA ResourceClaim)."""
 
 
 class ClaimRefusedError(PciDevicesError):

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
     from pcicore.conditions import Condition
     from pcicore.device import PciDevice
-    from pcicore.dra_slices import ObservedSlice, SliceContent
     from pcicore.dra_prepare import ClaimAllocation, DraCheckpoint, DraClaimRef, PreparedFiles
+    from pcicore.dra_slices import ObservedSlice, SliceContent
     from pcicore.hostfacts import HostFacts
     from pcicore.inventory import (
         DesiredDevice,

@@ -61,6 +61,7 @@ class Rig:
         *,
         policy: GroupPolicy = GroupPolicy.STRICT,
         protection: HostProtection | None = None,
+        held_elsewhere: dict | None = None,
     ) -> None:
         self.host = fake_host
         self.store = store
@@ -69,7 +70,7 @@ class Rig:
         self.controller = ClaimController(
             store=store,
             events=self.events,
-            engine=fake_host.engine(protection),
+            engine=fake_host.engine(protection, held_elsewhere=held_elsewhere),
             ledger=fake_host,
             resource_name_of=lambda _address: "intel.com/I210",
             on_host_changed=self._changed,
@@ -316,3 +317,38 @@ class TestApiFaults:
         assert name not in rig.store.objects
         assert rig.host.driver(NIC) == "igb"
         assert rig.events.reasons(name).count("ReturnedToHost") == 1
+
+
+class TestDualMode:
+    """A device a DRA ResourceClaim holds is refused to PCIDeviceClaims (and left alone)."""
+
+    def test_claim_on_a_device_a_resource_claim_holds_is_refused_and_moves_nothing(self):
+        """Ready False, HeldByResourceClaim naming the holder; the DRA pod keeps its device."""
+        fake = host()
+        fake._set(a(NIC), DriverName("vfio-pci"))  # prepared by the DRA plugin
+        rig = Rig(
+            fake,
+            FakeClaimStore(claim(NIC)),
+            held_elsewhere={a(NIC): "ResourceClaim vms/gpu-claim (DRA)"},
+        )
+        rig.reconcile()
+        ready = rig.ready(NIC)
+        assert (ready.status.value, ready.reason) == ("False", "HeldByResourceClaim")
+        assert "ResourceClaim vms/gpu-claim" in ready.message
+        assert fake.driver(NIC) == "vfio-pci"
+        assert fake.writes == []
+        assert fake.ledger == Ledger()
+
+    def test_group_claim_with_a_member_a_resource_claim_holds_is_refused_whole(self):
+        """GPU + audio moved together: the audio function held by DRA refuses the GPU too."""
+        fake = host()
+        rig = Rig(
+            fake,
+            FakeClaimStore(claim(GPU)),
+            policy=GroupPolicy.GROUP,
+            held_elsewhere={a(AUDIO): "ResourceClaim vms/audio (DRA)"},
+        )
+        rig.reconcile()
+        assert rig.ready(GPU).reason == "HeldByResourceClaim"
+        assert (fake.driver(GPU), fake.driver(AUDIO)) == ("nouveau", "snd_hda_intel")
+        assert fake.ledger == Ledger()

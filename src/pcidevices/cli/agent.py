@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pcidevices.cli.dra_plugin import dra_options, dra_settings
 from pcidevices.cli.node import policy_options
 from pcidevices.cli.scan import add_sysfs_option
 from pcihost.paths import (
@@ -89,9 +90,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     agent.add_argument(
         "--dra",
         action="store_true",
-        help="also publish unclaimed devices as DRA ResourceSlices (driver "
-        "pci.devices.harvesterhci.io); claimed ones stay with the device plugin",
+        help="also be the DRA driver pci.devices.harvesterhci.io: publish unclaimed devices as "
+        "ResourceSlices and serve the kubelet DRA plugin that prepares them; claimed ones stay "
+        "with the device plugin",
     )
+    dra_options(agent)
     agent.set_defaults(run=_run)
 
 
@@ -115,5 +118,6 @@ def _run(args: argparse.Namespace) -> int:
         kernel_events=not args.no_kernel_events and args.sysfs == DEFAULT_SYSFS_ROOT,
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
         dra=args.dra,
+        dra_plugin=dra_settings(args),
     )
     return agent.run(config, args.kubeconfig, args.pci_ids)

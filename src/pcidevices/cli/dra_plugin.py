@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pcidevices.cli.node import policy_options
 from pcidevices.cli.scan import add_sysfs_option
@@ -17,6 +17,9 @@ from pcihost.paths import (
     DEFAULT_PROC_ROOT,
     DEFAULT_STATE_FILE,
 )
+
+if TYPE_CHECKING:
+    from pciplugin.dra.host import DraPluginSettings
 
 
 def dra_options(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +44,17 @@ def dra_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CDI_DIR,
         metavar="DIR",
         help=f"where CDI specs are written (default: {DEFAULT_CDI_DIR})",
+    )
+
+
+def dra_settings(args: argparse.Namespace) -> DraPluginSettings:
+    """The DRA plugin's folders from the options `dra_options` added."""
+    from pciplugin.dra.host import DraPluginSettings  # noqa: PLC0415 - imported only when it runs
+
+    return DraPluginSettings(
+        plugin_dir=args.dra_plugin_dir,
+        registry_dir=args.plugins_registry_dir,
+        cdi_dir=args.cdi_dir,
     )
 
 
@@ -82,7 +96,6 @@ def _run(args: argparse.Namespace) -> int:
     from pcicore.protection import DenyList  # noqa: PLC0415
     from pcidevices.wiring import dra_plugin, scan  # noqa: PLC0415
     from pcidevices.wiring.host import HostConfig  # noqa: PLC0415
-    from pciplugin.dra.host import DraPluginSettings  # noqa: PLC0415
 
     host = HostConfig(
         sysfs=args.sysfs, proc=args.proc, dev_root=args.dev_root, state_file=args.state_file
@@ -90,11 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     config = dra_plugin.DraPluginConfig(
         node=scan.node_name(args.node, os.environ),
         policy=GroupPolicy(args.group_policy),
-        settings=DraPluginSettings(
-            plugin_dir=args.dra_plugin_dir,
-            registry_dir=args.plugins_registry_dir,
-            cdi_dir=args.cdi_dir,
-        ),
+        settings=dra_settings(args),
     )
     return dra_plugin.run(
         host,

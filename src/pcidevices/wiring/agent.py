@@ -37,6 +37,7 @@ from pcidevices.process import (
     load_api_client,
     termination_signal,
 )
+from pcidevices.wiring.dra_plugin import DraPluginConfig, DraPluginModule, held_by_resource_claims
 from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
 from pcidevices.wiring.plugin import DevicePluginModule
 from pcihost.paths import (
@@ -72,6 +73,7 @@ from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
 from pcioperator.wire.claim import Claim, claim_from_object
+from pciplugin.dra.host import DraPluginHost, DraPluginSettings
 from pciplugin.host import DevicePluginHost, PluginSettings
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,9 @@ class AgentConfig:
         device_plugin: Whether to serve the kubelet device plugin in this process.
         kernel_events: Whether to follow the kernel's PCI hot-plug/bind events (netlink).
         plugin_settings: Device-plugins folder and intervals.
-        dra: Whether to publish this node's unclaimed devices as DRA ResourceSlices.
+        dra: Whether to run the DRA driver: publish this node's unclaimed devices as
+            ResourceSlices and serve the kubelet DRA plugin that prepares them.
+        dra_plugin: The DRA plugin's sockets and folders (with ``dra``).
     """
 
     node: str
@@ -110,6 +114,7 @@ class AgentConfig:
     kernel_events: bool = True
     plugin_settings: PluginSettings = attrs.field(factory=PluginSettings)
     dra: bool = False
+    dra_plugin: DraPluginSettings = attrs.field(factory=DraPluginSettings)
 
 
 def parsed_claims(informer: Informer) -> Iterator[tuple[JsonObject, Claim, PciAddress]]:
@@ -448,12 +453,15 @@ class AgentModule(injector.Module):
         metrics: AgentMetrics,
         queue: AgentQueue,
         plugin: injector.ProviderOf[DevicePluginHost],
+        dra_plugin: injector.ProviderOf[DraPluginHost],
         events: KernelEvents,
         sriov: SriovSync,
         dra: DraSlices,
     ) -> Agent:
-        """The whole agent, with the device plugin when configured."""
+        """The whole agent, with the device plugin and the DRA plugin when configured."""
         services: tuple[Service, ...] = (plugin.get(),) if config.device_plugin else ()
+        if config.dra:
+            services += (dra_plugin.get(),)
         agent = Agent(
             devices=devices,
             claims=claims,
@@ -481,12 +489,18 @@ def agent_injector(
     config: AgentConfig, api_client: k8s_client.ApiClient, ids: PciIds
 ) -> injector.Injector:
     """The injector of one agent process."""
+    engine = EngineConfig(
+        config.deny,
+        # Dual mode: a device a ResourceClaim holds is refused to PCIDeviceClaims.
+        held_elsewhere=held_by_resource_claims(config.dra_plugin) if config.dra else dict,
+    )
     return injector.Injector(
         [
-            HostModule(host_config(config), EngineConfig(config.deny), ids),
+            HostModule(host_config(config), engine, ids),
             AgentModule(config),
             CountedApiModule(api_client),
             DevicePluginModule(),
+            DraPluginModule(DraPluginConfig(config.node, config.group_policy, config.dra_plugin)),
         ]
     )
 

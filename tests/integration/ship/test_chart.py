@@ -380,7 +380,20 @@ CHANGES: dict[str, tuple[dict[str, Any], Check]] = {
     ),
     "agent.dra": (
         {"agent": {"dra": True}},
-        _has_args("pcidevices-agent", "--dra"),
+        _all(
+            _has_args("pcidevices-agent", "--dra"),
+            _pod(
+                "pcidevices-agent",
+                lambda spec: (
+                    {
+                        "/var/lib/kubelet/plugins/pci.devices.harvesterhci.io",
+                        "/var/lib/kubelet/plugins_registry",
+                        "/var/run/cdi",
+                    }
+                    <= {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+                ),
+            ),
+        ),
     ),
     "dra.enabled": ({"dra": {"enabled": False}}, _absent("DeviceClass")),
     "agent.metricsPort": (
