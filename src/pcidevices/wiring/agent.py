@@ -19,8 +19,8 @@ import injector
 from kubernetes import client as k8s_client
 
 from pcicore.address import PciAddress
-from pcicore.binding import claim_binding, moves_driver
 from pcicore.catalog import DeviceCatalog
+from pcicore.claim_binding import claim_binding, moves_driver
 from pcicore.device import NodeName, PciDevice
 from pcicore.dra_slices import MAX_DEVICES_PER_SLICE
 from pcicore.engine import ClaimEngine

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from pcicore.address import PciAddress
-from pcicore.binding import moves_driver
+from pcicore.claim_binding import moves_driver
 from pcicore.claim_report import (
     FINALIZER,
     INVALID_SPEC,
