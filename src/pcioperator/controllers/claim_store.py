@@ -31,7 +31,10 @@ from pcioperator.wire import claim as wire
 log = logging.getLogger(__name__)
 
 SKIP_VFIO_BINDING: Final = "pcidevices.harvesterhci.io/skip-vfio-binding"
-"""On a claim: another component binds its device (Harvester's vGPU); see `pcicore.claim_binding`."""
+"""On a claim: another component binds its device (Harvester's vGPU).
+
+See `pcicore.claim_binding`.
+"""
 
 
 class KubeClaimStore:
