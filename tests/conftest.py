@@ -1,6 +1,9 @@
 """Suite-wide pytest configuration: plugins every layer may use."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -31,3 +34,17 @@ def fs(fs: FakeFilesystem) -> FakeFilesystem:
     """The ``fs`` of pyfakefs, with a thread-safe descriptor table apart from real numbers."""
     guard_descriptors(fs)
     return fs
+
+
+@pytest.fixture
+def short_dir():
+    """A real folder with a short path (a unix socket path must fit in 108 bytes).
+
+    Its socket folders (``plugin``, ``reg``) are made on the real filesystem before any
+    pyfakefs fixture starts: request it before ``fs`` or ``fake_fs``.
+    """
+    path = Path(tempfile.mkdtemp(prefix="dra", dir="/tmp"))
+    for sub in ("plugin", "reg"):
+        (path / sub).mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
 
@@ -84,9 +84,12 @@ class FakeHost:
         return self._devices[a(address)].driver
 
     def engine(
-        self, protection: HostProtection | None = None, max_attempts: int = 4
+        self,
+        protection: HostProtection | None = None,
+        max_attempts: int = 4,
+        held_elsewhere: Mapping[PciAddress, str] | None = None,
     ) -> ClaimEngine:
-        """A claim engine on this host."""
+        """A claim engine on this host; ``held_elsewhere`` as the DRA plugin would report."""
         return ClaimEngine(
             self,
             self,
@@ -94,6 +97,7 @@ class FakeHost:
             self,
             self,
             protection=protection,
+            held_elsewhere=lambda: held_elsewhere or {},
             machine=ClaimMachine(Backoff(base=0.5, cap=8.0, max_attempts=max_attempts)),
         )
 
@@ -214,6 +218,16 @@ class FakeClaimStore:
         self.objects = {c.name: c for c in claims}
         self.is_synced = synced
         self.statuses: list[tuple[str, ClaimStatus]] = []
+        self.faults: dict[str, list[Exception | None]] = {}
+        """Per write method, what its next calls answer: an error raised, or None (written)."""
+
+    def _answer(self, method: str) -> None:
+        """Raise the fault queued for this call of ``method``, if any (the API failed it)."""
+        queued = self.faults.get(method)
+        if queued:
+            fault = queued.pop(0)
+            if fault is not None:
+                raise fault
 
     def synced(self) -> bool:
         """Whether the cache was filled."""
@@ -225,6 +239,7 @@ class FakeClaimStore:
 
     def write_status(self, claim: ClusterClaim, status: ClaimStatus) -> None:
         """Replace the status; a gone claim is no error."""
+        self._answer("write_status")
         current = self.objects.get(claim.name)
         if current is None:
             return
@@ -233,6 +248,7 @@ class FakeClaimStore:
 
     def set_finalizers(self, claim: ClusterClaim, finalizers: tuple[str, ...]) -> None:
         """Replace finalizers at the version read; a deleted claim with none left goes."""
+        self._answer("set_finalizers")
         current = self.objects.get(claim.name)
         if current is None:
             return

@@ -77,6 +77,7 @@ class Reason(enum.Enum):
     HOST_DEPENDS_ON_DEVICE = "HostDependsOnDevice"
     HOST_FACTS_UNREADABLE = "HostFactsUnreadable"
     DENY_LISTED = "DenyListed"
+    HELD_ELSEWHERE = "HeldByResourceClaim"
 
 
 # --- Actions: one write each --------------------------------------------------------------

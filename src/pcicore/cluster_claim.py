@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from pcicore.binding import ClaimBinding
+from pcicore.claim_binding import ClaimBinding
 from pcicore.conditions import Condition
 from pcicore.device import NodeName
 

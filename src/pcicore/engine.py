@@ -16,7 +16,7 @@ waits with `until_settled`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 import attrs
 
@@ -37,6 +37,7 @@ from pcicore.errors import (
     DeviceNotFoundError,
     DriverWriteError,
     ModuleLoadError,
+    RefusalReason,
 )
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPlan, GroupPolicy, plan_group
@@ -137,16 +138,23 @@ class ClaimEngine:
         clock: Clock,
         *,
         protection: HostProtection | None = None,
+        held_elsewhere: Callable[[], Mapping[PciAddress, str]] = dict,
         machine: ClaimMachine | None = None,
         max_steps: int = 64,
     ) -> None:
-        """Drive devices on ``bus`` through ``control``, recording in ``ledger``."""
+        """Drive devices on ``bus`` through ``control``, recording in ``ledger``.
+
+        ``held_elsewhere`` names the devices another path of this node holds on ``vfio-pci``
+        (the DRA plugin's ResourceClaims), each with its holder: a bind that would move one of
+        them is refused, as the DRA plugin refuses the devices this engine's claims hold.
+        """
         self._bus = bus
         self._control = control
         self._host = host
         self._ledger = ledger
         self._clock = clock
         self._protection = protection or HostProtection()
+        self._held_elsewhere = held_elsewhere
         self._machine = machine or ClaimMachine()
         self._max_steps = max_steps
         # Devices whose backoff runs: the goal asked for and the state reached, resumed by the
@@ -388,6 +396,16 @@ class ClaimEngine:
         group = plan_group(target, devices, claimed, request.policy)
         facts = self._host.facts()
         self._protection.check_all(group.members, facts)
+        held = self._held_elsewhere()
+        for member in group.members:
+            if member.address in held:
+                raise ClaimRefusedError(
+                    member.address,
+                    RefusalReason.HELD_ELSEWHERE,
+                    f"{member.address} is held on vfio-pci by {held[member.address]}; delete "
+                    "the pod using it (its ResourceClaim is then released) and this claim "
+                    "proceeds",
+                )
         return group
 
     def _roll_back(self, request: ClaimRequest, outcomes: list[Outcome]) -> list[Outcome]:

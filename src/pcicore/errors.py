@@ -44,6 +44,18 @@ class InvalidDraDeviceNameError(PciDevicesError, ValueError):
         self.text = text
 
 
+class InvalidSliceSizeError(PciDevicesError, ValueError):
+    """A requested number of devices per ResourceSlice is outside what the API accepts."""
+
+    def __init__(self, value: int, limit: int) -> None:
+        """Describe ``value``; ``limit`` is the API's maximum."""
+        super().__init__(
+            f"invalid number of devices per ResourceSlice {value}: resource.k8s.io/v1 accepts "
+            f"1 to {limit}; pass a value in that range (or leave the default, {limit})"
+        )
+        self.value = value
+
+
 class InvalidDriverNameError(PciDevicesError, ValueError):
     """A text that should name a kernel driver (``e1000e``, ``vfio-pci``) does not.
 
@@ -121,6 +133,8 @@ class RefusalReason(enum.Enum):
     """What the host depends on could not be read, so passing anything through is unsafe."""
     DENY_LISTED = "DenyListed"
     """The operator's deny list names its address or class."""
+    HELD_ELSEWHERE = "HeldByResourceClaim"
+    """Another path of this node holds it on ``vfio-pci`` (a DRA ResourceClaim)."""
 
 
 class ClaimRefusedError(PciDevicesError):
@@ -202,3 +216,56 @@ class SriovWriteError(PciDevicesError, OSError):
         super().__init__(error_number, detail)
         self.address = address
         self.count = count
+
+
+class DraPrepareError(PciDevicesError):
+    """A ResourceClaim cannot be prepared (or unprepared) on this node; the message says why.
+
+    The kubelet DRA plugin puts the message into the claim's ``error`` field of its answer; the
+    kubelet retries and shows it in the pod's events.
+    """
+
+
+class ClaimNotAllocatedError(DraPrepareError):
+    """The ResourceClaim the kubelet names has no ``status.allocation`` (not scheduled yet)."""
+
+    def __init__(self, claim: str) -> None:
+        """Name the claim (``namespace/name``)."""
+        super().__init__(
+            f"ResourceClaim {claim} has no status.allocation: the scheduler has not allocated "
+            "it yet; the kubelet retries once the pod is scheduled with it"
+        )
+
+
+class ClaimReplacedError(DraPrepareError):
+    """The ResourceClaim of that name is another object than the one the kubelet asks for."""
+
+    def __init__(self, claim: str, asked: str, found: str | None) -> None:
+        """Name the claim and both uids (``found`` is ``None`` when the claim is gone)."""
+        now = f"now has uid {found}" if found else "no longer exists"
+        super().__init__(
+            f"ResourceClaim {claim} with uid {asked} {now}: it was deleted (and recreated); "
+            "delete the pod so that it is scheduled again with the current claim"
+        )
+
+
+class ForeignAllocationError(DraPrepareError):
+    """An allocation result of our driver names a device of another node's pool."""
+
+    def __init__(self, claim: str, device: str, pool: str, node: str) -> None:
+        """Name the device, its pool and this node."""
+        super().__init__(
+            f"ResourceClaim {claim} is allocated device {device} in pool {pool}, but this node "
+            f"is {node}: the pod was bound to another node than its devices'; delete the pod"
+        )
+
+
+class DeviceHeldError(DraPrepareError):
+    """A device allocated to a ResourceClaim is held by something else on this node."""
+
+    def __init__(self, claim: str, device: str, holder: str) -> None:
+        """Name the device and what holds it."""
+        super().__init__(
+            f"device {device} of ResourceClaim {claim} is held by {holder}; release it there "
+            "(or delete that PCIDeviceClaim) and the kubelet's retry prepares it"
+        )

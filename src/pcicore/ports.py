@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
     from pcicore.conditions import Condition
     from pcicore.device import PciDevice
+    from pcicore.dra_prepare import ClaimAllocation, DraCheckpoint, DraClaimRef, PreparedFiles
+    from pcicore.dra_slices import ObservedSlice, SliceContent
     from pcicore.hostfacts import HostFacts
     from pcicore.inventory import (
         DesiredDevice,
@@ -176,6 +178,30 @@ class DeviceObjectStore(Protocol):
         ...
 
 
+class ResourceSliceStore(Protocol):
+    """This node's ResourceSlices of our DRA driver: as last observed, and the writes to them."""
+
+    def observed(self) -> Sequence[ObservedSlice]:
+        """Every slice of this driver on this node as last observed (a cache: no request)."""
+        ...
+
+    def node_owner(self) -> OwnerRef | None:
+        """The owner reference to this node's Node object, or ``None`` while it has none."""
+        ...
+
+    def create(self, content: SliceContent, owner: OwnerRef | None) -> None:
+        """Create a slice holding ``content``, owned by ``owner``."""
+        ...
+
+    def update(self, content: SliceContent, owner: OwnerRef | None, resource_version: str) -> None:
+        """Replace slice ``content.name`` if it is still at ``resource_version``."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete slice ``name``; one already gone is not an error."""
+        ...
+
+
 class ClaimedDeviceKinds(Protocol):
     """What the claims in the whole cluster ask for, and the kinds their devices report."""
 
@@ -246,6 +272,61 @@ class SriovObjectStore(Protocol):
     def write_status(self, name: str, status: SriovStatus, conditions: Sequence[Condition]) -> None:
         """Replace the object's status and conditions."""
         ...
+
+
+# The kubelet DRA plugin ------------------------------------------------------------------------
+
+
+class ResourceClaimSource(Protocol):
+    """Reads ResourceClaims (``resource.k8s.io``) from the cluster."""
+
+    def get(self, namespace: str, name: str) -> ClaimAllocation | None:
+        """The claim of that name as the API server has it now, or ``None`` if there is none.
+
+        Raises:
+            DraPrepareError: the object is not a ResourceClaim this plugin can read.
+            pcicore.errors.PciDevicesError: the API did not answer (the adapter's error).
+        """
+        ...
+
+
+class DraCheckpointStore(Protocol):
+    """Keeps the DRA plugin's prepared claims across restarts and reboots."""
+
+    def load(self) -> DraCheckpoint:
+        """The checkpoint as last saved (empty when never saved)."""
+        ...
+
+    def save(self, checkpoint: DraCheckpoint) -> None:
+        """Replace the saved checkpoint, atomically."""
+        ...
+
+
+class PreparedFilesStore(Protocol):
+    """The CDI specs and device-metadata files of prepared claims."""
+
+    def write(self, files: PreparedFiles) -> None:
+        """Write (or replace, atomically each) every file of ``files``.
+
+        Raises:
+            DraPrepareError: a file could not be written (the path and the error say why).
+        """
+        ...
+
+    def remove(self, claim: DraClaimRef) -> None:
+        """Remove every file of ``claim`` (none there: nothing to do).
+
+        Raises:
+            DraPrepareError: a file could not be removed.
+        """
+        ...
+
+    def prune(self, keep: Sequence[DraClaimRef]) -> None:
+        """Remove every file of ours that belongs to none of the claims in ``keep``."""
+        ...
+
+
+# USB passthrough ---------------------------------------------------------------------------------
 
 
 class UsbBus(Protocol):

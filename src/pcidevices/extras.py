@@ -21,7 +21,9 @@ OPTIONAL_MODULES: Final = frozenset(
 COMMAND_EXTRAS: Final = {
     "scan": "yaml",
     "agent": "agent",
+    "dra-slices": "agent",
     "plugin": "agent",
+    "dra-plugin": "agent",
     "webhook": "agent",
     "webhook-certs": "agent",
     "controller": "agent",

@@ -41,3 +41,12 @@ USB_IDS_LOCATIONS: Final = (
     "/usr/share/usb.ids",
 )
 """Where distributions install the ``usb.ids`` database, in the order they are tried."""
+DEFAULT_DRA_PLUGIN_DIR: Final = Path("/var/lib/kubelet/plugins/pci.devices.harvesterhci.io")
+"""The DRA plugin's own folder: its ``dra.sock``, its checkpoint, its engine ledger and the
+device-metadata files (the kubelet's convention: ``/var/lib/kubelet/plugins/<driver name>``)."""
+
+DEFAULT_PLUGINS_REGISTRY_DIR: Final = Path("/var/lib/kubelet/plugins_registry")
+"""Where the kubelet's plugin watcher looks for registration sockets (DRA, CSI)."""
+
+DEFAULT_CDI_DIR: Final = Path("/var/run/cdi")
+"""The CDI folder for specs that do not outlive a reboot (container runtimes read it)."""

@@ -17,8 +17,6 @@ Format (version 1)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +29,7 @@ from pcicore.errors import ClaimStateError, PciDevicesError
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.naming import ResourceName
 from pcicore.resources import ClaimedDevice
+from pcihost.atomic import replace_file
 from pcihost.converter import CONVERTER, describe_error
 from pcihost.paths import DEFAULT_STATE_FILE
 
@@ -100,19 +99,9 @@ class ClaimStateFile:
             ClaimStateError: the folder is not writable.
         """
         document = CONVERTER.unstructure(StateDocument.of(ledger))
+        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=".claims-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(document, out, indent=2, sort_keys=True)
-                    out.write("\n")
-                    out.flush()
-                    os.fsync(out.fileno())
-                Path(temporary).replace(self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            replace_file(self.path, text.encode(), mode=0o600)
         except OSError as err:
             raise ClaimStateError(
                 f"cannot write the claim state file {self.path}: {err.strerror}; run as root or "

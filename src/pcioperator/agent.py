@@ -15,6 +15,7 @@ from typing import Protocol
 from pcihost.uevents import KernelPciEvents
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync
+from pcioperator.controllers.dra_slices import DraSliceSync
 from pcioperator.controllers.sriov import SriovSync
 from pcioperator.controllers.usb import UsbSync
 from pcioperator.kube.informer import Informer
@@ -24,6 +25,8 @@ from pcioperator.kube.threads import LoopThreads
 from pcioperator.kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
+
+_CACHE_WAIT_SECONDS = 0.2
 
 
 class Service(Protocol):
@@ -52,6 +55,7 @@ class Agent:
         kernel_events: KernelPciEvents | None = None,
         sriov: SriovSync | None = None,
         usb: UsbSync | None = None,
+        dra: DraSliceSync | None = None,
     ) -> None:
         """Assemble the agent from its parts (see `pcidevices.wiring.agent` for the wiring)."""
         self.devices = devices
@@ -63,6 +67,7 @@ class Agent:
         self.kernel_events = kernel_events
         self.sriov = sriov
         self.usb = usb
+        self.dra = dra
         self.queue: WorkQueue[str] = queue if queue is not None else WorkQueue()
         self._loops = LoopThreads()
         self.stopping = self._loops.stopping
@@ -75,6 +80,8 @@ class Agent:
             handlers[SriovSync.KEY] = sriov.reconcile
         if usb is not None:
             handlers[UsbSync.KEY] = usb.reconcile
+        if dra is not None:
+            handlers[DraSliceSync.KEY] = self._sync_dra
         self._controller: Controller[str] = Controller(
             "agent", self.queue, lambda key: handlers[key](), observer=metrics
         )
@@ -88,6 +95,16 @@ class Agent:
         delay = self.claims.reconcile()
         self.metrics.set_claim_phases(self.claims.phases)
         return delay
+
+    def _sync_dra(self) -> float | None:
+        dra = self.dra
+        if dra is None:
+            return None
+        caches = [self.claims_informer] + ([dra.informer] if dra.informer is not None else [])
+        if not all(informer.synced.is_set() for informer in caches):
+            # A claim not yet cached would publish its device under DRA too: wait for it.
+            return _CACHE_WAIT_SECONDS
+        return dra.reconcile()
 
     def request_devices_sync(self) -> None:
         """Queue a device sync now (the claim controller calls it after moving a device)."""
@@ -111,6 +128,8 @@ class Agent:
             informers.append(self.sriov.informer)
         if self.usb is not None:
             informers.extend(self.usb.informers.values())
+        if self.dra is not None and self.dra.informer is not None:
+            informers.append(self.dra.informer)
         return informers
 
     def start(self) -> None:
@@ -128,6 +147,8 @@ class Agent:
             loops["sriov-informer"] = self.sriov.informer.run
         if self.usb is not None:
             loops.update({name: informer.run for name, informer in self.usb.informers.items()})
+        if self.dra is not None and self.dra.informer is not None:
+            loops["dra-slices-informer"] = self.dra.informer.run
         if self.kernel_events is not None and self.kernel_events.open():
             loops["kernel-events"] = self.kernel_events.run
         self._loops.start(loops)
@@ -137,6 +158,8 @@ class Agent:
             self.queue.add(SriovSync.KEY)
         if self.usb is not None:
             self.queue.add(UsbSync.KEY)
+        if self.dra is not None:
+            self.queue.add(DraSliceSync.KEY)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop everything and wait for the loops to end; calling it again is harmless."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, Generic, NoReturn, Protocol, TypeVar
 
 import grpc
@@ -19,6 +19,7 @@ from pcicore.naming import ResourceName
 from pcicore.preferred import preferred_allocation
 from pcicore.resources import (
     AllocationError,
+    ContainerAllocation,
     ResourcePool,
     UnhealthyDeviceError,
     allocate,
@@ -188,6 +189,23 @@ def abort_allocation(
     context.abort(code, str(err))
 
 
+def allocate_response(
+    request: api_pb2.AllocateRequest,
+    context: grpc.ServicerContext,
+    resource: ResourceName,
+    allocate_one: Callable[[Sequence[str]], ContainerAllocation],
+) -> api_pb2.AllocateResponse:
+    """Each container's allocation, or the whole Allocate refused (`abort_allocation`)."""
+    responses = []
+    for container in request.container_requests:
+        try:
+            allocation = allocate_one(container.devices_ids)
+        except PciDevicesError as err:
+            abort_allocation(context, resource, err)
+        responses.append(messages.container_allocate_response(allocation))
+    return api_pb2.AllocateResponse(container_responses=responses)
+
+
 class ResourceService(Generic[PoolT]):
     """What every resource's service shares: its name, its feed, options, PreStartContainer."""
 
@@ -243,15 +261,10 @@ class DevicePluginService(ResourceService[ResourcePool]):
         self, request: api_pb2.AllocateRequest, context: grpc.ServicerContext
     ) -> api_pb2.AllocateResponse:
         """For each container: KubeVirt's env var and the VFIO device nodes."""
-        pool = self._feed.pool
-        responses = []
-        for container in request.container_requests:
-            try:
-                allocation = allocate(pool, container.devices_ids, iommufd=self._feed.iommufd)
-            except AllocationError as err:
-                abort_allocation(context, self.resource, err)
-            responses.append(messages.container_allocate_response(allocation))
-        return api_pb2.AllocateResponse(container_responses=responses)
+        pool, iommufd = self._feed.pool, self._feed.iommufd
+        return allocate_response(
+            request, context, self.resource, lambda ids: allocate(pool, ids, iommufd=iommufd)
+        )
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         """The gRPC method table of this service."""

@@ -9,22 +9,21 @@ USB plugin does. A device whose node is gone is Unhealthy and refused with the r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import attrs
 import grpc
 
-from pcicore.errors import PciDevicesError
 from pcicore.naming import ResourceName
 from pcicore.ports import UsbNodes
+from pcicore.resources import ContainerAllocation
 from pcicore.usb import UsbPool, UsbStatus, allocate_usb, assess_usb, usb_pools
-from pciplugin import messages
 from pciplugin._generated.v1beta1 import api_pb2
 from pciplugin.service import (
     PluginServicer,
     PoolFeed,
     ResourceService,
-    abort_allocation,
+    allocate_response,
     watch,
 )
 
@@ -94,13 +93,11 @@ class UsbDevicePluginService(ResourceService[UsbPool]):
     ) -> api_pb2.AllocateResponse:
         """For each container: KubeVirt's ``USB_RESOURCE_…`` variable and the device nodes."""
         pool = self._feed.pool
-        responses = []
-        for container in request.container_requests:
-            try:
-                allocation = allocate_usb(pool, container.devices_ids)
-                for node in allocation.device_nodes:
-                    self._nodes.hand_over(node.path)
-            except PciDevicesError as err:
-                abort_allocation(context, self.resource, err)
-            responses.append(messages.container_allocate_response(allocation))
-        return api_pb2.AllocateResponse(container_responses=responses)
+
+        def allocate_one(device_ids: Sequence[str]) -> ContainerAllocation:
+            allocation = allocate_usb(pool, device_ids)
+            for node in allocation.device_nodes:
+                self._nodes.hand_over(node.path)
+            return allocation
+
+        return allocate_response(request, context, self.resource, allocate_one)

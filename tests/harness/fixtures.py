@@ -1,10 +1,11 @@
 """pytest fixtures for tests marked ``kube``: a real API server, shared and cleaned per test.
 
 ``kube_cluster`` (session) starts etcd, kube-apiserver and kube-controller-manager once, or
-attaches to the cluster named by ``$PCIDEVICES_KUBECONFIG``. ``kube`` (per test) installs the
-project's CRDs and deletes afterwards every PCIDevice, PCIDeviceClaim, Node and Namespace the
-test created, so tests cannot see one another's objects. A build or start-up failure fails the
-test with the exact error; it never skips.
+attaches to the cluster named by ``$PCIDEVICES_KUBECONFIG``; ``kube_scheduler`` (session) adds
+the real kube-scheduler to it for tests that need pods placed (DRA allocation). ``kube`` (per
+test) installs the project's CRDs and deletes afterwards every PCIDevice, PCIDeviceClaim, Node
+and Namespace the test created, so tests cannot see one another's objects. A build or start-up
+failure fails the test with the exact error; it never skips.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 GROUP = "devices.harvesterhci.io"
 VERSION = "v1beta1"
-PLURALS = ("pcideviceclaims", "pcidevices")
+PLURALS = ("pcideviceclaims", "pcidevices", "usbdeviceclaims", "usbdevices")
 _CLEANUP_TIMEOUT_SECONDS = 30.0
 
 
@@ -62,6 +63,19 @@ def kube(kube_cluster: KubeCluster) -> Iterator[KubeCluster]:
     before = _snapshot(kube_cluster)
     yield kube_cluster
     _delete_created(kube_cluster, before)
+
+
+@pytest.fixture(scope="session")
+def kube_scheduler(kube_cluster: KubeCluster) -> KubeCluster:
+    """The session's cluster with the real kube-scheduler running (started on first use)."""
+    failure = ""
+    try:
+        kube_cluster.start_scheduler()
+    except HarnessError as err:
+        failure = str(err)
+    if failure:
+        pytest.fail(f"the kube-scheduler is unavailable: {failure}", pytrace=False)
+    return kube_cluster
 
 
 @pytest.fixture

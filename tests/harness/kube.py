@@ -2,10 +2,10 @@
 
 The operator is judged by how it behaves against a real API server (schema validation, the
 status subresource, conflicts, watches, garbage collection, RBAC), so the tests run one: an
-embedded etcd, kube-apiserver, kube-controller-manager and kubectl, all from one pinned
-Kubernetes release, linked into one binary by ``tests/harness/build.sh`` and cached outside the
-clone. This module builds that binary when it is missing, starts the processes in their own
-process groups, and stops them again.
+embedded etcd, kube-apiserver, kube-controller-manager, kubectl and (on request)
+kube-scheduler, all from one pinned Kubernetes release, linked into one binary by
+``tests/harness/build.sh`` and cached outside the clone. This module builds that binary when
+it is missing, starts the processes in their own process groups, and stops them again.
 
 Run ``python tests/harness/kube.py up`` to keep a cluster running between test sessions; point
 ``PCIDEVICES_KUBECONFIG`` at the kubeconfig it prints and the fixtures reuse it.
@@ -55,6 +55,8 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "validatingadmissionpolicy-status-controller",
+    # Creates a pod's ResourceClaims from its ResourceClaimTemplates (DRA), as in a real cluster.
+    "resourceclaim-controller",
 )
 _PR_SET_PDEATHSIG = 1  # prctl(2): signal this process when its parent thread exits.
 _STOP_GRACE_SECONDS = 15.0
@@ -398,10 +400,83 @@ class KubeCluster:
         if self._api_client is not None:
             self._api_client.close()
             self._api_client = None
-        for name in ("controller-manager", "apiserver", "etcd"):
+        for name in ("scheduler", "controller-manager", "apiserver", "etcd"):
             process = self._processes.pop(name, None)
             if process is not None:
                 process.stop()
+
+    def start_scheduler(self, timeout: float = 60.0) -> None:
+        """Start the real kube-scheduler and wait for its ``/readyz``; idempotent.
+
+        It runs as the admin user, without leader election, serving health on a free loopback
+        port. Tests that need pods placed and DRA claims allocated ask for it (the
+        `kube_scheduler` fixture); it stops with the cluster or with `stop_scheduler`. On an
+        attached cluster it is this session's own process and stops when the session ends.
+
+        Raises:
+            HarnessError: the scheduler exited or was not ready in time; the message holds its
+                log.
+        """
+        if "scheduler" in self._processes:
+            return
+        port = free_port()
+        process = _Process(
+            "scheduler",
+            [
+                str(self.binary),
+                "scheduler",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+            ],
+            self.workdir / "scheduler.log",
+            dict(self.profile.env),
+        )
+        self._processes["scheduler"] = process
+        process.start()
+        if not self._owned:
+            atexit.register(self.stop_scheduler)
+        # Its serving certificate is self-signed; /readyz is open to anyone (the default
+        # --authorization-always-allow-paths), so no client certificate is needed either.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            code = process.exited()
+            if code is not None:
+                self._processes.pop("scheduler")
+                raise HarnessError(
+                    f"kube-scheduler exited with {code}; log {process.log_path}:\n"
+                    f"{process.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}/readyz", context=context, timeout=5
+                ) as response:
+                    if response.status == 200:
+                        return
+                    last = f"HTTP {response.status}"
+            except urllib.error.HTTPError as err:
+                last = f"HTTP {err.code}"
+            except (OSError, ssl.SSLError) as err:
+                last = str(err)
+            time.sleep(0.25)
+        self.stop_scheduler()
+        raise HarnessError(
+            f"kube-scheduler not ready after {timeout:.0f}s: {last}\n{process.log_tail()}"
+        )
+
+    def stop_scheduler(self) -> None:
+        """Stop the scheduler if this object started it."""
+        process = self._processes.pop("scheduler", None)
+        if process is not None:
+            process.stop()
 
     def restart_apiserver(self) -> None:
         """Stop the API server and start it again on the same port; etcd keeps the data.

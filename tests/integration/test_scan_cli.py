@@ -1,6 +1,8 @@
 """`pcidevices scan` end to end on a pyfakefs sysfs, through the real command-line entry point."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,32 @@ class TestBadInput:
         SysfsTree(Path("/sys")).add(FakeDevice("0000:00:01.0"))
         assert main(["scan", "--node", "titan"]) == 1
         assert "apt-get install pci.ids" in capsys.readouterr().err
+
+
+SCAN_AND_LIST_MODULES = """
+import contextlib, io, sys
+from pcidevices.cli import main
+sys.argv = ["pcidevices", "scan", "--sysfs", sys.argv[1], "--node", "n1", "-o", "json"]
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main()
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def test_scan_starts_without_the_machinery_it_does_not_use(tmp_path):
+    """A scan imports no injector, no cluster or gRPC client and no claim engine.
+
+    Scan is bound by its start-up: each of these costs tens of milliseconds a run and does
+    nothing for a command that reads and names.
+    """
+    tree = SysfsTree(tmp_path / "sys").add(FakeDevice("0000:00:1f.6", driver="e1000e"))
+    result = subprocess.run(
+        [sys.executable, "-c", SCAN_AND_LIST_MODULES, str(tree.root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(result.stdout.split())
+    assert "pcihost.sysfs" in loaded  # the scan ran
+    for heavy in ("injector", "kubernetes", "grpc", "pcicore.engine", "pcihost.binding"):
+        assert heavy not in loaded

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from fakeclaims import (
     FakeClaimEvents,
     FakeClaimStore,
@@ -31,6 +33,7 @@ from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
 from pcicore.protection import DenyList, HostProtection
 from pcioperator.controllers.claims import ClaimController
+from pcioperator.kube.errors import ConflictError, TemporaryApiError
 
 NIC = "0000:03:00.0"
 GPU = "0000:01:00.0"
@@ -58,6 +61,7 @@ class Rig:
         *,
         policy: GroupPolicy = GroupPolicy.STRICT,
         protection: HostProtection | None = None,
+        held_elsewhere: dict | None = None,
     ) -> None:
         self.host = fake_host
         self.store = store
@@ -66,7 +70,7 @@ class Rig:
         self.controller = ClaimController(
             store=store,
             events=self.events,
-            engine=fake_host.engine(protection),
+            engine=fake_host.engine(protection, held_elsewhere=held_elsewhere),
             ledger=fake_host,
             resource_name_of=lambda _address: "intel.com/I210",
             on_host_changed=self._changed,
@@ -262,3 +266,89 @@ class TestRestartAndDeletion:
         denied.reconcile()
         assert fake.driver(NIC) == "igb"
         assert rig.store.objects == {}
+
+
+class TestApiFaults:
+    """A write to the API fails mid-reconcile: nothing is lost, the retry converges.
+
+    The runner retries a reconcile that raised, with backoff; these tests play that retry.
+    """
+
+    def test_conflict_adding_the_finalizer_moves_nothing_until_a_fresh_read(self):
+        """409 on the finalizer: the device is not moved without the finalizer that holds it."""
+        rig = Rig(host(), FakeClaimStore(claim(NIC)))
+        rig.store.faults["set_finalizers"] = [ConflictError("claim changed since it was read")]
+        with pytest.raises(ConflictError):
+            rig.reconcile()
+        assert rig.host.driver(NIC) == "igb"
+        assert rig.host.ledger == Ledger()
+        rig.reconcile()
+        assert rig.host.driver(NIC) == "vfio-pci"
+        assert rig.store.objects[claim(NIC).name].finalizers == (FINALIZER,)
+        assert rig.status(NIC).passthrough_enabled
+
+    def test_status_write_failing_after_the_bind_keeps_the_device_and_reports_on_retry(self):
+        """500 on the status after the bind: the device stays claimed; the retry reports it."""
+        rig = Rig(host(), FakeClaimStore(claim(NIC)))
+        server_error = TemporaryApiError("internal error", status=500)
+        rig.store.faults["write_status"] = [None, server_error]  # accepted, then the outcome
+        with pytest.raises(TemporaryApiError):
+            rig.reconcile()
+        assert rig.host.driver(NIC) == "vfio-pci"
+        assert a(NIC) in rig.host.ledger.claims
+        assert not rig.status(NIC).passthrough_enabled
+        rig.reconcile()
+        assert rig.host.driver(NIC) == "vfio-pci"
+        assert rig.status(NIC).passthrough_enabled
+        assert rig.status(NIC).kernel_driver_to_unbind == "igb"
+
+    def test_finalizer_removal_failing_after_the_return_holds_the_claim_and_reports_once(self):
+        """500 removing the finalizer: the claim waits, the device is back, one Event in all."""
+        rig = Rig(host(), FakeClaimStore(claim(NIC)))
+        rig.reconcile()
+        name = claim(NIC).name
+        rig.store.delete(name)
+        rig.store.faults["set_finalizers"] = [TemporaryApiError("no answer")]
+        with pytest.raises(TemporaryApiError):
+            rig.reconcile()
+        assert rig.host.driver(NIC) == "igb"
+        assert rig.store.objects[name].finalizers == (FINALIZER,)
+        rig.reconcile()
+        assert name not in rig.store.objects
+        assert rig.host.driver(NIC) == "igb"
+        assert rig.events.reasons(name).count("ReturnedToHost") == 1
+
+
+class TestDualMode:
+    """A device a DRA ResourceClaim holds is refused to PCIDeviceClaims (and left alone)."""
+
+    def test_claim_on_a_device_a_resource_claim_holds_is_refused_and_moves_nothing(self):
+        """Ready False, HeldByResourceClaim naming the holder; the DRA pod keeps its device."""
+        fake = host()
+        fake._set(a(NIC), DriverName("vfio-pci"))  # prepared by the DRA plugin
+        rig = Rig(
+            fake,
+            FakeClaimStore(claim(NIC)),
+            held_elsewhere={a(NIC): "ResourceClaim vms/gpu-claim (DRA)"},
+        )
+        rig.reconcile()
+        ready = rig.ready(NIC)
+        assert (ready.status.value, ready.reason) == ("False", "HeldByResourceClaim")
+        assert "ResourceClaim vms/gpu-claim" in ready.message
+        assert fake.driver(NIC) == "vfio-pci"
+        assert fake.writes == []
+        assert fake.ledger == Ledger()
+
+    def test_group_claim_with_a_member_a_resource_claim_holds_is_refused_whole(self):
+        """GPU + audio moved together: the audio function held by DRA refuses the GPU too."""
+        fake = host()
+        rig = Rig(
+            fake,
+            FakeClaimStore(claim(GPU)),
+            policy=GroupPolicy.GROUP,
+            held_elsewhere={a(AUDIO): "ResourceClaim vms/audio (DRA)"},
+        )
+        rig.reconcile()
+        assert rig.ready(GPU).reason == "HeldByResourceClaim"
+        assert (fake.driver(GPU), fake.driver(AUDIO)) == ("nouveau", "snd_hda_intel")
+        assert fake.ledger == Ledger()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 
 from fakeclaims import FakeClaimEvents, FakeClaimStore, FakeHost, a, claim, device
-from pcicore.binding import ClaimBinding
+from pcicore.claim_binding import ClaimBinding
 from pcicore.claim_report import FINALIZER
 from pcicore.cluster_claim import ClaimStatus
 from pcicore.device import DriverName

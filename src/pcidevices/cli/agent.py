@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pcidevices.cli.dra_plugin import dra_options, dra_settings
 from pcidevices.cli.node import policy_options
 from pcidevices.cli.scan import add_sysfs_option
 from pcihost.paths import (
@@ -29,27 +30,32 @@ def _address(text: str) -> tuple[str, int] | None:
     return (host or "0.0.0.0", int(port))  # noqa: S104 - the pod's metrics port
 
 
-def register(commands: argparse._SubParsersAction[Any]) -> None:
-    """Add ``agent`` to the command line."""
-    agent = commands.add_parser(
-        "agent", help="run the node agent: PCIDevice sync, claims, device plugin, metrics"
-    )
-    add_sysfs_option(agent)
-    agent.add_argument("--proc", type=Path, default=DEFAULT_PROC_ROOT, metavar="ROOT")
-    agent.add_argument("--dev-root", type=Path, default=DEFAULT_DEV_ROOT, metavar="ROOT")
-    agent.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, metavar="PATH")
-    agent.add_argument("--node", help="this node's name (default: $NODE_NAME)")
-    agent.add_argument(
+def node_process_options(parser: argparse.ArgumentParser) -> None:
+    """What every per-node cluster process takes: the host's roots, node, kubeconfig, rescan."""
+    add_sysfs_option(parser)
+    parser.add_argument("--proc", type=Path, default=DEFAULT_PROC_ROOT, metavar="ROOT")
+    parser.add_argument("--node", help="this node's name (default: $NODE_NAME)")
+    parser.add_argument(
         "--kubeconfig", type=Path, help="kubeconfig (default: in-cluster, else $KUBECONFIG)"
     )
-    agent.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
-    agent.add_argument(
+    parser.add_argument("--pci-ids", type=Path, metavar="PATH", help="pci.ids database to use")
+    parser.add_argument(
         "--rescan-interval",
         type=float,
         default=30.0,
         metavar="SECONDS",
         help="seconds between idle rescans of the bus (default: 30)",
     )
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``agent`` to the command line."""
+    agent = commands.add_parser(
+        "agent", help="run the node agent: PCIDevice sync, claims, device plugin, metrics"
+    )
+    node_process_options(agent)
+    agent.add_argument("--dev-root", type=Path, default=DEFAULT_DEV_ROOT, metavar="ROOT")
+    agent.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, metavar="PATH")
     agent.add_argument(
         "--metrics-address",
         type=_address,
@@ -87,6 +93,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="do not publish USB devices (USBDevice) nor answer USBDeviceClaims",
     )
     agent.add_argument("--usb-ids", type=Path, metavar="PATH", help="usb.ids database to use")
+    agent.add_argument(
+        "--dra",
+        action="store_true",
+        help="also be the DRA driver pci.devices.harvesterhci.io: publish unclaimed devices as "
+        "ResourceSlices and serve the kubelet DRA plugin that prepares them; claimed ones stay "
+        "with the device plugin",
+    )
+    dra_options(agent)
     agent.set_defaults(run=_run)
 
 
@@ -110,5 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         kernel_events=not args.no_kernel_events and args.sysfs == DEFAULT_SYSFS_ROOT,
         plugin_settings=PluginSettings(device_plugins_dir=args.device_plugins_dir),
         usb=not args.no_usb,
+        dra=args.dra,
+        dra_plugin=dra_settings(args),
     )
     return agent.run(config, args.kubeconfig, args.pci_ids, args.usb_ids)

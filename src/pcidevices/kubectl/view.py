@@ -26,6 +26,7 @@ _STUCK: Final = frozenset(
         Reason.NO_IOMMU.value,
         Reason.HOST_DEPENDS_ON_DEVICE.value,
         Reason.DENY_LISTED.value,
+        Reason.HELD_ELSEWHERE.value,
         "InvalidSpec",
     }
 )

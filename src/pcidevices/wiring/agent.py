@@ -9,7 +9,7 @@ same wiring runs in tests against a real API server with a fake kernel.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +19,10 @@ import injector
 from kubernetes import client as k8s_client
 
 from pcicore.address import PciAddress
-from pcicore.binding import claim_binding, moves_driver
 from pcicore.catalog import DeviceCatalog
+from pcicore.claim_binding import claim_binding, moves_driver
 from pcicore.device import NodeName, PciDevice
+from pcicore.dra_slices import MAX_DEVICES_PER_SLICE
 from pcicore.engine import ClaimEngine
 from pcicore.errors import ClaimRefusedError, InvalidPciAddressError
 from pcicore.naming import DeviceNamer, ResourceName, object_name
@@ -37,6 +38,7 @@ from pcidevices.process import (
     load_api_client,
     termination_signal,
 )
+from pcidevices.wiring.dra_plugin import DraPluginConfig, DraPluginModule, held_by_resource_claims
 from pcidevices.wiring.host import EngineConfig, HostConfig, HostModule
 from pcidevices.wiring.plugin import DevicePluginModule
 from pcihost.paths import (
@@ -53,6 +55,12 @@ from pcioperator.agent import Agent, Service
 from pcioperator.controllers.claim_store import SKIP_VFIO_BINDING, KubeClaimEvents, KubeClaimStore
 from pcioperator.controllers.claims import ClaimController
 from pcioperator.controllers.devices import DeviceSync, KubeDeviceStore, node_selector
+from pcioperator.controllers.dra_slices import (
+    DraSliceSync,
+    KubeSliceStore,
+    check_resource_slices_served,
+    slice_informer,
+)
 from pcioperator.controllers.sriov import KubeSriovStore, SriovSync
 from pcioperator.controllers.usb import KubeUsbClaimStore, KubeUsbStore, UsbSync
 from pcioperator.kube.api import (
@@ -70,6 +78,7 @@ from pcioperator.kube.metrics import AgentMetrics, HealthServer
 from pcioperator.kube.schema import check_installed_schema
 from pcioperator.kube.workqueue import WorkQueue
 from pcioperator.wire.claim import Claim, claim_from_object
+from pciplugin.dra.host import DraPluginHost, DraPluginSettings
 from pciplugin.host import DevicePluginHost, PluginSettings, UsbAdvertising
 
 log = logging.getLogger(__name__)
@@ -93,6 +102,9 @@ class AgentConfig:
         kernel_events: Whether to follow the kernel's PCI hot-plug/bind events (netlink).
         plugin_settings: Device-plugins folder and intervals.
         usb: Whether to publish the node's USB devices and answer USBDeviceClaims.
+        dra: Whether to run the DRA driver: publish this node's unclaimed devices as
+            ResourceSlices and serve the kubelet DRA plugin that prepares them.
+        dra_plugin: The DRA plugin's sockets and folders (with ``dra``).
     """
 
     node: str
@@ -108,6 +120,8 @@ class AgentConfig:
     kernel_events: bool = True
     plugin_settings: PluginSettings = attrs.field(factory=PluginSettings)
     usb: bool = True
+    dra: bool = False
+    dra_plugin: DraPluginSettings = attrs.field(factory=DraPluginSettings)
 
 
 def parsed_claims(informer: Informer) -> Iterator[tuple[JsonObject, Claim, PciAddress]]:
@@ -202,15 +216,55 @@ def protected_devices(
     return refused
 
 
+def refused_devices(
+    protection: HostProtection, host: HostFactsSource
+) -> Callable[[Sequence[PciDevice]], frozenset[PciAddress]]:
+    """The devices host protection refuses (never published under DRA)."""
+    reasons = protected_devices(protection, host)
+    return lambda devices: frozenset(reasons(devices))
+
+
+def dra_slice_sync(
+    node: NodeName,
+    api: KubeApi,
+    bus: PciBus,
+    namer: DeviceNamer,
+    refused: Callable[[Sequence[PciDevice]], Collection[PciAddress]],
+    claimed: Callable[[], Collection[PciAddress]],
+    on_change: Callable[[str], None],
+    rescan_interval: float,
+    max_devices: int = MAX_DEVICES_PER_SLICE,
+) -> DraSliceSync:
+    """The DRA slice sync of ``node``: its informer queues the sync through ``on_change``."""
+    informer = slice_informer(api, node, on_change)
+    return DraSliceSync(
+        node=node,
+        bus=bus,
+        namer=namer,
+        store=KubeSliceStore(api, informer, node),
+        claimed=claimed,
+        refused=refused,
+        informer=informer,
+        events=EventRecorder(api, node),
+        rescan_interval=rescan_interval,
+        max_devices=max_devices,
+    )
+
+
+DraSlices = Annotated[DraSliceSync | None, "this node's DRA slice sync, if published"]
+"""The key of the agent's DRA slice sync (``None``: ``--dra`` not given)."""
+
 AgentQueue = Annotated[WorkQueue[str], "the agent's work queue"]
 """The key of the agent's one work queue."""
 
 
-def _claims_changed(queue: WorkQueue[str]) -> None:
-    """A claim changed: claims, VF counts (a release may unblock one), USB (its controller)."""
+def _claims_changed(queue: WorkQueue[str], *, dra: bool) -> None:
+    """A claim changed: claims, VF counts (a release may unblock one), USB (its controller), DRA."""
     queue.add(ClaimController.KEY)
     queue.add(SriovSync.KEY)
     queue.add(UsbSync.KEY)
+    if dra:
+        queue.add(DraSliceSync.KEY)  # dual mode: a claimed device leaves the slices
 
 
 KernelEvents = Annotated[KernelPciEvents | None, "the kernel's PCI events, if followed"]
@@ -352,7 +406,11 @@ class AgentModule(injector.Module):
         return KubeClaimStore(
             config.node,
             api,
-            Informer(api, PCIDEVICECLAIMS, on_change=lambda _name: _claims_changed(queue)),
+            Informer(
+                api,
+                PCIDEVICECLAIMS,
+                on_change=lambda _name: _claims_changed(queue, dra=config.dra),
+            ),
         )
 
     @injector.singleton
@@ -394,13 +452,45 @@ class AgentModule(injector.Module):
 
     @injector.singleton
     @injector.provider
+    def dra_slices(
+        self,
+        config: AgentConfig,
+        api: KubeApi,
+        bus: PciBus,
+        namer: DeviceNamer,
+        protection: HostProtection,
+        facts: HostFactsSource,
+        queue: AgentQueue,
+        claims: KubeClaimStore,
+    ) -> DraSlices:
+        """This node's DRA ResourceSlices, when published (``--dra``)."""
+        if not config.dra:
+            return None
+        return dra_slice_sync(
+            NodeName(config.node),
+            api,
+            bus,
+            namer,
+            refused_devices(protection, facts),
+            claimed_addresses(config.node, claims.informer),
+            lambda _name: queue.add(DraSliceSync.KEY),
+            config.rescan_interval,
+        )
+
+    @injector.singleton
+    @injector.provider
     def kernel_events(self, config: AgentConfig, queue: AgentQueue) -> KernelEvents:
         """The kernel's PCI hot-plug/bind events, when followed."""
         if not config.kernel_events:
             return None
+
+        def changed(_action: str, _slot: str) -> None:
+            queue.add(DeviceSync.KEY)
+            if config.dra:
+                queue.add(DraSliceSync.KEY)
+
         return KernelPciEvents(
-            lambda _action, _slot: queue.add(DeviceSync.KEY),
-            on_usb=(lambda _action: queue.add(UsbSync.KEY)) if config.usb else None,
+            changed, on_usb=(lambda _action: queue.add(UsbSync.KEY)) if config.usb else None
         )
 
     @injector.singleton
@@ -414,12 +504,16 @@ class AgentModule(injector.Module):
         metrics: AgentMetrics,
         queue: AgentQueue,
         plugin: injector.ProviderOf[DevicePluginHost],
+        dra_plugin: injector.ProviderOf[DraPluginHost],
         events: KernelEvents,
         sriov: SriovSync,
         usb: injector.ProviderOf[UsbSync],
+        dra: DraSlices,
     ) -> Agent:
-        """The whole agent, with the device plugin when configured."""
+        """The whole agent, with the device plugin and the DRA plugin when configured."""
         services: tuple[Service, ...] = (plugin.get(),) if config.device_plugin else ()
+        if config.dra:
+            services += (dra_plugin.get(),)
         agent = Agent(
             devices=devices,
             claims=claims,
@@ -430,6 +524,7 @@ class AgentModule(injector.Module):
             kernel_events=events,
             sriov=sriov,
             usb=usb.get() if config.usb else None,
+            dra=dra,
         )
         if config.metrics_address is not None:
             agent.health = HealthServer(config.metrics_address, metrics, agent.healthy, agent.ready)
@@ -450,12 +545,18 @@ def agent_injector(
     usb_ids: UsbIds | None = None,
 ) -> injector.Injector:
     """The injector of one agent process (``usb_ids``: none, USB devices are unnamed)."""
+    engine = EngineConfig(
+        config.deny,
+        # Dual mode: a device a ResourceClaim holds is refused to PCIDeviceClaims.
+        held_elsewhere=held_by_resource_claims(config.dra_plugin) if config.dra else dict,
+    )
     return injector.Injector(
         [
-            HostModule(host_config(config), EngineConfig(config.deny), ids),
+            HostModule(host_config(config), engine, ids),
             AgentModule(config, usb_ids),
             CountedApiModule(api_client),
             DevicePluginModule(),
+            DraPluginModule(DraPluginConfig(config.node, config.group_policy, config.dra_plugin)),
         ]
     )
 
@@ -472,6 +573,8 @@ def run(
     ids = load_pci_ids(pci_ids)
     api_client = load_api_client(kubeconfig)
     check_installed_schema(KubeApi(api_client))  # refuse CRDs that would drop our fields
+    if config.dra:
+        check_resource_slices_served(KubeApi(api_client), NodeName(config.node))
     usb_names = load_usb_ids(usb_ids) if config.usb else None
     agent = agent_injector(config, api_client, ids, usb_names).get(Agent)
     stop = termination_signal()

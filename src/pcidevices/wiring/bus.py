@@ -1,9 +1,9 @@
 """The host's PCI bus and the names of its devices: the part of the host wiring every process has.
 
 `BusModule` binds the `PciBus` port (the sysfs reader), the `PciIds` database and the
-`DeviceNamer`. `pcidevices.wiring.host.HostModule` installs it with the rest of the host;
-``pcidevices scan``, which only reads and names, installs it alone, so its start-up imports
-neither the claim engine nor the other host adapters.
+`DeviceNamer`. `pcidevices.wiring.host.HostModule` installs it with the rest of the host.
+``pcidevices scan`` needs only the reader and the namer and builds them itself, without
+``injector`` (see `pcidevices.wiring.scan`).
 """
 
 from __future__ import annotations

@@ -16,9 +16,12 @@ always a port here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import attrs
 import injector
 
+from pcicore.address import PciAddress
 from pcicore.engine import ClaimEngine
 from pcicore.pciids import PciIds
 from pcicore.ports import (
@@ -42,9 +45,12 @@ class EngineConfig:
 
     Attributes:
         deny: Addresses or class prefixes never to hand over.
+        held_elsewhere: The devices another path of this node holds (the DRA plugin's
+            ResourceClaims, in an agent with ``--dra``), each with its holder: refused.
     """
 
     deny: DenyList = attrs.field(factory=DenyList)
+    held_elsewhere: Callable[[], Mapping[PciAddress, str]] = dict
 
 
 class HostModule(injector.Module):
@@ -130,6 +136,7 @@ class HostModule(injector.Module):
         ledger: LedgerStore,
         clock: Clock,
         protection: HostProtection,
+        engine: EngineConfig,
     ) -> ClaimEngine:
         """The claim engine on the host's adapters."""
         return ClaimEngine(
@@ -139,4 +146,5 @@ class HostModule(injector.Module):
             ledger,
             clock,
             protection=protection,
+            held_elsewhere=engine.held_elsewhere,
         )

@@ -1,7 +1,10 @@
 """``pcidevices scan``: this node's PCI bus as the PCIDevice objects the cluster will hold.
 
-Its composition root is the bus part of the shared host wiring,
-`pcidevices.wiring.bus.BusModule` (without the topology): scan reads and names, it claims nothing.
+Scan reads and names, it claims nothing: it needs the bus reader (without the topology) and the
+namer, the two objects `pcidevices.wiring.bus.BusModule` provides the long-running processes.
+It builds them itself. Scan is a one-shot command bound by its start-up, and importing
+``injector`` (with ``inspect`` and ``logging``) was a quarter of that start-up for two
+constructor calls; `tests/integration/test_scan_cli.py` keeps those imports out.
 """
 
 from __future__ import annotations
@@ -11,13 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-import injector
-
 from pcicore.catalog import DeviceCatalog
 from pcicore.device import NodeName, parse_node_name
 from pcicore.naming import DeviceNamer
 from pcidevices import render
-from pcidevices.wiring.bus import BusModule, HostConfig
 from pcihost.pciids_file import load_pci_ids
 from pcihost.sysfs import SysfsPciBus
 
@@ -44,10 +44,8 @@ def run(
     SysfsPciBus(sysfs).check()
     name = node_name(node, environ)
     # A PCIDevice does not show the topology, so the bus need not resolve it.
-    host = BusModule(HostConfig(sysfs=sysfs, topology=False), ids=load_pci_ids(pci_ids))
-    inj = injector.Injector([host])
-    bus = inj.get(SysfsPciBus)
-    catalog = DeviceCatalog(name, inj.get(DeviceNamer))
+    bus = SysfsPciBus(sysfs, topology=False)
+    catalog = DeviceCatalog(name, DeviceNamer(load_pci_ids(pci_ids)))
     records = catalog.records(bus.devices())
     if output == "table":
         render.write_table(records, stdout)

@@ -19,7 +19,7 @@ from typing import Final
 import attrs
 import cattrs
 
-from pcicore.binding import claim_binding
+from pcicore.claim_binding import claim_binding
 from pcicore.cluster_claim import ClaimEvent, ClaimStatus, ClusterClaim
 from pcicore.device import NodeName
 from pcioperator.kube.api import PCIDEVICECLAIMS, JsonObject, KubeApi
@@ -31,7 +31,10 @@ from pcioperator.wire import claim as wire
 log = logging.getLogger(__name__)
 
 SKIP_VFIO_BINDING: Final = "pcidevices.harvesterhci.io/skip-vfio-binding"
-"""On a claim: another component binds its device (Harvester's vGPU); see `pcicore.binding`."""
+"""On a claim: another component binds its device (Harvester's vGPU).
+
+See `pcicore.claim_binding`.
+"""
 
 
 class KubeClaimStore:

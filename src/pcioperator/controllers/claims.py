@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import attrs
 
 from pcicore.address import PciAddress
-from pcicore.binding import moves_driver
+from pcicore.claim_binding import moves_driver
 from pcicore.claim_report import (
     FINALIZER,
     INVALID_SPEC,
@@ -160,8 +160,9 @@ class ClaimController:
                 self._apply(claim, report)
                 self.phases[claim.name] = RELEASING
             return False
-        self._events.emit(claim, released_event(address))
+        # Let go first, then say so: a failed write is retried, and must not repeat the Event.
         self._store.set_finalizers(claim, finalizers)
+        self._events.emit(claim, released_event(address))
         return True
 
     def _apply(self, claim: ClusterClaim, report: Report) -> None:

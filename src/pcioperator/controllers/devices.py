@@ -18,7 +18,6 @@ the device's own resource while a claim disables pooling, else its pool
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -49,6 +48,7 @@ from pcicore.takeover import original_driver
 from pcioperator.kube.api import NODES, PCIDEVICES, JsonObject, KubeApi
 from pcioperator.kube.errors import ConflictError, NotFoundError
 from pcioperator.kube.informer import Informer
+from pcioperator.wire.owners import owner_from_wire, owner_to_wire
 from pcioperator.wire.pcidevice import (
     NODE_LABEL,
     ORIGINAL_DRIVER_ANNOTATION,
@@ -213,40 +213,6 @@ def _with_resource_name(
 # --- The port on the API server ------------------------------------------------------------
 
 
-def owner_from_wire(ref: JsonObject) -> OwnerRef:
-    """An ``ownerReferences`` item as the domain sees it."""
-    return _owner(
-        (
-            str(ref.get("apiVersion", "")),
-            str(ref.get("kind", "")),
-            str(ref.get("name", "")),
-            str(ref.get("uid", "")),
-        ),
-        (ref.get("controller"), ref.get("blockOwnerDeletion")),
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _owner(names: tuple[str, str, str, str], flags: tuple[bool | None, bool | None]) -> OwnerRef:
-    # Every object of a node has the same owner: one value, not one per object per rescan.
-    return OwnerRef(*names, *flags)
-
-
-def owner_to_wire(owner: OwnerRef) -> JsonObject:
-    """An ``ownerReferences`` item (the optional flags only when stated)."""
-    ref: JsonObject = {
-        "apiVersion": owner.api_version,
-        "kind": owner.kind,
-        "name": owner.name,
-        "uid": owner.uid,
-    }
-    if owner.controller is not None:
-        ref["controller"] = owner.controller
-    if owner.block_owner_deletion is not None:
-        ref["blockOwnerDeletion"] = owner.block_owner_deletion
-    return ref
-
-
 def observed_from_wire(obj: JsonObject) -> ObservedDevice:
     """A PCIDevice object as the device sync sees it."""
     metadata = obj.get("metadata") or {}
@@ -280,6 +246,19 @@ def metadata_patch_to_wire(patch: MetadataPatch) -> JsonObject:
     return wire
 
 
+def node_owner(api: KubeApi, node: str, objects: str) -> OwnerRef | None:
+    """A reference to ``node``'s Node object (one GET), or ``None`` (logged) if it has none.
+
+    ``objects`` names what the owner is for, in the log line.
+    """
+    try:
+        found = api.get(NODES, node)
+    except NotFoundError:
+        log.warning("node %s has no Node object; %s get no owner", node, objects)
+        return None
+    return OwnerRef("v1", "Node", found["metadata"]["name"], found["metadata"]["uid"])
+
+
 class KubeDeviceStore:
     """`pcicore.ports.DeviceObjectStore` on the API server: one node's PCIDevices."""
 
@@ -295,12 +274,7 @@ class KubeDeviceStore:
 
     def node_owner(self) -> OwnerRef | None:
         """A reference to the Node object (one GET), or ``None`` if it has none."""
-        try:
-            node = self._api.get(NODES, self._node)
-        except NotFoundError:
-            log.warning("node %s has no Node object; PCIDevices get no owner", self._node)
-            return None
-        return OwnerRef("v1", "Node", node["metadata"]["name"], node["metadata"]["uid"])
+        return node_owner(self._api, self._node, "PCIDevices")
 
     def create(self, device: DesiredDevice, owner: OwnerRef | None) -> ObservedDevice | None:
         """Create, then write the status (the status subresource ignores it on create)."""

@@ -76,6 +76,7 @@ USBDEVICECLAIMS: Final = Resource(
 NODES: Final = Resource("", "v1", "nodes", "Node")
 EVENTS: Final = Resource("", "v1", "events", "Event", namespaced=True)
 LEASES: Final = Resource("coordination.k8s.io", "v1", "leases", "Lease", namespaced=True)
+RESOURCESLICES: Final = Resource("resource.k8s.io", "v1", "resourceslices", "ResourceSlice")
 
 
 @attrs.frozen
@@ -110,10 +111,15 @@ class KubeApi:
         return self._call("get", resource, "GET", resource.path(namespace, name))
 
     def list_objects(
-        self, resource: Resource, *, label_selector: str | None = None, namespace: str | None = None
+        self,
+        resource: Resource,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        namespace: str | None = None,
     ) -> tuple[list[JsonObject], str]:
-        """Every object (matching the selector) and the list's resourceVersion."""
-        query = [("labelSelector", label_selector)] if label_selector else []
+        """Every object (matching the selectors) and the list's resourceVersion."""
+        query = _selectors(label_selector, field_selector)
         body = self._call("list", resource, "GET", resource.path(namespace), query=query)
         return (list(body.get("items") or []), str(body["metadata"]["resourceVersion"]))
 
@@ -123,6 +129,7 @@ class KubeApi:
         resource_version: str,
         *,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: int = 300,
         stop: threading.Event | None = None,
         on_open: Callable[[urllib3.BaseHTTPResponse], None] | None = None,
@@ -134,8 +141,7 @@ class KubeApi:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", timeout_seconds),
         ]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
+        query.extend(_selectors(label_selector, field_selector))
         response = self._raw(
             "watch",
             resource,
@@ -184,6 +190,12 @@ class KubeApi:
         """Merge-patch an object (or its ``status``); a ``resourceVersion`` in it is checked."""
         path = resource.path(namespace, name) + (f"/{subresource}" if subresource else "")
         return self._call("patch", resource, "PATCH", path, body=patch, content_type=_MERGE_PATCH)
+
+    def update(
+        self, resource: Resource, name: str, body: JsonObject, namespace: str | None = None
+    ) -> JsonObject:
+        """Replace an object (PUT); a ``resourceVersion`` in ``body`` is checked (409: stale)."""
+        return self._call("update", resource, "PUT", resource.path(namespace, name), body=body)
 
     def delete(self, resource: Resource, name: str, namespace: str | None = None) -> None:
         """Delete an object. Raises `NotFoundError` if it is already gone."""
@@ -259,6 +271,13 @@ class KubeApi:
                 response.release_conn()
             raise from_status(answer.status, data, what)
         return response
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> list[tuple[str, str]]:
+    query = [("labelSelector", label_selector)] if label_selector else []
+    if field_selector:
+        query.append(("fieldSelector", field_selector))
+    return query
 
 
 def is_write(verb: str) -> bool:

@@ -33,7 +33,7 @@ def _version(obj: JsonObject) -> str:
 
 
 class Informer:
-    """A cache of ``resource`` objects (matching ``label_selector``), kept by list + watch."""
+    """A cache of ``resource`` objects (matching the selectors), kept by list + watch."""
 
     def __init__(
         self,
@@ -41,6 +41,7 @@ class Informer:
         resource: Resource,
         *,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         on_change: Callable[[str], None] | None = None,
         backoff: Backoff | None = None,
         watch_timeout: int = 300,
@@ -49,6 +50,7 @@ class Informer:
         self._api = api
         self.resource = resource
         self._selector = label_selector
+        self._field_selector = field_selector
         self._on_change = on_change or (lambda _name: None)
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
         self._watch_timeout = watch_timeout
@@ -95,7 +97,9 @@ class Informer:
                 stop.wait(delay)
 
     def _relist(self) -> str:
-        items, version = self._api.list_objects(self.resource, label_selector=self._selector)
+        items, version = self._api.list_objects(
+            self.resource, label_selector=self._selector, field_selector=self._field_selector
+        )
         fresh = {_name(obj): obj for obj in items}
         with self._lock:
             old = self._cache
@@ -114,6 +118,7 @@ class Informer:
                 self.resource,
                 version,
                 label_selector=self._selector,
+                field_selector=self._field_selector,
                 timeout_seconds=self._watch_timeout,
                 stop=stop,
                 on_open=self._opened,

@@ -10,10 +10,14 @@ import (
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 )
 
-// The programs only the tests use: garbage collection and namespace deletion, and kubectl.
+// The programs only the tests use: garbage collection and namespace deletion, the scheduler
+// (DRA allocation), kubectl, and kubelet's DRA client (kubeletdra.go).
 func init() {
+	commands["scheduler"] = func() int { return cli.Run(scheduler.NewSchedulerCommand()) }
+	commands["kubelet-dra"] = runKubeletDRA
 	commands["controller-manager"] = func() int {
 		return cli.Run(controllermanager.NewControllerManagerCommand())
 	}

@@ -1,15 +1,17 @@
 // Command harness is the pcidevices test cluster in one binary: an embedded etcd, the real
-// kube-apiserver, kube-controller-manager and kubectl of one pinned Kubernetes release, and a
-// small PKI helper. One multi-call binary links the shared Kubernetes code once instead of four
+// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl of one pinned Kubernetes
+// release, kubelet's DRA plugin client, and a small PKI helper. One multi-call binary links the shared Kubernetes code once instead of four
 // times, which roughly quarters the cold build on a small machine.
 //
 // Built with the tag "demo" it holds etcd, kube-apiserver and the PKI helper only (full.go adds
-// the controller manager and kubectl): what `scripts/demo` needs, in less build time.
+// the controller manager, the scheduler, kubectl and kubelet-dra): what `scripts/demo` needs, in less build time.
 //
 //	harness etcd --data-dir DIR --client-port N --peer-port N
 //	harness apiserver  <kube-apiserver flags>
 //	harness controller-manager <kube-controller-manager flags>   (not in the demo build)
+//	harness scheduler <kube-scheduler flags>                     (not in the demo build)
 //	harness kubectl <kubectl args>                               (not in the demo build)
+//	harness kubelet-dra prepare|unprepare ...                    (not in the demo build)
 //	harness pki init DIR
 //	harness pki client DIR NAME OUT_PREFIX [GROUP...]
 //	harness pki serving DIR OUT_PREFIX HOST...
@@ -50,8 +52,8 @@ var commands = map[string]func() int{
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: harness etcd|apiserver|controller-manager|kubectl|pki ...")
-	fmt.Fprintln(os.Stderr, "(a binary built with the tag \"demo\" has no controller-manager or kubectl)")
+	fmt.Fprintln(os.Stderr, "usage: harness etcd|apiserver|controller-manager|scheduler|kubectl|kubelet-dra|pki ...")
+	fmt.Fprintln(os.Stderr, "(a binary built with the tag \"demo\" has no controller-manager, scheduler, kubectl or kubelet-dra)")
 	os.Exit(2)
 }
 

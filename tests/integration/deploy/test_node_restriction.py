@@ -1,4 +1,4 @@
-"""Node restriction: an agent writes only its own node's PCIDevices, claims and Events.
+"""Node restriction: an agent writes only its own node's PCIDevices, claims, Events and slices.
 
 ``deploy/agent/node-restriction.yaml`` holds ValidatingAdmissionPolicies keyed on the node that
 the agent's pod-bound service-account token names. Here two Nodes each get a Pod made from the
@@ -35,6 +35,7 @@ from pcioperator.kube.api import (
     NODES,
     PCIDEVICECLAIMS,
     PCIDEVICES,
+    RESOURCESLICES,
     SRIOVNETWORKDEVICES,
     USBDEVICECLAIMS,
     USBDEVICES,
@@ -62,6 +63,7 @@ POLICIES = (
     "pcidevices-agent-claims",
     "pcidevices-agent-events",
     "pcidevices-agent-sriov",
+    "pcidevices-agent-resourceslices",
     "pcidevices-agent-usb",
 )
 AGENT_USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
@@ -968,6 +970,115 @@ class TestSriovNetworkDevices:
             assert snapshot(admin, SRIOVNETWORKDEVICES, name, None) == before
         finally:
             admin.delete(SRIOVNETWORKDEVICES, name)
+
+
+def slice_body(name: str, node: str, driver: str = "pci.devices.harvesterhci.io") -> dict:
+    """A ResourceSlice of ``node``'s pool, as the agent's DRA sync writes one."""
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": name},
+        "spec": {
+            "driver": driver,
+            "nodeName": node,
+            "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+            "devices": [
+                {"name": "pci-0000-03-00-0", "attributes": {"vendorId": {"string": "8086"}}}
+            ],
+        },
+    }
+
+
+def slice_refused(call: Callable[[], object], text: str) -> bool:
+    """Whether ``call`` is refused (403) with ``text`` in the answer."""
+    try:
+        call()
+    except ApiError as err:
+        return err.status == 403 and text in str(err)
+    return False
+
+
+class TestResourceSlices:
+    """An agent creates, replaces and deletes only its own node's ResourceSlices of our driver."""
+
+    def test_own_node_life_cycle(self, two_nodes, kube):
+        """Create, list by field selector, replace, delete: allowed on its own node (RBAC too)."""
+        admin = KubeApi(kube.api_client)
+        mine = two_nodes[0].node
+        name = f"{mine}-pci.devices.harvesterhci.io-0"
+        with agent_api(kube, two_nodes[0]) as api:
+            created = api.create(RESOURCESLICES, slice_body(name, mine))
+            listed, _ = api.list_objects(RESOURCESLICES, field_selector=f"spec.nodeName={mine}")
+            body = slice_body(name, mine)
+            body["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
+            body["spec"]["pool"]["generation"] = 2
+            api.update(RESOURCESLICES, name, body)
+            written = admin.get(RESOURCESLICES, name)
+            api.delete(RESOURCESLICES, name)
+        assert [item["metadata"]["name"] for item in listed] == [name]
+        assert written["spec"]["pool"]["generation"] == 2
+        assert snapshot(admin, RESOURCESLICES, name, None) is None
+
+    def test_the_other_nodes_slices_are_refused(self, two_nodes, kube):
+        """Creating one for node B, replacing or deleting B's: refused, B's unchanged.
+
+        (Moving a slice to B cannot be tried: the API server keeps spec.nodeName immutable.)
+        """
+        admin = KubeApi(kube.api_client)
+        mine, theirs = two_nodes[0].node, two_nodes[1].node
+        their_slice = f"{theirs}-pci.devices.harvesterhci.io-0"
+        admin.create(RESOURCESLICES, slice_body(their_slice, theirs))
+        elsewhere = f'it is for node "{theirs}"'
+        try:
+            before = snapshot(admin, RESOURCESLICES, their_slice, None)
+            with agent_api(kube, two_nodes[0]) as api:
+                # The policy loads asynchronously: wait until it refuses the first write.
+                wait_for(
+                    lambda: slice_refused(
+                        lambda: api.create(RESOURCESLICES, slice_body(f"{their_slice}x", theirs)),
+                        elsewhere,
+                    ),
+                    timeout=60,
+                    interval=0.2,
+                )
+                theirs_replaced = admin.get(RESOURCESLICES, their_slice)
+                theirs_replaced["spec"]["pool"]["generation"] = 2
+                for write in (
+                    lambda: api.update(RESOURCESLICES, their_slice, theirs_replaced),
+                    lambda: api.delete(RESOURCESLICES, their_slice),
+                ):
+                    with pytest.raises(ApiError) as refused:
+                        write()
+                    assert refused.value.status == 403
+                    assert f'the pcidevices agent on node "{mine}" may not' in str(refused.value)
+                    assert elsewhere in str(refused.value)
+            assert snapshot(admin, RESOURCESLICES, their_slice, None) == before
+        finally:
+            admin.delete(RESOURCESLICES, their_slice)
+
+    def test_another_drivers_slice_on_its_node_is_refused(self, two_nodes, kube):
+        """The agent's own node, but another driver's slice: not its own to write."""
+        mine = two_nodes[0].node
+        body = slice_body(f"{mine}-gpu.example.com-0", mine, driver="gpu.example.com")
+        with agent_api(kube, two_nodes[0]) as api:
+            assert wait_for(
+                lambda: slice_refused(
+                    lambda: api.create(RESOURCESLICES, body), "only slices of driver"
+                ),
+                timeout=60,
+                interval=0.2,
+            )
+
+    def test_token_without_node_is_refused(self, two_nodes, kube):
+        """A token bound to no pod may not write any slice, not even one naming a real node."""
+        mine = two_nodes[0].node
+        body = slice_body(f"{mine}-pci.devices.harvesterhci.io-9", mine)
+        with agent_api(kube, None) as api:
+            assert wait_for(
+                lambda: slice_refused(lambda: api.create(RESOURCESLICES, body), NO_NODE),
+                timeout=60,
+                interval=0.2,
+            )
 
 
 def usb_body(name: str, node: str) -> dict[str, object]:

@@ -282,6 +282,13 @@ def _renders(wanted: Key) -> Check:
     return check
 
 
+def _absent(*kinds: str) -> Check:
+    def check(objects: Objects) -> None:
+        assert not [k for k in objects if k[0] in kinds]
+
+    return check
+
+
 def _all(*checks: Check) -> Check:
     def check(objects: Objects) -> None:
         for each in checks:
@@ -371,6 +378,24 @@ CHANGES: dict[str, tuple[dict[str, Any], Check]] = {
         {"agent": {"rescanInterval": 5}},
         _has_args("pcidevices-agent", "--rescan-interval=5"),
     ),
+    "agent.dra": (
+        {"agent": {"dra": True}},
+        _all(
+            _has_args("pcidevices-agent", "--dra"),
+            _pod(
+                "pcidevices-agent",
+                lambda spec: (
+                    {
+                        "/var/lib/kubelet/plugins/pci.devices.harvesterhci.io",
+                        "/var/lib/kubelet/plugins_registry",
+                        "/var/run/cdi",
+                    }
+                    <= {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+                ),
+            ),
+        ),
+    ),
+    "dra.enabled": ({"dra": {"enabled": False}}, _absent("DeviceClass")),
     "agent.metricsPort": (
         {"agent": {"metricsPort": 9191}},
         _all(

@@ -1,10 +1,10 @@
-"""Which claims' devices the claim engine may move to vfio-pci (`pcicore.binding`)."""
+"""Which claims' devices the claim engine may move to vfio-pci (`pcicore.claim_binding`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from pcicore.binding import ClaimBinding, claim_binding, moves_driver
+from pcicore.claim_binding import ClaimBinding, claim_binding, moves_driver
 
 
 class TestClaimBinding:

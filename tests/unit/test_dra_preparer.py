@@ -1,0 +1,296 @@
+"""DraPreparer: prepare and unprepare ResourceClaims through in-memory ports.
+
+The claim engine runs on `fakeclaims.FakeHost` (a driver core that keeps state); the API
+server's claims, the checkpoint and the CDI/metadata files are `dra_fakes`. Every test asserts
+on the resulting state: drivers, the checkpoint, the files, the kubelet's answer.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from dra_fakes import DraNode, ref, result
+from fakeclaims import FakeHost, device
+from pcicore.address import PciAddress
+from pcicore.device import DriverName
+from pcicore.dra_prepare import DraCheckpoint, PreparedClaim, PreparePhase, allocated_devices
+from pcicore.engine import ClaimRequest
+from pcicore.errors import DraPrepareError
+from pcicore.policy import GroupPolicy
+
+NIC = "0000:03:00.0"
+NIC_PORT2 = "0000:03:00.1"  # same IOMMU group
+OTHER_NIC = "0000:04:00.0"
+VFIO_SPEC = "pci.devices.harvesterhci.io-vfio_uid-1.json"
+
+
+def a(text: str) -> PciAddress:
+    return PciAddress.parse(text)
+
+
+def host() -> FakeHost:
+    return FakeHost(device(NIC, "igb", 5), device(NIC_PORT2, "igb", 5), device(OTHER_NIC, "igb", 6))
+
+
+@pytest.fixture
+def node() -> DraNode:
+    return DraNode(host())
+
+
+class TestPrepare:
+    """NodePrepareResources for one claim."""
+
+    def test_prepare_binds_the_device_and_writes_its_cdi_spec(self, node):
+        """The device ends on vfio-pci, the spec exists, the claim is recorded Prepared."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        (prepared,) = node.preparer.prepare(ref())
+        assert node.host.driver(OTHER_NIC) == "vfio-pci"
+        assert prepared.device.name == "pci-0000-04-00-0"
+        assert prepared.cdi_ids[0] == "pci.devices.harvesterhci.io/vfio=uid-1-pci-0000-04-00-0"
+        assert VFIO_SPEC in node.files.specs
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARED
+        assert node.host.ledger.originals == {a(OTHER_NIC): "igb"}
+
+    def test_prepare_again_reads_nothing_and_writes_nothing(self, node):
+        """A repeated call (kubelet retry or restart) answers the same, with zero writes."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        first = node.preparer.prepare(ref())
+        writes, reads, saves = len(node.host.writes), node.claims.reads, node.checkpoint.saves
+        assert node.preparer.prepare(ref()) == first
+        assert (len(node.host.writes), node.claims.reads, node.checkpoint.saves) == (
+            writes,
+            reads,
+            saves,
+        )
+
+    def test_prepare_again_rewrites_a_spec_that_went_missing(self, node):
+        """A prepared claim whose spec vanished gets it back on the next call."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.files.specs.clear()
+        node.preparer.prepare(ref())
+        assert VFIO_SPEC in node.files.specs
+
+    def test_prepare_again_binds_a_device_someone_took_back(self, node):
+        """The device went back to igb behind the plugin: the next prepare binds it again."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.host._set(a(OTHER_NIC), DriverName("igb"))
+        node.preparer.prepare(ref())
+        assert node.host.driver(OTHER_NIC) == "vfio-pci"
+
+    def test_prepare_again_binds_when_the_group_node_is_gone(self):
+        """Its group's /dev/vfio node missing (a member left vfio-pci): the engine runs again."""
+        node = DraNode(host(), policy=GroupPolicy.GROUP)
+        node.claims.allocate(ref(), result(NIC))
+        node.preparer.prepare(ref())
+        node.host._set(a(NIC_PORT2), DriverName("igb"))
+        node.vfio.missing_groups.add(5)
+        node.preparer.prepare(ref())
+        assert node.host.driver(NIC_PORT2) == "vfio-pci"
+
+    def test_a_claim_with_no_device_of_ours_prepares_nothing(self, node):
+        """Only other drivers' results: an empty answer, nothing recorded."""
+        node.claims.allocate(ref())
+        assert node.preparer.prepare(ref()) == []
+        assert node.checkpoint.checkpoint == DraCheckpoint()
+
+    def test_strict_policy_refuses_half_a_group_and_moves_nothing(self, node):
+        """One port of a two-port card: the error names the other; both stay on igb."""
+        node.claims.allocate(ref(), result(NIC))
+        with pytest.raises(DraPrepareError, match="IommuGroupIncomplete") as raised:
+            node.preparer.prepare(ref())
+        assert NIC_PORT2 in str(raised.value)
+        assert node.host.driver(NIC) == "igb"
+        assert node.host.driver(NIC_PORT2) == "igb"
+        assert node.checkpoint.checkpoint == DraCheckpoint()
+        assert node.host.ledger.claims == {}
+        assert node.files.specs == {}
+
+    def test_strict_policy_prepares_a_whole_group_allocated_together(self, node):
+        """Both ports allocated to one claim: both move, each gets its CDI device."""
+        node.claims.allocate(ref(), result(NIC), result(NIC_PORT2))
+        prepared = node.preparer.prepare(ref())
+        assert [p.device.address for p in prepared] == [a(NIC), a(NIC_PORT2)]
+        assert node.host.driver(NIC) == node.host.driver(NIC_PORT2) == "vfio-pci"
+        env = node.files.specs[VFIO_SPEC]["devices"][0]["containerEdits"]["env"]
+        assert env == [f"PCI_RESOURCE_INTEL_COM_I210_GIGABIT_NETWORK_CONNECTION={NIC},{NIC_PORT2}"]
+
+    def test_group_policy_moves_the_rest_of_the_group_and_returns_it(self):
+        """Policy group: the other port moves along and comes back on unprepare."""
+        node = DraNode(host(), policy=GroupPolicy.GROUP)
+        node.claims.allocate(ref(), result(NIC))
+        node.preparer.prepare(ref())
+        assert node.host.driver(NIC_PORT2) == "vfio-pci"
+        node.preparer.unprepare(ref())
+        assert node.host.driver(NIC) == node.host.driver(NIC_PORT2) == "igb"
+
+    def test_a_device_a_pci_device_claim_holds_is_refused(self):
+        """No double booking: the device plugin's claim keeps its device; nothing moves."""
+        node = DraNode(host(), held={a(OTHER_NIC): "a PCIDeviceClaim (device plugin)"})
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        with pytest.raises(DraPrepareError, match="held by a PCIDeviceClaim"):
+            node.preparer.prepare(ref())
+        assert node.host.writes == []
+
+    def test_a_device_another_resource_claim_holds_is_refused(self, node):
+        """Two claims allocated one device: the second is refused, naming the first."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.claims.allocate(ref("other", "uid-2"), result(OTHER_NIC))
+        with pytest.raises(DraPrepareError, match="held by ResourceClaim vms/vm-nic"):
+            node.preparer.prepare(ref("other", "uid-2"))
+        assert node.host.driver(OTHER_NIC) == "vfio-pci"
+
+    def test_a_failed_bind_is_rolled_back(self, node):
+        """vfio-pci refuses the device (EINVAL): back on igb, nothing recorded, the errno named."""
+        node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=2)  # probe, then bind
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        with pytest.raises(DraPrepareError, match="pci-0000-04-00-0"):
+            node.preparer.prepare(ref())
+        assert node.host.driver(OTHER_NIC) == "igb"
+        assert node.host.ledger.originals == {}
+        assert node.checkpoint.checkpoint == DraCheckpoint()
+
+    def test_a_busy_device_is_waited_for_within_the_call(self, node):
+        """EBUSY once: the call backs off on the clock and prepares."""
+        node.host.fail(OTHER_NIC, "unbind", errno.EBUSY, times=1)
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        assert node.host.driver(OTHER_NIC) == "vfio-pci"
+        assert node.host.slept == [0.5]
+
+    def test_a_spec_that_cannot_be_written_rolls_the_device_back(self, node):
+        """The container could not get the device: it goes back to igb."""
+        node.files.fail_writes = True
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        with pytest.raises(DraPrepareError, match="Read-only file system"):
+            node.preparer.prepare(ref())
+        assert node.host.driver(OTHER_NIC) == "igb"
+        assert node.checkpoint.checkpoint == DraCheckpoint()
+
+    def test_a_recreated_claim_is_refused_and_nothing_moves(self, node):
+        """The API's claim has another uid: the kubelet's pod is stale."""
+        node.claims.allocate(ref(uid="uid-new"), result(OTHER_NIC))
+        with pytest.raises(DraPrepareError, match="now has uid uid-new"):
+            node.preparer.prepare(ref())
+        assert node.host.writes == []
+
+
+class TestUnprepare:
+    """NodeUnprepareResources for one claim."""
+
+    def test_unprepare_returns_the_device_and_removes_the_files(self, node):
+        """Back on igb, no spec, no metadata, no record, no original left."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.preparer.unprepare(ref())
+        assert node.host.driver(OTHER_NIC) == "igb"
+        assert node.files.specs == {}
+        assert node.files.metadata == {}
+        assert node.checkpoint.checkpoint == DraCheckpoint()
+        assert node.host.ledger.originals == {}
+
+    def test_unprepare_again_is_no_error_and_writes_nothing(self, node):
+        """A repeated unprepare (or one of a claim never prepared) succeeds with no write."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.preparer.unprepare(ref())
+        writes = len(node.host.writes)
+        node.preparer.unprepare(ref())
+        node.preparer.unprepare(ref("never", "uid-7"))
+        assert len(node.host.writes) == writes
+
+    def test_a_device_that_cannot_go_back_keeps_the_claim_until_it_does(self, node):
+        """The return to igb fails once: an error names it; the claim stays, a retry finishes."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=1)
+        with pytest.raises(DraPrepareError, match="cannot return the devices"):
+            node.preparer.unprepare(ref())
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.UNPREPARING
+        with pytest.raises(DraPrepareError, match="being unprepared"):
+            node.preparer.prepare(ref())
+        node.preparer.unprepare(ref())
+        assert node.host.driver(OTHER_NIC) == "igb"
+        assert node.checkpoint.checkpoint == DraCheckpoint()
+
+
+class TestRestart:
+    """What a new process does with what the previous one left."""
+
+    def test_a_prepare_cut_short_is_rolled_back(self, node):
+        """Recorded Preparing and the device on vfio-pci (killed before the answer): returned."""
+        claim = PreparedClaim(
+            ref(), allocated_devices(ref(), _allocation(node, OTHER_NIC), "titan")
+        )
+        node.checkpoint.save(DraCheckpoint().with_claim(claim))
+        node.preparer._engine.bind(ClaimRequest(a(OTHER_NIC)))
+        assert node.host.driver(OTHER_NIC) == "vfio-pci"
+        problems = node.restart().start()
+        assert problems == []
+        assert node.host.driver(OTHER_NIC) == "igb"
+        assert node.checkpoint.checkpoint == DraCheckpoint()
+        assert node.host.ledger.originals == {}
+
+    def test_a_prepared_claim_is_bound_again_after_a_reboot_with_its_files(self, node):
+        """After a reboot the device is on igb and /var/run/cdi is empty: both come back."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        rebooted = host()
+        rebooted.ledger = node.host.ledger
+        node.host = rebooted
+        node.files.specs.clear()
+        node.files.metadata.clear()
+        assert node.restart().start() == []
+        assert node.host.driver(OTHER_NIC) == "vfio-pci"
+        assert VFIO_SPEC in node.files.specs
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARED
+
+    def test_files_of_no_claim_are_removed(self, node):
+        """A spec left by an unprepare cut short after the record went: pruned on start."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.checkpoint.save(DraCheckpoint())  # the record went, the files stayed
+        node.restart().start()
+        assert node.files.specs == {}
+        assert node.host.driver(OTHER_NIC) == "igb"
+
+    def test_start_with_nothing_to_do_writes_nothing(self, node):
+        """An idle node's start performs no write."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        writes, saves = len(node.host.writes), node.checkpoint.saves
+        node.restart().start()
+        assert (len(node.host.writes), node.checkpoint.saves) == (writes, saves)
+
+
+def _allocation(node: DraNode, address: str):
+    node.claims.allocate(ref(), result(address))
+    return node.claims.get(ref().namespace, ref().name)
+
+
+class TestHealth:
+    """The health of prepared devices, as the health stream reports it."""
+
+    def test_prepared_devices_are_healthy_until_they_leave_vfio(self, node):
+        """Healthy on vfio-pci with its group node; a device back on igb says so."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        ((device, health),) = node.preparer.health()
+        assert device.name == "pci-0000-04-00-0"
+        assert health.healthy
+        node.host._set(a(OTHER_NIC), DriverName("igb"))
+        ((_, health),) = node.preparer.health()
+        assert not health.healthy
+        assert health.reason == "bound to igb, not vfio-pci"
+
+    def test_a_claim_not_prepared_has_no_health(self, node):
+        """Only prepared claims' devices are reported."""
+        node.host.fail(OTHER_NIC, "bind", 22, times=2)
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        with pytest.raises(DraPrepareError):
+            node.preparer.prepare(ref())
+        assert node.preparer.health() == []
