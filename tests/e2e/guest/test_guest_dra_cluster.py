@@ -4,13 +4,13 @@ Stage 2's API server (`e2e.guest.cluster`) runs with the real kube-scheduler bes
 test makes the guest's Node (Ready, allocatable: what a kubelet would leave), applies
 `deploy/dra`'s DeviceClasses and runs `pcidevices agent --dra` on the guest's real `/sys` with
 the DRA plugin's folders in a temporary one. Once the agent's ResourceSlices hold the free
-e1000e, a ResourceClaim for it (NIC class, CEL on our `vendorId`/`deviceId`) and a pod naming
-the claim (`resourceClaimName`, so no controller manager is needed) are created; the scheduler
-must place the pod on the guest and write an allocation naming our driver, the guest's pool and
-the NIC. Then `harness kubelet-dra` (the kubelet's own DRA client code, found through our
-registration socket) prepares the claim: the NIC must be on vfio-pci with a viable group and
-the CDI spec must name the real character devices; unprepare must return it to e1000e and
-remove the spec. Prepare latency (p50, p95) goes to the guest's log and to the result share,
+e1000e, a ResourceClaim for it (NIC class, CEL on our `vendorId`/`deviceId` and its `pciBusID`)
+and a pod naming the claim (`resourceClaimName`, so no controller manager is needed) are created;
+the scheduler must place the pod on the guest and write an allocation naming our driver, the
+guest's pool and the NIC. Then `harness kubelet-dra` (the kubelet's own DRA client code, found
+through our registration socket) prepares the claim: the NIC must be on vfio-pci with a viable
+group and the CDI spec must name the real character devices; unprepare must return it to e1000e
+and remove the spec. Prepare latency (p50, p95) goes to the guest's log and to the result share,
 which the host's summary prints; nothing is asserted on time.
 """
 
@@ -41,6 +41,7 @@ from pcicore.address import PciAddress
 from pcicore.dra import DRIVER_NAME, device_name
 from pcioperator.kube.api import NODES, PCIDEVICES, RESOURCESLICES, KubeApi, Resource
 from pcioperator.kube.errors import NotFoundError
+from pcioperator.wire.resourceclaim import RESOURCECLAIMS
 from pciplugin._generated.dra.v1 import api_pb2, api_pb2_grpc
 from pciplugin.dra.host import DraPluginSettings
 from polling import wait_for
@@ -58,7 +59,6 @@ CLAIM = "nic"
 VIABLE = vfio.GroupStatus(viable=True, container_set=False)
 DEVICECLASSES_YAML = REPO_ROOT / "deploy" / "dra" / "deviceclasses.yaml"
 DEVICECLASSES = Resource("resource.k8s.io", "v1", "deviceclasses", "DeviceClass")
-CLAIMS = Resource("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", namespaced=True)
 PODS = Resource("", "v1", "pods", "Pod", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace")
 SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True)
@@ -136,9 +136,17 @@ def offered_with(api: KubeApi, name: str) -> set[str]:
 
 
 def nic_claim(vendor: str, device: str) -> dict[str, Any]:
-    """A ResourceClaim for one NIC of ours with these PCI ids."""
-    attributes = f'device.attributes["{DRIVER_NAME}"]'
-    expression = f'{attributes}.vendorId == "{vendor}" && {attributes}.deviceId == "{device}"'
+    """A ResourceClaim for the free NIC: these PCI ids, at its address.
+
+    The address keeps the allocation to this one function should the layout grow another of
+    the same model.
+    """
+    ours = f'device.attributes["{DRIVER_NAME}"]'
+    standard = 'device.attributes["resource.kubernetes.io"]'
+    expression = (
+        f'{ours}.vendorId == "{vendor}" && {ours}.deviceId == "{device}"'
+        f' && {standard}.pciBusID == "{FREE_NIC}"'
+    )
     return {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceClaim",
@@ -366,11 +374,11 @@ def allocated_by_the_scheduler(api: KubeApi, nic: str, ids: list[str]) -> str:
 
     Returns the claim's uid.
     """
-    uid = str(api.create(CLAIMS, nic_claim(*ids), NAMESPACE)["metadata"]["uid"])
+    uid = str(api.create(RESOURCECLAIMS, nic_claim(*ids), NAMESPACE)["metadata"]["uid"])
     api.create(PODS, vm_pod(), NAMESPACE)
     placed = wait_for(lambda: placement(api), timeout=600, interval=1)
     assert placed == GUEST_HOSTNAME, placed
-    status = api.get(CLAIMS, CLAIM, NAMESPACE)["status"]
+    status = api.get(RESOURCECLAIMS, CLAIM, NAMESPACE)["status"]
     (result,) = status["allocation"]["devices"]["results"]
     assert {k: result[k] for k in ("request", "driver", "pool", "device")} == {
         "request": "nic",
