@@ -6,6 +6,7 @@ temporary directory, printed in the summary and in every failure), and
 `PCIDEVICES_E2E_TIMEOUT=<seconds>` to change how long the guest may run (default 480).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -65,6 +66,31 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"QEMU total {run.total_seconds:.1f} s; guest pytest exit {run.pytest_exit}"
         )
         terminalreporter.write_line(f"logs: {run.out_dir} (console.log, pytest.log, junit.xml)")
+        for line in _dra_latency(run):
+            terminalreporter.write_line(line)
+
+
+def _dra_latency(run: qemu.GuestRun) -> list[str]:
+    """The DRA prepare latency the guest measured (`test_guest_dra_cluster.py`), if it ran."""
+    try:
+        figures = json.loads((run.out_dir / qemu.DRA_LATENCY_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    labels = {
+        "kubelet_client_prepare": "prepare, kubelet's DRA client (harness process)",
+        "kubelet_client_unprepare": "unprepare, kubelet's DRA client (harness process)",
+        "grpc_prepare": "prepare, NodePrepareResources call alone",
+        "grpc_unprepare": "unprepare, NodeUnprepareResources call alone",
+    }
+    lines = ["DRA on the real kernel (claim allocated by the real kube-scheduler):"]
+    for key, label in labels.items():
+        if figures.get(key):
+            found = figures[key]
+            lines.append(
+                f"  {label}: p50 {found['p50_ms']:.0f} ms, p95 {found['p95_ms']:.0f} ms "
+                f"(n={found['n']}, nearest rank)"
+            )
+    return lines
 
 
 def _seconds(value: float | None) -> str:

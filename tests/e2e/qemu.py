@@ -47,8 +47,14 @@ REPO_ROOT = E2E_DIR.parent.parent
 GUEST_SELECTION = ("tests/e2e/guest",)
 STAGE2_FILE = "tests/e2e/guest/test_guest_agent.py"
 """Stage 2 (kube-apiserver + etcd, the agent and its device plugin inside the guest)."""
-STAGE2_FILES = ("tests/e2e/guest/test_guest_takeover.py", STAGE2_FILE)
+STAGE2_FILES = (
+    "tests/e2e/guest/test_guest_takeover.py",
+    "tests/e2e/guest/test_guest_dra_cluster.py",
+    STAGE2_FILE,
+)
 """Every guest file that needs stage 2's API server (left out with it)."""
+DRA_LATENCY_FILE = "dra-prepare-latency.json"
+"""Written to the result share by `test_guest_dra_cluster.py`; the host's summary prints it."""
 STAGE2_ENV = "PCIDEVICES_E2E_STAGE2"
 STAGE2_EXTRA_TIMEOUT = 600.0
 """Added to the guest's timeout when stage 2 runs (the API server needs minutes under TCG)."""

@@ -466,7 +466,8 @@ class KubeCluster:
                 last = f"HTTP {err.code}"
             except (OSError, ssl.SSLError) as err:
                 last = str(err)
-            time.sleep(0.25)
+            # Each poll is a TLS handshake: seconds of emulated CPU in the QEMU guest (LEAN).
+            time.sleep(self.profile.ready_poll_interval)
         self.stop_scheduler()
         raise HarnessError(
             f"kube-scheduler not ready after {timeout:.0f}s: {last}\n{process.log_tail()}"

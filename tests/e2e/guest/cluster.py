@@ -15,9 +15,17 @@ from pathlib import Path
 
 from harness.kube import CRD_DIR, LEAN, KubeCluster
 
+SCHEDULER_TIMEOUT = 900.0
+"""Seconds the kube-scheduler may take to its `/readyz` under TCG (after the API server)."""
+
 
 class BackgroundCluster:
-    """A lean harness cluster (etcd + kube-apiserver, CRDs installed) started on a thread."""
+    """A lean harness cluster (etcd + kube-apiserver, CRDs installed) started on a thread.
+
+    With ``scheduler=True`` the real kube-scheduler starts too, once the CRDs are in; the
+    cluster is ready (`wait`) before the scheduler is (`wait_scheduler`), so tests that need no
+    scheduler do not wait for it.
+    """
 
     def __init__(self) -> None:
         """Describe it; nothing runs before `start`."""
@@ -26,10 +34,14 @@ class BackgroundCluster:
         self._cluster: KubeCluster | None = None
         self._error: BaseException | None = None
         self._ready = threading.Event()
+        self._scheduler = False
+        self._scheduler_error: BaseException | None = None
+        self._scheduler_ready = threading.Event()
         self._stop = threading.Event()
 
-    def start(self) -> None:
-        """Begin starting the cluster; returns at once."""
+    def start(self, *, scheduler: bool = False) -> None:
+        """Begin starting the cluster (and the kube-scheduler after it); returns at once."""
+        self._scheduler = scheduler
         self._thread = threading.Thread(target=self._run, name="stage2-cluster", daemon=True)
         self._thread.start()
 
@@ -48,6 +60,14 @@ class BackgroundCluster:
         except BaseException as err:  # noqa: BLE001 - handed to the test that waits for it
             self._error = err
         self._ready.set()
+        if self._scheduler and self._error is None and self._cluster is not None:
+            started = time.monotonic()
+            try:
+                self._cluster.start_scheduler(timeout=SCHEDULER_TIMEOUT)
+                self.timings["scheduler_start"] = round(time.monotonic() - started, 1)
+            except BaseException as err:  # noqa: BLE001 - handed to the test that waits for it
+                self._scheduler_error = err
+        self._scheduler_ready.set()
         self._stop.wait()
         if self._cluster is not None:
             self._cluster.stop()
@@ -70,6 +90,25 @@ class BackgroundCluster:
             raise self._error
         assert self._cluster is not None
         return self._cluster
+
+    def wait_scheduler(self, timeout: float) -> KubeCluster:
+        """The running cluster once its kube-scheduler is ready too.
+
+        Raises:
+            RuntimeError: not started with the scheduler, or not ready within ``timeout``.
+            HarnessError: the cluster or the scheduler failed to start (with the log).
+        """
+        started = time.monotonic()
+        cluster = self.wait(timeout)
+        if not self._scheduler:
+            raise RuntimeError("the stage-2 cluster was started without the kube-scheduler")
+        self._scheduler_ready.wait(max(0.0, timeout - (time.monotonic() - started)))
+        self.timings["waited_for_scheduler"] = round(time.monotonic() - started, 1)
+        if not self._scheduler_ready.is_set():
+            raise RuntimeError(f"the kube-scheduler was not ready within {timeout:.0f}s more")
+        if self._scheduler_error is not None:
+            raise self._scheduler_error
+        return cluster
 
     def stop(self, keep_logs: Path | None = None) -> None:
         """Stop whatever was started (after a start still under way).

@@ -6,9 +6,9 @@ outcome. A new guest test is a new `test_guest_*.py` file in this folder and not
 
 The guest is recognised by the token on its kernel command line, which no host kernel has.
 Each test starts from, and is put back to, the layout's boot-time drivers (`pristine_devices`).
-Stage 2 (`test_guest_takeover.py`, then `test_guest_agent.py`) runs last; its API server starts
-in the background as soon as collection ends (`e2e.guest.cluster`), so it comes up while stage 1
-runs.
+Stage 2 (`test_guest_takeover.py`, `test_guest_dra_cluster.py`, then `test_guest_agent.py`) runs
+last; its API server (and, for the DRA file, the kube-scheduler) starts in the background as soon
+as collection ends (`e2e.guest.cluster`), so it comes up while stage 1 runs.
 """
 
 from collections.abc import Iterator
@@ -23,7 +23,9 @@ from e2e.qemu import running_in_guest
 
 GUEST_DIR = Path(__file__).resolve().parent
 STAGE2_PATH = GUEST_DIR / "test_guest_agent.py"
-STAGE2_PATHS = (GUEST_DIR / "test_guest_takeover.py", STAGE2_PATH)
+DRA_CLUSTER_PATH = GUEST_DIR / "test_guest_dra_cluster.py"
+"""The stage-2 file that needs the kube-scheduler as well."""
+STAGE2_PATHS = (GUEST_DIR / "test_guest_takeover.py", DRA_CLUSTER_PATH, STAGE2_PATH)
 """The files that use stage 2's API server, in the order they run (the last one stops it)."""
 LAYOUT_DEVICES = (MGMT_NIC, FREE_NIC, *SHARED_PAIR)
 
@@ -49,7 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """In the guest, start stage 2's API server now if stage 2 is going to run."""
     if running_in_guest() and any(item.path in STAGE2_PATHS for item in session.items):
-        STAGE2_CLUSTER.start()
+        STAGE2_CLUSTER.start(scheduler=any(item.path == DRA_CLUSTER_PATH for item in session.items))
 
 
 @pytest.fixture(scope="session")
