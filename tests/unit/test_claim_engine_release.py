@@ -1,0 +1,69 @@
+"""`ClaimEngine.release` on an in-memory host: what it returns, and what it leaves alone."""
+
+from __future__ import annotations
+
+from fakeclaims import FakeHost, a, device
+from pcicore.claim import ClaimPhase, Reason
+from pcicore.device import DriverName
+from pcicore.engine import ClaimRequest
+from pcicore.ledger import ClaimRecord, Ledger
+from pcicore.policy import GroupPolicy
+
+NIC = "0000:03:00.0"
+OTHER_NIC = "0000:04:00.0"
+GPU = "0000:01:00.0"
+AUDIO = "0000:01:00.1"
+
+
+def host() -> FakeHost:
+    return FakeHost(
+        device(NIC, "igb", 5),
+        device(OTHER_NIC, "e1000e", 6),
+        device(GPU, "nouveau", 1, 0x030000),
+        device(AUDIO, "snd_hda_intel", 1, 0x040300),
+    )
+
+
+def test_releasing_a_device_never_claimed_says_so_and_touches_nothing():
+    """One settled outcome for that address, 'not claimed'; no write, other claims kept."""
+    fake = host()
+    engine = fake.engine()
+    engine.bind(ClaimRequest(a(OTHER_NIC)))
+    writes = list(fake.writes)
+    ledger = fake.ledger
+    (outcome,) = engine.release(a(NIC))
+    assert outcome.address == a(NIC)
+    assert (outcome.state.phase, outcome.state.reason) == (ClaimPhase.RETURNED, Reason.RETURNED)
+    assert "not claimed" in outcome.state.message
+    assert fake.writes == writes
+    assert fake.ledger == ledger
+    assert fake.driver(OTHER_NIC) == "vfio-pci"
+
+
+def test_device_whose_claim_is_gone_but_original_is_recorded_is_returned():
+    """A return that failed after its claim was dropped (only the original is left) is retried.
+
+    Forgetting such a device would leave it on vfio-pci with nothing recording where it
+    belongs.
+    """
+    fake = host()
+    fake.ledger = Ledger(originals={a(NIC): DriverName("igb")})
+    fake._set(a(NIC), DriverName("vfio-pci"))
+    (outcome,) = fake.engine().release(a(NIC))
+    assert outcome.state.phase is ClaimPhase.RETURNED
+    assert fake.driver(NIC) == "igb"
+    assert fake.ledger == Ledger()
+
+
+def test_releasing_a_group_claim_returns_every_member_and_nothing_else():
+    """GPU claimed with its audio function: both go back, the other claim stays bound."""
+    fake = host()
+    engine = fake.engine()
+    engine.bind(ClaimRequest(a(GPU), GroupPolicy.GROUP))
+    engine.bind(ClaimRequest(a(NIC)))
+    outcomes = engine.release(a(GPU))
+    assert {o.address for o in outcomes} == {a(GPU), a(AUDIO)}
+    assert (fake.driver(GPU), fake.driver(AUDIO)) == ("nouveau", "snd_hda_intel")
+    assert fake.driver(NIC) == "vfio-pci"
+    assert fake.ledger.claims.keys() == {a(NIC)}
+    assert fake.ledger.claims[a(NIC)] == ClaimRecord(a(NIC))
