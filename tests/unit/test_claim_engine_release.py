@@ -6,6 +6,7 @@ from fakeclaims import FakeHost, a, device
 from pcicore.claim import ClaimPhase, Reason
 from pcicore.device import DriverName
 from pcicore.engine import ClaimRequest
+from pcicore.errors import ClaimRefusedError
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
 
@@ -67,3 +68,26 @@ def test_releasing_a_group_claim_returns_every_member_and_nothing_else():
     assert fake.driver(NIC) == "vfio-pci"
     assert fake.ledger.claims.keys() == {a(NIC)}
     assert fake.ledger.claims[a(NIC)] == ClaimRecord(a(NIC))
+
+
+def test_strict_plan_waits_for_an_unclaimed_group_mate_and_not_for_a_claimed_one():
+    """Strict policy: the GPU's plan waits for its audio function until that is claimed too."""
+    engine = host().engine()
+    alone = engine.plan(ClaimRequest(a(GPU))).group
+    assert [d.address for d in alone.waiting_for] == [a(AUDIO)]
+    together = engine.plan(ClaimRequest(a(GPU)), also_claimed=[a(AUDIO)]).group
+    assert together.ready
+
+
+def test_no_iommu_refusal_says_how_to_turn_the_iommu_on():
+    """The one-line refusal names the firmware setting, the kernel parameter and the reboot."""
+    fake = FakeHost(device(NIC, "igb", None))
+    try:
+        fake.engine().bind(ClaimRequest(a(NIC)))
+    except ClaimRefusedError as err:
+        message = str(err)
+    else:
+        raise AssertionError("a device without an IOMMU group was not refused")
+    for words in ("VT-d or AMD-Vi", "intel_iommu=on or amd_iommu=on", "reboot the node"):
+        assert words in message
+    assert "\n" not in message
