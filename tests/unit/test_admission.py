@@ -68,6 +68,9 @@ class TestReviewCreate:
                 create(claim_name="nic", device=None), 'claim name "nic" must be', id="name"
             ),
             pytest.param(
+                create(claim_name="nic"), 'claim name "nic" must be', id="name-of-a-present-device"
+            ),
+            pytest.param(
                 create(spec=ClaimSpecFacts("0000:03:00.1", NODE, "alice")),
                 'which is at "0000:03:00.0"',
                 id="address-mismatch",
