@@ -50,6 +50,10 @@ class TestDenyArgument:
         assert deny.addresses == frozenset({USB.address})
         assert deny.classes == frozenset({"0106"})
 
+    def test_full_six_digit_class_code_is_taken(self):
+        """The longest prefix: class, subclass and programming interface (``0c0330``)."""
+        assert DenyList.parse(["0c0330"]).denies(USB)
+
     @pytest.mark.parametrize("entry", ["0G", "", "0c03301", "usb"])
     def test_entry_that_is_neither_is_refused_naming_it(self, entry):
         """A value that is neither an address nor a hex prefix of at most 6 digits is refused."""
