@@ -76,7 +76,10 @@ class FakeHost:
     # --- test controls -------------------------------------------------------------------
 
     def fail(self, address: str, operation: str, error: int, times: int = 1) -> None:
-        """Make the next ``times`` ``operation`` writes (unbind, bind, override) fail."""
+        """Make the next ``times`` ``operation`` writes (unbind, bind, override) fail.
+
+        ``error`` 0 lets that call succeed: queue it before a fault meant for a later call.
+        """
         self._faults.setdefault((a(address), operation), []).extend([error] * times)
 
     def driver(self, address: str) -> str | None:
@@ -163,8 +166,8 @@ class FakeHost:
 
     def _fault(self, address: PciAddress, operation: str) -> None:
         queued = self._faults.get((address, operation))
-        if queued:
-            self._refuse(address, operation, queued.pop(0))
+        if queued and (error := queued.pop(0)):
+            self._refuse(address, operation, error)
 
     @staticmethod
     def _refuse(address: PciAddress, operation: str, error: int) -> None:

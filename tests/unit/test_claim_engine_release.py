@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from fakeclaims import FakeHost, a, device
 from pcicore.claim import ClaimPhase, Reason
 from pcicore.device import DriverName
@@ -91,3 +93,32 @@ def test_no_iommu_refusal_says_how_to_turn_the_iommu_on():
     for words in ("VT-d or AMD-Vi", "intel_iommu=on or amd_iommu=on", "reboot the node"):
         assert words in message
     assert "\n" not in message
+
+
+def test_group_rollback_says_which_member_failed_on_each_returned_one():
+    """GROUP claim, the audio function refuses vfio-pci: the GPU goes back as RolledBack."""
+    fake = host()
+    fake.fail(AUDIO, "bind", errno.EINVAL, times=2)  # drivers_probe, then vfio-pci/bind
+    outcomes = {o.address: o for o in fake.engine().bind(ClaimRequest(a(GPU), GroupPolicy.GROUP))}
+    assert outcomes.keys() == {a(GPU), a(AUDIO)}
+    gpu = outcomes[a(GPU)].state
+    assert (gpu.phase, gpu.reason) == (ClaimPhase.RETURNED, Reason.ROLLED_BACK)
+    assert f"rolled back because {a(AUDIO)} failed" in gpu.message
+    assert "rolled back because" not in outcomes[a(AUDIO)].state.message  # its own failure
+    assert (fake.driver(GPU), fake.driver(AUDIO)) == ("nouveau", "snd_hda_intel")
+    assert fake.ledger == Ledger()
+
+
+def test_group_rollback_whose_return_fails_keeps_the_original_and_reports_every_member():
+    """The GPU's own driver refuses it back during the rollback: not forgotten, not hidden."""
+    fake = host()
+    fake.fail(GPU, "bind", 0)  # the probe onto vfio-pci succeeds ...
+    fake.fail(GPU, "bind", errno.EINVAL, times=8)  # ... the return to nouveau does not
+    fake.fail(AUDIO, "bind", errno.EINVAL, times=2)  # drivers_probe, then vfio-pci/bind
+    outcomes = {o.address: o for o in fake.engine().bind(ClaimRequest(a(GPU), GroupPolicy.GROUP))}
+    assert outcomes.keys() == {a(GPU), a(AUDIO)}
+    assert not outcomes[a(GPU)].returned
+    assert outcomes[a(GPU)].state.reason is not Reason.ROLLED_BACK
+    assert fake.driver(GPU) is None  # off vfio-pci, refused by nouveau: the manual fix
+    assert fake.ledger.originals.get(a(GPU)) == DriverName("nouveau")
+    assert fake.ledger.claims == {}
