@@ -34,6 +34,7 @@ from e2e.guest.cluster import STAGE2_CLUSTER
 from e2e.guest.uevents import UeventMonitor
 from e2e.layout import FREE_NIC, GUEST_HOSTNAME
 from harness.kube import KubeCluster
+from harvester_objects import ORIGINAL_DRIVER, create_harvester_claim
 from kubelet_standin import KubeletStandIn
 from pcicore.claim_report import FINALIZER
 from pcicore.takeover import HARVESTER_FINALIZER
@@ -43,7 +44,6 @@ from polling import wait_for
 
 CLUSTER_TIMEOUT = 900.0
 """Seconds to wait for the background cluster (it starts at collection; stage 1 runs first)."""
-ORIGINAL_DRIVER = "harvesterhci.io/pcideviceDriver"
 RANCHER_USER = "user-x7k2q"
 """A Rancher user id, the form Harvester's UI writes into ``spec.userName``."""
 
@@ -80,44 +80,13 @@ def _gone(api: KubeApi, name: str) -> bool:
 def _harvester_state(api: KubeApi, name: str) -> None:
     """The NIC on vfio-pci, its PCIDevice and claim, as Harvester's controller leaves them."""
     rawsysfs.bind_to_vfio(FREE_NIC)
-    device = api.create(
-        PCIDEVICES,
-        {
-            "apiVersion": PCIDEVICES.api_version,
-            "kind": PCIDEVICES.kind,
-            "metadata": {
-                "name": name,
-                "labels": {"nodename": GUEST_HOSTNAME},
-                "annotations": {ORIGINAL_DRIVER: "e1000e"},
-            },
-            "spec": {},
-        },
-    )
-    api.create(
-        PCIDEVICECLAIMS,
-        {
-            "apiVersion": PCIDEVICECLAIMS.api_version,
-            "kind": PCIDEVICECLAIMS.kind,
-            "metadata": {
-                "name": name,
-                "finalizers": [HARVESTER_FINALIZER],
-                "ownerReferences": [
-                    {
-                        "apiVersion": PCIDEVICES.api_version,
-                        "kind": PCIDEVICES.kind,
-                        "name": name,
-                        "uid": device["metadata"]["uid"],
-                    }
-                ],
-            },
-            "spec": {"address": FREE_NIC, "nodeName": GUEST_HOSTNAME, "userName": RANCHER_USER},
-        },
-    )
-    api.patch(
-        PCIDEVICECLAIMS,
+    create_harvester_claim(
+        api,
         name,
-        {"status": {"kernelDriverToUnbind": "e1000e", "passthroughEnabled": True}},
-        subresource="status",
+        node=GUEST_HOSTNAME,
+        address=FREE_NIC,
+        original_driver="e1000e",
+        user=RANCHER_USER,
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from fakesys.hosts import FREE_NIC, workstation
 from fakesys.tree import FakeDevice
+from harvester_objects import ORIGINAL_DRIVER, create_harvester_claim
 from pcicore.takeover import HARVESTER_FINALIZER
 from pcioperator.controllers.devices import RESOURCE_OVERRIDE_ANNOTATION
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
@@ -74,7 +75,6 @@ class TestDedicatedResource:
 
 MOVED = "0000:05:00.0"
 """A NIC that Harvester's controller put on vfio-pci before the switch."""
-ORIGINAL_DRIVER = "harvesterhci.io/pcideviceDriver"
 
 
 def read(running, name):
@@ -129,44 +129,13 @@ class TestTakeOverOfAHarvesterClaim:
         node = make_node()
         name = f"{node}-000005000"
         api = KubeApi(kube.api_client)
-        device = api.create(
-            PCIDEVICES,
-            {
-                "apiVersion": PCIDEVICES.api_version,
-                "kind": PCIDEVICES.kind,
-                "metadata": {
-                    "name": name,
-                    "labels": {"nodename": node},
-                    "annotations": {ORIGINAL_DRIVER: "igb"},
-                },
-                "spec": {},
-            },
-        )
-        api.create(
-            PCIDEVICECLAIMS,
-            {
-                "apiVersion": PCIDEVICECLAIMS.api_version,
-                "kind": PCIDEVICECLAIMS.kind,
-                "metadata": {
-                    "name": name,
-                    "finalizers": [HARVESTER_FINALIZER],
-                    "ownerReferences": [
-                        {
-                            "apiVersion": PCIDEVICES.api_version,
-                            "kind": PCIDEVICES.kind,
-                            "name": name,
-                            "uid": device["metadata"]["uid"],
-                        }
-                    ],
-                },
-                "spec": {"address": MOVED, "nodeName": node, "userName": "admin"},
-            },
-        )
-        api.patch(
-            PCIDEVICECLAIMS,
+        create_harvester_claim(
+            api,
             name,
-            {"status": {"kernelDriverToUnbind": "igb", "passthroughEnabled": True}},
-            subresource="status",
+            node=node,
+            address=MOVED,
+            original_driver="igb",
+            user="admin",
         )
         running = start_agent(node=node, host=host)
 
