@@ -122,3 +122,34 @@ def test_group_rollback_whose_return_fails_keeps_the_original_and_reports_every_
     assert fake.driver(GPU) is None  # off vfio-pci, refused by nouveau: the manual fix
     assert fake.ledger.originals.get(a(GPU)) == DriverName("nouveau")
     assert fake.ledger.claims == {}
+
+
+def test_claim_without_a_recorded_original_is_dropped_and_its_device_left_where_it_is():
+    """A claim record with no original driver (taken over, record lost): nothing is written.
+
+    Guessing a driver would move a device a VM may use; the outcome says where it was left.
+    """
+    fake = FakeHost(device(NIC, "vfio-pci", 5))
+    fake.ledger = Ledger(claims={a(NIC): ClaimRecord(a(NIC))})
+    (outcome,) = fake.engine().release(a(NIC))
+    state = outcome.state
+    assert (state.phase, state.reason) == (ClaimPhase.RETURNED, Reason.RETURNED)
+    assert state.message == f"no original driver recorded for {a(NIC)}; left on vfio-pci"
+    assert state.original_driver == "vfio-pci"
+    assert fake.writes == []
+    assert fake.driver(NIC) == "vfio-pci"
+    assert fake.ledger == Ledger()
+
+
+def test_a_failed_return_says_it_is_the_return_that_failed():
+    """EINVAL from igb on the way back: ReturnFailed (not BindFailed), the original kept."""
+    fake = host()
+    engine = fake.engine()
+    engine.bind(ClaimRequest(a(NIC)))
+    fake.fail(NIC, "bind", errno.EINVAL, times=2)  # drivers_probe, then igb/bind
+    (returned,) = engine.release(a(NIC))
+    assert (returned.state.phase, returned.state.reason) == (
+        ClaimPhase.FAILED,
+        Reason.RETURN_FAILED,
+    )
+    assert fake.ledger.originals == {a(NIC): DriverName("igb")}  # kept for the manual fix
