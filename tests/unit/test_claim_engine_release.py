@@ -153,3 +153,26 @@ def test_a_failed_return_says_it_is_the_return_that_failed():
         Reason.RETURN_FAILED,
     )
     assert fake.ledger.originals == {a(NIC): DriverName("igb")}  # kept for the manual fix
+
+
+def test_reconcile_binds_a_strict_group_whose_members_are_all_wanted_in_one_pass():
+    """GPU and audio both claimed (strict): one reconcile counts each as claimed for the other."""
+    fake = host()
+    outcomes = fake.engine().reconcile([ClaimRequest(a(GPU)), ClaimRequest(a(AUDIO))])
+    assert {o.address for o in outcomes if o.bound} == {a(GPU), a(AUDIO)}
+    assert (fake.driver(GPU), fake.driver(AUDIO)) == ("vfio-pci", "vfio-pci")
+
+
+def test_reconcile_of_a_vanished_device_reports_it_by_address():
+    """A wanted device that is not on the bus: DeviceVanished for that address, with the why."""
+    fake = host()
+    gone = "0000:09:00.0"
+    (outcome,) = fake.engine().reconcile([ClaimRequest(a(gone))])
+    state = outcome.state
+    assert (outcome.address, state.phase, state.reason) == (
+        a(gone),
+        ClaimPhase.FAILED,
+        Reason.DEVICE_VANISHED,
+    )
+    assert gone in state.message
+    assert fake.writes == []
