@@ -45,6 +45,11 @@ class TestClaimStateFile:
         text = state.path.read_text()
         assert text.endswith("}\n")
         document = json.loads(text)
+        assert list(document) == sorted(document)  # sorted keys: a stable file to diff
+        assert list(document["claims"][1]) == sorted(document["claims"][1])
+        second = text.splitlines()[1]  # one key a line, two spaces deep: readable by an admin
+        assert second.startswith('  "')
+        assert not second.startswith("   ")
         assert document["version"] == 1
         assert document["originals"] == {"0000:01:00.0": "nouveau", "0000:01:00.1": None}
         assert document["claims"][1] == {
