@@ -7,9 +7,11 @@ Write a temporary file in the same folder (its name starts with ``.``, so tools 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def replace_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -30,3 +32,17 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def replace_record(path: Path, document: Any) -> None:  # noqa: ANN401 - any JSON document
+    """Make ``path`` hold ``document`` as a private JSON record, atomically.
+
+    The layout of the files this node keeps for itself (the claim state file, the DRA
+    checkpoint): sorted keys, two-space indent, a final newline, so that an administrator can
+    read and diff them; mode 0600, as they name the devices this node hands out.
+
+    Raises:
+        OSError: the folder or file could not be written.
+    """
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    replace_file(path, text.encode(), mode=0o600)

@@ -37,7 +37,7 @@ from pcicore.dra_prepare import (
     claim_metadata_dir,
 )
 from pcicore.errors import DraPrepareError, PciDevicesError
-from pcihost.atomic import replace_file
+from pcihost.atomic import replace_file, replace_record
 from pcihost.converter import CONVERTER, describe_error
 
 VERSION: Final = 1
@@ -99,9 +99,8 @@ class DraCheckpointFile:
         document = CONVERTER.unstructure(
             CheckpointDocument(VERSION, tuple(checkpoint.claims.values()))
         )
-        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
         try:
-            replace_file(self.path, text.encode(), mode=0o600)
+            replace_record(self.path, document)
         except OSError as err:
             raise DraPrepareError(
                 f"cannot write the DRA checkpoint {self.path}: {err.strerror}; run as root or "

@@ -29,7 +29,7 @@ from pcicore.errors import ClaimStateError, PciDevicesError
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.naming import ResourceName
 from pcicore.resources import ClaimedDevice
-from pcihost.atomic import replace_file
+from pcihost.atomic import replace_record
 from pcihost.converter import CONVERTER, describe_error
 from pcihost.paths import DEFAULT_STATE_FILE
 
@@ -99,9 +99,8 @@ class ClaimStateFile:
             ClaimStateError: the folder is not writable.
         """
         document = CONVERTER.unstructure(StateDocument.of(ledger))
-        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
         try:
-            replace_file(self.path, text.encode(), mode=0o600)
+            replace_record(self.path, document)
         except OSError as err:
             raise ClaimStateError(
                 f"cannot write the claim state file {self.path}: {err.strerror}; run as root or "
