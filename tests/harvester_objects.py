@@ -14,14 +14,11 @@ ORIGINAL_DRIVER = "harvesterhci.io/pcideviceDriver"
 """Harvester's annotation on a PCIDevice: the driver the device had before its claim."""
 
 
-def create_harvester_claim(
-    api: KubeApi, name: str, *, node: str, address: str, original_driver: str, user: str
-) -> None:
-    """Create the PCIDevice ``name`` and its claim the way Harvester's controller writes them.
-
-    The claim's status says the device is passed through from ``original_driver``.
-    """
-    device = api.create(
+def create_harvester_device(
+    api: KubeApi, name: str, *, node: str, original_driver: str
+) -> dict[str, object]:
+    """Create the PCIDevice ``name`` as Harvester left it: labelled, with its driver annotation."""
+    return api.create(
         PCIDEVICES,
         {
             "apiVersion": PCIDEVICES.api_version,
@@ -34,6 +31,16 @@ def create_harvester_claim(
             "spec": {},
         },
     )
+
+
+def create_harvester_claim(
+    api: KubeApi, name: str, *, node: str, address: str, original_driver: str, user: str
+) -> None:
+    """Create the PCIDevice ``name`` and its claim the way Harvester's controller writes them.
+
+    The claim's status says the device is passed through from ``original_driver``.
+    """
+    device = create_harvester_device(api, name, node=node, original_driver=original_driver)
     api.create(
         PCIDEVICECLAIMS,
         {

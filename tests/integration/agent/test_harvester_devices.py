@@ -8,7 +8,7 @@ import pytest
 
 from fakesys.hosts import FREE_NIC, workstation
 from fakesys.tree import FakeDevice
-from harvester_objects import ORIGINAL_DRIVER, create_harvester_claim
+from harvester_objects import ORIGINAL_DRIVER, create_harvester_claim, create_harvester_device
 from pcicore.takeover import HARVESTER_FINALIZER
 from pcioperator.controllers.devices import RESOURCE_OVERRIDE_ANNOTATION
 from pcioperator.kube.api import PCIDEVICECLAIMS, PCIDEVICES, KubeApi
@@ -93,19 +93,7 @@ class TestTakeOverOfAMovedDevice:
         )
         node = make_node()
         name = f"{node}-000005000"
-        KubeApi(kube.api_client).create(
-            PCIDEVICES,
-            {
-                "apiVersion": PCIDEVICES.api_version,
-                "kind": PCIDEVICES.kind,
-                "metadata": {
-                    "name": name,
-                    "labels": {"nodename": node},
-                    "annotations": {ORIGINAL_DRIVER: "igb"},
-                },
-                "spec": {},
-            },
-        )
+        create_harvester_device(KubeApi(kube.api_client), name, node=node, original_driver="igb")
         running = start_agent(node=node, host=host)
         # Once our agent has written the status, it has decided the annotation too.
         wait_for(lambda: (read(running, name).get("status") or {}).get("kernelDriverInUse"))
