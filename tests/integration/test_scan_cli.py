@@ -1,6 +1,7 @@
 """`pcidevices scan` end to end on a pyfakefs sysfs, through the real command-line entry point."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,70 @@ def test_scan_starts_without_the_machinery_it_does_not_use(tmp_path):
     assert "pcihost.sysfs" in loaded  # the scan ran
     for heavy in ("injector", "kubernetes", "grpc", "pcicore.engine", "pcihost.binding"):
         assert heavy not in loaded
+
+
+def run_console(*args: str, **popen) -> subprocess.Popen[bytes]:
+    """``python -m pcidevices ARGS``: the console entry point, as the installed command runs.
+
+    Buffered output, as a user's shell gives it (this suite may run with PYTHONUNBUFFERED).
+    """
+    environ = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pcidevices", *args],
+        stdout=popen.pop("stdout", subprocess.PIPE),
+        stderr=subprocess.PIPE,
+        env=environ,
+        **popen,
+    )
+
+
+def on_disk_tree(root: Path, count: int) -> SysfsTree:
+    tree = SysfsTree(root)
+    for index in range(count):
+        tree.add(FakeDevice(f"0000:{index // 8 + 1:02x}:00.{index % 8}", driver="e1000e"))
+    return tree
+
+
+class TestConsoleEntryPoint:
+    """The installed ``pcidevices`` ends a scan with ``os._exit``, the collector off.
+
+    Nothing printed may be lost, and errors still end as one line.
+    """
+
+    def test_a_one_shot_scan_prints_every_device_before_the_process_ends(self, tmp_path):
+        tree = on_disk_tree(tmp_path / "sys", 300)  # far more than one output buffer
+        child = run_console("scan", "--sysfs", str(tree.root), "--node", "n1", "-o", "json")
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        items = json.loads(out)["items"]
+        assert len(items) == 300
+        assert items[-1]["status"]["address"] == "0000:26:00.3"
+
+    def test_a_bad_sysfs_root_is_one_line_and_exit_status_1(self, tmp_path):
+        child = run_console("scan", "--sysfs", str(tmp_path / "nowhere"))
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 1
+        assert out == b""
+        assert err.decode().count("\n") == 1
+        assert "nowhere" in err.decode()
+
+    def test_a_reader_gone_before_the_last_flush_is_exit_status_1_without_a_traceback(
+        self, tmp_path
+    ):
+        tree = on_disk_tree(tmp_path / "sys", 1)  # the output fits in the buffer: written at exit
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the command writes anything
+        try:
+            child = run_console("scan", "--sysfs", str(tree.root), "-o", "json", stdout=write_end)
+        finally:
+            os.close(write_end)
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 1
+        assert b"Traceback" not in err
+        assert b"Exception ignored" not in err
+
+    def test_other_commands_exit_the_ordinary_way(self):
+        child = run_console("--help")
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        assert b"scan" in out

@@ -9,6 +9,7 @@ ends as one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -51,6 +52,10 @@ COMMANDS = {
     "webhook-certs": "pcidevices.cli.webhook",
     "controller": "pcidevices.cli.controller",
 }
+
+# Commands that read, print and end: their process neither collects garbage nor tears the
+# interpreter down (see `console`).
+ONE_SHOT = frozenset({"scan"})
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -100,3 +105,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def console() -> NoReturn:
+    """The ``pcidevices`` console script: `main` on the process arguments, then exit.
+
+    A one-shot command (`ONE_SHOT`) is a few hundred milliseconds of work that makes thousands of
+    objects and no reference cycles to speak of: it runs with the cyclic garbage collector off
+    (its passes over the device objects cost about 3 % of a 4,096-device scan), and once its
+    output is flushed the process ends with ``os._exit``, skipping the interpreter's tear-down
+    (freeing every module and object, another 4 %). Nothing a one-shot command does is left to
+    that tear-down: it starts no thread and registers no exit handler. In-process callers use
+    `main`, which does neither.
+    """
+    arguments = sys.argv[1:]
+    one_shot = bool(arguments) and arguments[0] in ONE_SHOT
+    if not one_shot:
+        sys.exit(main(arguments))
+    gc.disable()
+    code = main(arguments)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = EXIT_ERROR  # as `main` does when the reader goes away sooner
+    sys.stderr.flush()
+    os._exit(code)

@@ -94,7 +94,7 @@ def test_every_extra_named_for_a_command_exists(wheel):
 
 def test_console_scripts(wheel):
     scripts = entry_points(wheel)
-    assert "pcidevices = pcidevices.cli:main" in scripts
+    assert "pcidevices = pcidevices.cli:console" in scripts
     assert "kubectl-pcidevices = pcidevices.kubectl:main" in scripts
 
 
