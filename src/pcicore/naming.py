@@ -22,7 +22,6 @@ _SOCKET_PATH_LIMIT: Final = 108
 _SOCKET_PREFIX: Final = "/var/lib/kubelet/device-plugins/kubevirt-"
 
 _NOT_ALPHANUMERIC: Final = re.compile(r"[^A-Za-z0-9]")
-_WHITESPACE_RUN: Final = re.compile(r"\s+")
 _NOT_RESOURCE_CHAR: Final = re.compile(r"[^A-Za-z0-9_.]")
 # A DNS label (each part of the vendor domain) holds at most 63 characters (RFC 1123).
 _DNS_LABEL_MAX: Final = 63
@@ -66,29 +65,37 @@ def vendor_domain(vendor_name: str | None) -> str:
 
 def _product(device_name: str) -> str:
     text = device_name.strip().upper().replace("/", "_").replace(".", "_")
-    text = _WHITESPACE_RUN.sub("_", text)
+    # Each run of whitespace becomes one "_" (the text has none at either end after strip();
+    # split() and the regular expression's \s agree on what whitespace is).
+    text = "_".join(text.split())
     text = _NOT_RESOURCE_CHAR.sub("", text)
     # Both ends: the kubelet takes a name that starts and ends with a letter or digit only.
     return text.strip("_.-")
 
 
+# What `_SOCKET_PREFIX` + ``/<vendor>-<product>.sock`` adds to the vendor and product.
+_SOCKET_PATH_OVERHEAD: Final = len(f"{_SOCKET_PREFIX}/-.sock")
+
+
 def _fits_socket_path(vendor: str, product: str) -> bool:
-    return len(f"{_SOCKET_PREFIX}/{vendor}-{product}.sock") <= _SOCKET_PATH_LIMIT
+    return _SOCKET_PATH_OVERHEAD + len(vendor) + len(product) <= _SOCKET_PATH_LIMIT
 
 
 def resource_name(vendor_name: str | None, device_name: str | None, device_id: int) -> ResourceName:
     """The resourceName under which KubeVirt schedules this kind of device."""
-    vendor = vendor_domain(vendor_name)
-    fallback = ResourceName(f"{vendor}/{device_id:04x}")
+    return _resource_name_under(vendor_domain(vendor_name), device_name, device_id)
+
+
+def _resource_name_under(vendor: str, device_name: str | None, device_id: int) -> ResourceName:
     if device_name is None:
-        return fallback
+        return ResourceName(f"{vendor}/{device_id:04x}")
     product = _product(device_name) or f"{device_id:04x}"
     if _fits_socket_path(vendor, product):
         return ResourceName(f"{vendor}/{product}")
     shortened = product.replace("VIRTUAL_FUNCTION", "VF")
     if shortened != product and _fits_socket_path(vendor, shortened):
         return ResourceName(f"{vendor}/{shortened}")
-    return fallback
+    return ResourceName(f"{vendor}/{device_id:04x}")
 
 
 def description(
@@ -113,23 +120,38 @@ class DeviceNamer:
         # A host has thousands of functions but few distinct kinds; names depend on ids only.
         self._resource_names: dict[tuple[int, int], ResourceName] = {}
         self._descriptions: dict[tuple[int, int, int, int], str] = {}
+        # A host with thousands of kinds still has a few hundred vendors and classes at most.
+        self._vendor_domains: dict[int, str] = {}
+        self._class_names: dict[tuple[int, int], str | None] = {}
 
     def resource_name(self, device: PciDevice) -> ResourceName:
         """The device's resourceName (see `resource_name`)."""
         key = (device.vendor_id, device.device_id)
         name = self._resource_names.get(key)
         if name is None:
-            name = self._resource_names[key] = resource_name(
-                self._ids.vendor(device.vendor_id),
-                self._ids.device(device.vendor_id, device.device_id),
-                device.device_id,
+            vendor_id = device.vendor_id
+            domain = self._vendor_domains.get(vendor_id)
+            if domain is None:
+                domain = self._vendor_domains[vendor_id] = vendor_domain(
+                    self._ids.vendor(vendor_id)
+                )
+            name = self._resource_names[key] = _resource_name_under(
+                domain, self._ids.device(vendor_id, device.device_id), device.device_id
             )
         return name
 
     def class_name(self, device: PciDevice) -> str | None:
         """The subclass name, else the class name, else ``None``."""
         klass = device.pci_class
-        return self._ids.subclass_name(klass.base, klass.sub) or self._ids.class_name(klass.base)
+        key = (klass.base, klass.sub)
+        try:
+            return self._class_names[key]
+        except KeyError:
+            pass
+        name = self._class_names[key] = self._ids.subclass_name(
+            klass.base, klass.sub
+        ) or self._ids.class_name(klass.base)
+        return name
 
     def description(self, device: PciDevice) -> str:
         """The device's one-line description (see `description`)."""

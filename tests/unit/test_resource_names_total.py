@@ -88,3 +88,56 @@ class TestResourceNameIsTotal:
         """``<pool>-<address>`` (a claim that disables pooling) is cut to fit, never invalid."""
         pool = resource_name(vendor, device, device_id)
         assert_kubelet_accepts(dedicated_resource_name(pool, address))
+
+
+_WHITESPACE_RUN = re.compile(r"\s+")
+_NOT_RESOURCE_CHAR = re.compile(r"[^A-Za-z0-9_.]")
+_SOCKET_PATH_LIMIT = 108
+
+
+def reference_resource_name(vendor: str | None, device: str | None, device_id: int) -> str:
+    """The resourceName rule written plainly: regular expressions, the socket path spelt out."""
+    domain = vendor_domain(vendor)
+    fallback = f"{domain}/{device_id:04x}"
+    if device is None:
+        return fallback
+    text = device.strip().upper().replace("/", "_").replace(".", "_")
+    text = _NOT_RESOURCE_CHAR.sub("", _WHITESPACE_RUN.sub("_", text)).strip("_.-")
+    product = text or f"{device_id:04x}"
+
+    def fits(product: str) -> bool:
+        path = f"/var/lib/kubelet/device-plugins/kubevirt-/{domain}-{product}.sock"
+        return len(path) <= _SOCKET_PATH_LIMIT
+
+    if fits(product):
+        return f"{domain}/{product}"
+    shortened = product.replace("VIRTUAL_FUNCTION", "VF")
+    if shortened != product and fits(shortened):
+        return f"{domain}/{shortened}"
+    return fallback
+
+
+# Every kind of whitespace the product rule must fold into one "_", runs of them included.
+whitespace_heavy = st.text(
+    st.sampled_from(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2028\u3000aZ9/._-é"),
+    max_size=80,
+)
+
+
+@given(
+    names | realistic,
+    names | realistic | whitespace_heavy,
+    st.integers(0, 0xFFFF),
+)
+@example("Intel Corporation", "I350 Gigabit\u00a0\u2003Network  Connection", 0x1521)
+@example("Intel Corporation", "Ethernet Virtual Function 700 Series " + "X" * 40, 0x154C)
+@example("Intel Corporation", "A" * 51, 0x1)  # the longest product that fits after intel.com
+@example("Intel Corporation", "A" * 52, 0x1)  # one more: the device id instead
+def test_resource_name_is_the_rule_written_plainly(vendor, device, device_id):
+    """The tuned derivation gives exactly the names of the rule as first written.
+
+    Tuned: whitespace runs folded by split(), the socket path's length by arithmetic.
+    """
+    assert resource_name(vendor, device, device_id) == reference_resource_name(
+        vendor, device, device_id
+    )
