@@ -20,8 +20,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-import attrs
-
 from pcicore.errors import PciIdsError
 
 # A line that none of the file's line kinds describes (blank and whitespace-only lines occur).
@@ -42,27 +40,12 @@ _SUBCLASS_LINE: Final = re.compile(rb"\n\t([0-9a-f]{2})  ([^\n]*)")
 _SECOND_LEVEL_LINE: Final = re.compile(rb"\n(?:\t[^\t#\n]|[^\t#\n])")
 
 
-@attrs.frozen
-class _Block:
-    """A top-level line (vendor or class) and the block of lines under it.
-
-    Attributes:
-        name_start: offset of the line's name in the data.
-        name_end: offset of the end of the line (the block's first byte).
-        end: offset where the block ends (the next top-level line, or the end of the data).
-    """
-
-    name_start: int
-    name_end: int
-    end: int
-
-
-@attrs.frozen
-class _TopLevel:
-    """The index of the top-level lines: vendors and classes by their lower-case hex id."""
-
-    vendors: dict[bytes, _Block]
-    classes: dict[bytes, _Block]
+# A top-level line (vendor or class) and the block of lines under it, as offsets into the data:
+# where the line's name starts, where the line ends (the block's first byte), and where the block
+# ends (the next top-level line, or the end of the data). A plain tuple: the index makes one per
+# vendor and class, a few thousand, on the start-up path of a scan.
+_Block = tuple[int, int, int]
+_NAME_START, _NAME_END, _END = 0, 1, 2
 
 
 class PciIds:
@@ -93,7 +76,8 @@ class PciIds:
                 f"{origin} lists no vendors; pass a valid file with --pci-ids "
                 "or reinstall the pci.ids package"
             )
-        self._index: _TopLevel | None = None
+        # The top-level index: vendors and classes by their lower-case hex id (built on demand).
+        self._index: tuple[dict[bytes, _Block], dict[bytes, _Block]] | None = None
         self._devices: dict[bytes, dict[bytes, bytes]] = {}
         self._subclasses: dict[bytes, dict[bytes, bytes]] = {}
         # Names already answered (a scan asks for each vendor and device more than once).
@@ -105,7 +89,7 @@ class PciIds:
         """A database that knows no names (every lookup answers ``None``)."""
         return cls(b"ffff  Illegal Vendor ID\n", origin="empty database")
 
-    def _top_level(self) -> _TopLevel:
+    def _top_level(self) -> tuple[dict[bytes, _Block], dict[bytes, _Block]]:
         """Index every vendor and class line, once: one regular-expression pass over the data."""
         if self._index is None:
             data = self._data
@@ -116,7 +100,7 @@ class PciIds:
             for line in _TOP_LEVEL_LINE.finditer(data):
                 if opened is not None:
                     table, key, name_start, name_end = opened
-                    table.setdefault(key, _Block(name_start, name_end, line.start()))
+                    table.setdefault(key, (name_start, name_end, line.start()))
                     opened = None
                 vendor, klass = line.group(1, 2)
                 if vendor is not None:
@@ -125,8 +109,8 @@ class PciIds:
                     opened = (classes, klass, line.end(2) + 2, line.end())
             if opened is not None:
                 table, key, name_start, name_end = opened
-                table.setdefault(key, _Block(name_start, name_end, len(data)))
-            self._index = _TopLevel(vendors, classes)
+                table.setdefault(key, (name_start, name_end, len(data)))
+            self._index = (vendors, classes)
         return self._index
 
     def _children(
@@ -140,15 +124,15 @@ class PciIds:
         children = tables.get(key)
         if children is None:
             # reversed(): the first of two lines with the same id is the one kept.
-            found = pattern.findall(self._data, block.name_end, block.end)
+            found = pattern.findall(self._data, block[_NAME_END], block[_END])
             children = tables[key] = dict(reversed(found))
         return children
 
     def _vendor_block(self, vendor_id: int) -> _Block | None:
-        return self._top_level().vendors.get(b"%04x" % vendor_id)
+        return self._top_level()[0].get(b"%04x" % vendor_id)
 
     def _class_block(self, base: int) -> _Block | None:
-        return self._top_level().classes.get(b"%02x" % base)
+        return self._top_level()[1].get(b"%02x" % base)
 
     def _name(self, start: int, end: int) -> str:
         return _decode(self._data[start:end])
@@ -156,14 +140,15 @@ class PciIds:
     def _grandchild(self, parent_line: bytes, block: _Block, child_line: bytes) -> str | None:
         """The name of ``child_line`` in the block under ``parent_line`` within ``block``."""
         data = self._data
-        parent = data.find(parent_line, block.name_end, block.end)
+        _, block_start, block_end = block
+        parent = data.find(parent_line, block_start, block_end)
         if parent < 0:
             return None
-        parent_end = data.find(b"\n", parent + 1, block.end)
+        parent_end = data.find(b"\n", parent + 1, block_end)
         if parent_end < 0:
             return None
-        match = _SECOND_LEVEL_LINE.search(data, parent_end, block.end)
-        end = block.end if match is None else match.start()
+        match = _SECOND_LEVEL_LINE.search(data, parent_end, block_end)
+        end = block_end if match is None else match.start()
         at = data.find(child_line, parent_end, end)
         if at < 0:
             return None
@@ -178,7 +163,7 @@ class PciIds:
         except KeyError:
             pass
         block = self._vendor_block(vendor_id)
-        name = None if block is None else self._name(block.name_start, block.name_end)
+        name = None if block is None else self._name(block[_NAME_START], block[_NAME_END])
         self._vendor_names[vendor_id] = name
         return name
 
@@ -189,7 +174,7 @@ class PciIds:
         except KeyError:
             pass
         key = b"%04x" % vendor_id
-        block = self._top_level().vendors.get(key)
+        block = self._top_level()[0].get(key)
         name = None
         if block is not None:
             found = self._children(self._devices, _DEVICE_LINE, key, block).get(b"%04x" % device_id)
@@ -211,12 +196,12 @@ class PciIds:
     def class_name(self, base: int) -> str | None:
         """The name of a base class (``Network controller``)."""
         block = self._class_block(base)
-        return None if block is None else self._name(block.name_start, block.name_end)
+        return None if block is None else self._name(block[_NAME_START], block[_NAME_END])
 
     def subclass_name(self, base: int, sub: int) -> str | None:
         """The name of a subclass (``Ethernet controller``)."""
         key = b"%02x" % base
-        block = self._top_level().classes.get(key)
+        block = self._top_level()[1].get(key)
         if block is None:
             return None
         name = self._children(self._subclasses, _SUBCLASS_LINE, key, block).get(b"%02x" % sub)
