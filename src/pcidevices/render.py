@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from pcicore.catalog import DeviceRecord
-from pcioperator.wire.pcidevice import pcidevice_json, pcidevice_manifest
+from pcioperator.wire.pcidevice_text import pcidevice_json
 
 _TABLE_COLUMNS = ("ADDRESS", "IDS", "DRIVER", "IOMMU", "NUMA", "RESOURCE NAME", "DESCRIPTION")
 
 
 def _k8s_list(records: Sequence[DeviceRecord]) -> dict[str, Any]:
+    # The wire classes are for YAML only: JSON, the common case, is printed without them.
+    from pcioperator.wire.pcidevice import pcidevice_manifest  # noqa: PLC0415
+
     return {
         "apiVersion": "v1",
         "kind": "List",

@@ -10,7 +10,8 @@ from pcicore.address import PciAddress
 from pcicore.catalog import DeviceRecord
 from pcicore.device import DriverName, IommuGroup, NodeName, PciClass, PciDevice, SriovInfo
 from pcicore.naming import ResourceName
-from pcioperator.wire.pcidevice import pcidevice_json, pcidevice_manifest
+from pcioperator.wire.pcidevice import pcidevice_manifest
+from pcioperator.wire.pcidevice_text import pcidevice_json
 
 
 def record(**overrides) -> DeviceRecord:

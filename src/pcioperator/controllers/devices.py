@@ -49,12 +49,11 @@ from pcioperator.kube.api import NODES, PCIDEVICES, JsonObject, KubeApi
 from pcioperator.kube.errors import ConflictError, NotFoundError
 from pcioperator.kube.informer import Informer
 from pcioperator.wire.owners import owner_from_wire, owner_to_wire
-from pcioperator.wire.pcidevice import (
+from pcioperator.wire.pcidevice import pcidevice_manifest, pcidevice_status
+from pcioperator.wire.pcidevice_text import (
     NODE_LABEL,
     ORIGINAL_DRIVER_ANNOTATION,
     PARENT_SRIOV_LABEL,
-    pcidevice_manifest,
-    pcidevice_status,
 )
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from pcioperator.kube.api import PCIDEVICES, USBDEVICES, JsonObject, KubeApi, Re
 from pcioperator.kube.errors import NotFoundError
 from pcioperator.wire import usb as usb_wire
 from pcioperator.wire.kubevirt import vmi_from_object
-from pcioperator.wire.pcidevice import API_GROUP, NODE_LABEL, reported_status
+from pcioperator.wire.pcidevice import reported_status
+from pcioperator.wire.pcidevice_text import API_GROUP, NODE_LABEL
 
 SUBJECT_ACCESS_REVIEWS: Final = Resource(
     "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview"

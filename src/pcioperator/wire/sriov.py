@@ -18,7 +18,7 @@ from pcicore.sriov import ObservedSriovDevice, SriovPf, SriovState, SriovStatus
 from pcihost.converter import CONVERTER
 from pcihost.wirefields import OMIT_IF_DEFAULT, wire_name
 from pcioperator.kube.api import JsonObject
-from pcioperator.wire.pcidevice import API_VERSION, NODE_LABEL
+from pcioperator.wire.pcidevice_text import API_VERSION, NODE_LABEL
 
 INTERFACE_ANNOTATION: Final = "sriov.devices.harvesterhi.io/interface-name"
 """The annotation naming the PF's network interface, spelled as Harvester spells it."""

@@ -18,7 +18,7 @@ from pcicore.usb import UsbClaim, UsbClaimDecision, UsbStatus
 from pcihost.converter import CONVERTER
 from pcihost.wirefields import OMIT_IF_DEFAULT, wire_name
 from pcioperator.kube.api import JsonObject
-from pcioperator.wire.pcidevice import API_VERSION, NODE_LABEL
+from pcioperator.wire.pcidevice_text import API_VERSION, NODE_LABEL
 
 USB_DEVICE_KIND: Final = "USBDevice"
 USB_CLAIM_KIND: Final = "USBDeviceClaim"
