@@ -48,13 +48,8 @@ class PciAddress:
         match = _ADDRESS.fullmatch(text) if len(text) <= 12 else None  # noqa: PLR2004 - longest form
         if match is None:
             raise InvalidPciAddressError(text)
-        domain = match.group("domain")
-        return cls(
-            domain=int(domain, 16) if domain else 0,
-            bus=int(match.group("bus"), 16),
-            device=int(match.group("device"), 16),
-            function=int(match.group("function")),
-        )
+        domain, bus, device, function = match.groups()
+        return cls(int(domain, 16) if domain else 0, int(bus, 16), int(device, 16), int(function))
 
     def __str__(self) -> str:
         """Return the canonical kernel form, ``dddd:bb:dd.f`` in lower case."""

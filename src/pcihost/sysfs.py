@@ -28,6 +28,9 @@ from pcihost.paths import DEFAULT_SYSFS_ROOT
 # file, ENODEV/ENXIO when the device was hot-removed while we read it.
 _ABSENT: Final = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR})
 _VANISHED_VENDOR: Final = 0xFFFF
+# What a device's uevent (or id files) tell: driver, vendor, device, subsystem vendor and
+# device, class code.
+_Ids = tuple[str | None, int, int, int, int, int]
 _NO_SRIOV: Final = SriovInfo()
 
 
@@ -86,8 +89,18 @@ def _pci_class(code: int) -> PciClass:
     return PciClass.from_code(code)
 
 
-def _sort_key(address: PciAddress) -> int:
-    return address.sort_key
+def _sort_key(entry: tuple[PciAddress, str]) -> int:
+    return entry[0].sort_key
+
+
+# The whole of a PCI function's uevent as the kernel writes it on a host without a device tree:
+# the driver core's ``DRIVER`` line (when a driver is bound), then ``pci_uevent``'s five lines.
+# One match reads every field a scan needs; any other text (another order, other lines) falls
+# back to reading the lines one by one.
+_UEVENT: Final = re.compile(
+    r"(?:DRIVER=([^\n]*)\n)?PCI_CLASS=([^\n]*)\nPCI_ID=([^:\n]*):([^\n]*)\n"
+    r"PCI_SUBSYS_ID=([^:\n]*):([^\n]*)\nPCI_SLOT_NAME=[^\n]*\nMODALIAS=[^\n]*\n"
+)
 
 
 class SysfsPciBus:
@@ -117,11 +130,16 @@ class SysfsPciBus:
 
     def addresses(self) -> list[PciAddress]:
         """The addresses of every function listed on the bus, sorted; other names are ignored."""
+        return [address for address, _ in self._listed()]
+
+    def _listed(self) -> list[tuple[PciAddress, str]]:
+        """Every function listed on the bus with its directory name, in address order."""
         self.check()
-        found: list[PciAddress] = []
+        found: list[tuple[PciAddress, str]] = []
+        parse = PciAddress.parse
         for name in os.listdir(self._devices_dir):
             try:
-                found.append(PciAddress.parse(name))
+                found.append((parse(name), name))
             except InvalidPciAddressError:
                 continue  # not a device entry; never joined into a path
         found.sort(key=_sort_key)
@@ -129,14 +147,15 @@ class SysfsPciBus:
 
     def devices(self) -> Sequence[PciDevice]:
         """Every function present now, in address order; vanished ones are left out."""
-        addresses = self.addresses()
+        listed = self._listed()
         bus_fd = os.open(self._devices_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
             read = self._read_device
+            # The listed name, which parsed as an address, is the path: the kernel's own text.
             return [
                 device
-                for address in addresses
-                if (device := read(address, bus_fd, f"{address}/")) is not None
+                for address, name in listed
+                if (device := read(address, bus_fd, name + "/")) is not None
             ]
         finally:
             os.close(bus_fd)
@@ -163,14 +182,12 @@ class SysfsPciBus:
         uevent = _read_small(at + "uevent", bus_fd)
         if uevent is None:
             return None
-        fields = dict(line.split("=", 1) for line in uevent.splitlines() if "=" in line)
-        ids = self._ids(bus_fd, at, fields)
+        ids = self._uevent_ids(uevent) or self._ids(bus_fd, at, uevent)
         if ids is None:
             return None
-        vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code = ids
+        driver, vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code = ids
         if vendor_id == _VANISHED_VENDOR:
             return None
-        driver = fields.get("DRIVER")
         group_link = _read_link(at + "iommu_group", bus_fd)
         parent, root_port = _upstream(_read_link(str(address), bus_fd) if self._topology else None)
         return PciDevice(
@@ -192,12 +209,34 @@ class SysfsPciBus:
         )
 
     @staticmethod
-    def _ids(dir_fd: int, at: str, fields: dict[str, str]) -> tuple[int, int, int, int, int] | None:
-        """Vendor, device, subsystem ids and class code, from ``uevent`` or the id files."""
+    def _uevent_ids(uevent: str) -> _Ids | None:
+        """Driver, ids and class code from a ``uevent`` in the kernel's layout, else ``None``."""
+        match = _UEVENT.fullmatch(uevent)
+        if match is None:
+            return None
+        driver, klass, vendor, device, subvendor, subdevice = match.groups()
+        try:
+            return (
+                driver or None,
+                int(vendor, 16),
+                int(device, 16),
+                int(subvendor, 16),
+                int(subdevice, 16),
+                int(klass, 16),
+            )
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _ids(dir_fd: int, at: str, uevent: str) -> _Ids | None:
+        """Driver, ids and class code from ``uevent``'s lines in any order, or the id files."""
+        fields = dict(line.split("=", 1) for line in uevent.splitlines() if "=" in line)
+        driver = fields.get("DRIVER") or None
         try:
             vendor, device = fields["PCI_ID"].split(":")
             subvendor, subdevice = fields.get("PCI_SUBSYS_ID", "0:0").split(":")
             return (
+                driver,
                 int(vendor, 16),
                 int(device, 16),
                 int(subvendor, 16),
@@ -212,7 +251,7 @@ class SysfsPciBus:
         ]
         if values[0] is None or values[1] is None or values[4] is None:
             return None
-        return (values[0], values[1], values[2] or 0, values[3] or 0, values[4])
+        return (driver, values[0], values[1], values[2] or 0, values[3] or 0, values[4])
 
     @staticmethod
     def _numa_node(dir_fd: int, at: str) -> int | None:

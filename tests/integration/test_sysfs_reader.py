@@ -1,5 +1,6 @@
 """SysfsPciBus reads devices from a sysfs tree laid out as the kernel lays it out (pyfakefs)."""
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,40 @@ class TestDeviceAttributes:
             0x101D,
             "0200",
         )
+
+
+class TestUeventLayouts:
+    """The kernel's uevent is read in one match; any other layout must read the same device."""
+
+    @pytest.mark.parametrize("driver", ["mlx5_core", None], ids=["bound", "unbound"])
+    def test_every_order_of_the_lines_reads_the_same_device(self, tree, driver):
+        """All orders of the lines (720 with a driver, 120 without), against the kernel's."""
+        spec = FakeDevice(
+            "0000:05:00.0",
+            vendor=0x15B3,
+            device=0x101D,
+            klass=0x020000,
+            subsystem_vendor=0x15B3,
+            subsystem_device=0x0047,
+            driver=driver,
+        )
+        tree.add(spec)
+        kernel_order = read("0000:05:00.0")
+        assert (kernel_order.driver, kernel_order.subsystem_device_id) == (driver, 0x0047)
+        uevent = tree.device_dir("0000:05:00.0") / "uevent"
+        lines = tree.uevent(spec).splitlines()
+        for order in itertools.permutations(lines):
+            uevent.write_text("\n".join(order) + "\n")
+            assert read("0000:05:00.0") == kernel_order, order
+
+    def test_a_kernel_layout_with_bad_ids_falls_back_to_the_id_files(self, tree):
+        """Ids that are not hex in an otherwise kernel-shaped uevent: the files are read."""
+        spec = FakeDevice("0000:05:00.0", vendor=0x15B3, device=0x101D, driver="mlx5_core")
+        tree.add(spec)
+        uevent = tree.device_dir("0000:05:00.0") / "uevent"
+        uevent.write_text(tree.uevent(spec).replace("PCI_ID=15B3", "PCI_ID=XXXX"))
+        device = read("0000:05:00.0")
+        assert (device.vendor_id, device.device_id, device.driver) == (0x15B3, 0x101D, "mlx5_core")
 
 
 class TestVanishedDevices:
