@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+import attrs
+
 from pcicore.address import PciAddress
 from pcicore.device import DriverName, IommuGroup, PciClass, PciDevice, SriovInfo
 from pcicore.errors import InvalidPciAddressError, SysfsError
@@ -152,11 +154,12 @@ class SysfsPciBus:
         try:
             read = self._read_device
             # The listed name, which parsed as an address, is the path: the kernel's own text.
-            return [
+            found = [
                 device
                 for address, name in listed
-                if (device := read(address, bus_fd, name + "/")) is not None
+                if (device := read(address, bus_fd, name + "/", physfn=False)) is not None
             ]
+            return _with_physical_functions(found, bus_fd)
         finally:
             os.close(bus_fd)
 
@@ -173,11 +176,14 @@ class SysfsPciBus:
         finally:
             os.close(bus_fd)
 
-    def _read_device(self, address: PciAddress, bus_fd: int, at: str) -> PciDevice | None:
+    def _read_device(
+        self, address: PciAddress, bus_fd: int, at: str, *, physfn: bool = True
+    ) -> PciDevice | None:
         """Read one device; attribute paths are ``at + name`` relative to the bus directory.
 
         Relative to an open ``bus/pci/devices``, each attribute costs one short path walk and
-        no per-device directory handle.
+        no per-device directory handle. With ``physfn=False`` a virtual function's ``physfn``
+        link is not looked for (the caller learns it from the physical function).
         """
         uevent = _read_small(at + "uevent", bus_fd)
         if uevent is None:
@@ -203,7 +209,7 @@ class SysfsPciBus:
                 IommuGroup(int(group_link.rsplit("/", 1)[-1])) if group_link is not None else None
             ),
             numa_node=self._numa_node(bus_fd, at),
-            sriov=self._sriov(bus_fd, at),
+            sriov=self._sriov(bus_fd, at, physfn=physfn),
             parent=parent,
             root_port=root_port,
         )
@@ -259,10 +265,12 @@ class SysfsPciBus:
         return None if node is None or node < 0 else node
 
     @staticmethod
-    def _sriov(dir_fd: int, at: str) -> SriovInfo:
+    def _sriov(dir_fd: int, at: str, *, physfn: bool) -> SriovInfo:
         # Most devices have neither attribute: ask with access(), which answers "no" without
         # the cost of an exception, before reading.
-        if not os.access(at + "physfn", os.F_OK, dir_fd=dir_fd, follow_symlinks=False):
+        if not physfn or not os.access(
+            at + "physfn", os.F_OK, dir_fd=dir_fd, follow_symlinks=False
+        ):
             physfn_link = None
         else:
             physfn_link = _read_link(at + "physfn", dir_fd)
@@ -279,3 +287,32 @@ class SysfsPciBus:
         return SriovInfo(
             total_vfs=total, num_vfs=_int_or_none(_read_small(at + "sriov_numvfs", dir_fd), 10)
         )
+
+
+def _with_physical_functions(devices: list[PciDevice], bus_fd: int) -> list[PciDevice]:
+    """``devices`` with each virtual function's ``physfn``, read from its physical function.
+
+    The kernel links both ways: a VF's ``physfn`` to its PF, and the PF's ``virtfn0`` …
+    ``virtfn<numvfs - 1>`` to its VFs. Reading the PFs' links costs one ``readlink`` per VF,
+    where asking every function for a ``physfn`` cost one system call per function.
+    """
+    physfn_of: dict[PciAddress, PciAddress] = {}
+    for device in devices:
+        if not device.sriov.num_vfs:
+            continue
+        for index in range(device.sriov.num_vfs):
+            link = _read_link(f"{device.address}/virtfn{index}", bus_fd)
+            if link is None:
+                continue  # going away (the kernel removes VFs from the first): the rest stay
+            try:
+                physfn_of[PciAddress.parse(link.rsplit("/", 1)[-1])] = device.address
+            except InvalidPciAddressError:
+                continue
+    if not physfn_of:
+        return devices
+    return [
+        device
+        if (pf := physfn_of.get(device.address)) is None
+        else attrs.evolve(device, sriov=SriovInfo(physfn=pf))
+        for device in devices
+    ]

@@ -96,6 +96,49 @@ class TestDeviceAttributes:
         )
 
 
+class TestWholeBus:
+    """`devices()` reads the bus in one pass; it must agree with reading each device alone."""
+
+    def test_the_whole_bus_reads_as_each_device_alone(self, tree):
+        """Bridges, a PF with its VFs (learnt from the PF's links), a GPU, a bare function."""
+        tree.add(
+            FakeDevice("0000:00:1c.0", klass=0x060400, driver="pcieport"),
+            FakeDevice(
+                "0000:04:00.0",
+                device=0x1521,
+                driver="igb",
+                parent="0000:00:1c.0",
+                sriov_totalvfs=7,
+                sriov_numvfs=2,
+            ),
+            FakeDevice("0000:04:10.0", device=0x1520, driver="igbvf", physfn="0000:04:00.0"),
+            FakeDevice("0000:04:10.4", device=0x1520, physfn="0000:04:00.0"),
+            FakeDevice("0000:65:00.0", vendor=0x10DE, klass=0x030000, numa_node=1),
+            FakeDevice("0000:66:00.0", iommu_group=None, numa_node=-1),
+        )
+        bus = SysfsPciBus(ROOT)
+        whole = list(bus.devices())
+        assert whole == [bus.device(address) for address in bus.addresses()]
+        physfns = {str(d.address): str(d.sriov.physfn) for d in whole if d.sriov.physfn}
+        assert physfns == {"0000:04:10.0": "0000:04:00.0", "0000:04:10.4": "0000:04:00.0"}
+
+    def test_a_vf_whose_link_from_the_pf_is_gone_is_read_without_its_pf(self, tree, fs):
+        """The PF says two VFs but links one: the other keeps its PF, no error, no guess.
+
+        The kernel removes VFs from the first, so ``virtfn0`` goes before ``virtfn1``.
+        """
+        tree.add(
+            FakeDevice("0000:04:00.0", device=0x1521, sriov_totalvfs=7, sriov_numvfs=2),
+            FakeDevice("0000:04:10.0", device=0x1520, physfn="0000:04:00.0"),
+            FakeDevice("0000:04:10.4", device=0x1520, physfn="0000:04:00.0"),
+        )
+        fs.remove_object(str(tree.device_dir("0000:04:00.0") / "virtfn0"))
+        devices = {str(d.address): d for d in SysfsPciBus(ROOT).devices()}
+        assert devices["0000:04:10.0"].sriov.physfn is None
+        assert str(devices["0000:04:10.4"].sriov.physfn) == "0000:04:00.0"
+        assert devices["0000:04:00.0"].sriov.num_vfs == 2
+
+
 class TestUeventLayouts:
     """The kernel's uevent is read in one match; any other layout must read the same device."""
 
