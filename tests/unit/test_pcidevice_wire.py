@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from pcicore.address import PciAddress
 from pcicore.catalog import DeviceRecord
 from pcicore.device import DriverName, IommuGroup, NodeName, PciClass, PciDevice, SriovInfo
 from pcicore.naming import ResourceName
 from pcioperator.wire.pcidevice import pcidevice_manifest
-from pcioperator.wire.pcidevice_text import pcidevice_json
+from pcioperator.wire.pcidevice_text import _QUOTED, _quoted, pcidevice_json
 
 
 def record(**overrides) -> DeviceRecord:
@@ -87,3 +89,16 @@ def test_a_vf_of_a_published_pf_is_labelled_with_its_parent():
         "nodename": "titan",
         "harvesterhci.io/parent-sriov-network-device": "titan-enp4s0",
     }
+
+
+@given(st.text() | st.text(st.characters(max_codepoint=0x7F)))
+@example('quote " inside')
+@example("back \\ slash")
+@example("tab\tand newline\n")
+@example("delete \x7f")
+@example("é accented")
+def test_quoted_text_is_what_json_dumps_writes(text):
+    """The unescaped shortcut is taken only where ``json.dumps`` writes the text unchanged."""
+    _QUOTED.clear()
+    assert _quoted(text) == json.dumps(text)
+    assert _quoted(text) == json.dumps(text)  # and again, from the cache
