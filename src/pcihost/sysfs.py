@@ -36,8 +36,8 @@ _Ids = tuple[str | None, int, int, int, int, int]
 _NO_SRIOV: Final = SriovInfo()
 
 
-def _read_small(name: str, dir_fd: int | None = None) -> str | None:
-    """The text of a small sysfs attribute, or ``None`` if it is absent."""
+def _read_bytes(name: str, dir_fd: int | None = None) -> bytes | None:
+    """The bytes of a small sysfs attribute, or ``None`` if it is absent."""
     try:
         fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
     except OSError as err:
@@ -45,13 +45,30 @@ def _read_small(name: str, dir_fd: int | None = None) -> str | None:
             return None
         raise
     try:
-        return os.read(fd, 4096).decode("ascii", "replace")
+        return os.read(fd, 4096)
     except OSError as err:
         if err.errno in _ABSENT:
             return None
         raise
     finally:
         os.close(fd)
+
+
+def _read_small(name: str, dir_fd: int | None = None) -> str | None:
+    """The text of a small sysfs attribute, or ``None`` if it is absent."""
+    data = _read_bytes(name, dir_fd)
+    return None if data is None else data.decode("ascii", "replace")
+
+
+def _read_int(name: str, dir_fd: int, base: int) -> int | None:
+    """A number attribute (``0x0a``, ``-1``), or ``None`` if it is absent or not a number."""
+    data = _read_bytes(name, dir_fd)
+    if data is None:
+        return None
+    try:
+        return int(data, base)  # int() takes the bytes and ignores the surrounding whitespace
+    except ValueError:
+        return None
 
 
 def _read_link(name: str, dir_fd: int | None = None) -> str | None:
@@ -61,15 +78,6 @@ def _read_link(name: str, dir_fd: int | None = None) -> str | None:
         if err.errno in _ABSENT or err.errno == errno.EINVAL:
             return None
         raise
-
-
-def _int_or_none(text: str | None, base: int) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text, base)  # int() itself ignores the surrounding whitespace
-    except ValueError:
-        return None
 
 
 _ADDRESS_IN_LINK: Final = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
@@ -203,7 +211,7 @@ class SysfsPciBus:
             subsystem_vendor_id=subsystem_vendor_id,
             subsystem_device_id=subsystem_device_id,
             pci_class=_pci_class(class_code),
-            revision=_int_or_none(_read_small(at + "revision", bus_fd), 16) or 0,
+            revision=_read_int(at + "revision", bus_fd, 16) or 0,
             driver=DriverName(driver) if driver else None,
             iommu_group=(
                 IommuGroup(int(group_link.rsplit("/", 1)[-1])) if group_link is not None else None
@@ -252,7 +260,7 @@ class SysfsPciBus:
         except (KeyError, ValueError):
             pass
         values = [
-            _int_or_none(_read_small(at + name, dir_fd), 16)
+            _read_int(at + name, dir_fd, 16)
             for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class")
         ]
         if values[0] is None or values[1] is None or values[4] is None:
@@ -261,7 +269,7 @@ class SysfsPciBus:
 
     @staticmethod
     def _numa_node(dir_fd: int, at: str) -> int | None:
-        node = _int_or_none(_read_small(at + "numa_node", dir_fd), 10)
+        node = _read_int(at + "numa_node", dir_fd, 10)
         return None if node is None or node < 0 else node
 
     @staticmethod
@@ -281,12 +289,10 @@ class SysfsPciBus:
                 return _NO_SRIOV
         if not os.access(at + "sriov_totalvfs", os.F_OK, dir_fd=dir_fd):
             return _NO_SRIOV
-        total = _int_or_none(_read_small(at + "sriov_totalvfs", dir_fd), 10)
+        total = _read_int(at + "sriov_totalvfs", dir_fd, 10)
         if total is None:
             return _NO_SRIOV
-        return SriovInfo(
-            total_vfs=total, num_vfs=_int_or_none(_read_small(at + "sriov_numvfs", dir_fd), 10)
-        )
+        return SriovInfo(total_vfs=total, num_vfs=_read_int(at + "sriov_numvfs", dir_fd, 10))
 
 
 def _with_physical_functions(devices: list[PciDevice], bus_fd: int) -> list[PciDevice]:
