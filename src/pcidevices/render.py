@@ -31,8 +31,11 @@ def write_json_list(records: Sequence[DeviceRecord], out: TextIO) -> None:
     """
     out.write('{"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, ')
     out.write('"items": [')
-    out.write(",".join("\n" + pcidevice_json(record) for record in records))
-    out.write("\n]}\n" if records else "]}\n")
+    if records:
+        out.write("\n")
+        out.write(",\n".join(map(pcidevice_json, records)))
+        out.write("\n")
+    out.write("]}\n")
 
 
 def write_yaml_list(records: Sequence[DeviceRecord], out: TextIO) -> None:

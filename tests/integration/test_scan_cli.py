@@ -70,6 +70,24 @@ class TestJsonOutput:
         }
         assert {item["kind"] for item in listing["items"]} == {"PCIDevice"}
 
+    def test_one_object_per_line_and_an_empty_list_on_one_line(self, host, capsys, fs):
+        """Greppable: the envelope, then each object on its own line; no devices, one line."""
+        assert main(["scan", "--node", "titan", "-o", "json"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].endswith('"items": [')
+        assert [json.loads(line.rstrip(","))["status"]["address"] for line in lines[1:-1]] == [
+            "0000:00:1f.6",
+            "0000:65:00.0",
+            "0000:66:00.0",
+        ]
+        assert lines[-1] == "]}"
+        fs.remove_object("/sys/bus/pci/devices")
+        fs.create_dir("/sys/bus/pci/devices")
+        assert main(["scan", "--node", "titan", "-o", "json"]) == 0
+        empty = capsys.readouterr().out
+        assert empty.count("\n") == 1
+        assert json.loads(empty)["items"] == []
+
     def test_object_as_the_agent_writes_it(self, host, capsys):
         """Name, label, original-driver annotation and every status field match the contract."""
         item = scan_items(capsys)["items"][0]
