@@ -2,11 +2,11 @@
 
 The database is about 1.3 MB of text and a scan needs a few (or a few thousand) names from it.
 It is never parsed line by line in Python. Loading is one read of the file plus one
-regular-expression pass that rejects a file that is not ``pci.ids``. The first name lookup
-indexes the top-level lines (vendors and classes: where each name is and where its block ends)
-in one more regular-expression pass; the first device lookup under a vendor indexes that
-vendor's block in one ``findall``. Every later lookup is a dictionary lookup, so the total cost
-is bounded by one pass over the file, however many distinct ids a host has.
+regular-expression pass that both rejects a file that is not ``pci.ids`` and indexes the
+top-level lines (vendors and classes: where each name is and where its block ends); the first
+device lookup under a vendor indexes that vendor's block in one ``findall``. Every later lookup
+is a dictionary lookup, so the total cost is bounded by one pass over the file, however many
+distinct ids a host has.
 
 Format (from the file's own header): ``vendor  name``; ``<TAB>device  name``;
 ``<TAB><TAB>subvendor subdevice  name``; ``C class  name``; ``<TAB>subclass  name``;
@@ -22,16 +22,17 @@ from typing import Final
 
 from pcicore.errors import PciIdsError
 
-# A line that none of the file's line kinds describes (blank and whitespace-only lines occur).
-# Anchored on b"\n" rather than ^ with MULTILINE: about three times faster on the real file.
-_BAD_LINE: Final = re.compile(
-    rb"\n(?!\t\t[0-9a-f]{2}(?:[0-9a-f]{2} [0-9a-f]{4})?  |\t[0-9a-f]{2}(?:[0-9a-f]{2})?  "
-    rb"|[0-9a-f]{4}  |#|C [0-9a-f]{2}  |[ \t\r]*(?:\n|$))[^\n]*"
+# One pass both indexes the file's top level and checks every line. It finds every top-level
+# line: a vendor line (its id in group 1), a class line (group 2), a line of spaces or a lone
+# carriage return (group 3: valid, and like any top-level line it ends the block above it), and
+# every line that none of the file's line kinds describes (no group). Comments, empty lines and
+# indented lines are valid and not found. Anchored on b"\n" rather than ^ with MULTILINE: about
+# three times faster on the real file.
+_TOP_LEVEL_OR_BAD_LINE: Final = re.compile(
+    rb"\n(?:([0-9a-f]{4})  |C ([0-9a-f]{2})  |([ \r])[ \t\r]*(?=\n|$)"
+    rb"|(?!\t\t[0-9a-f]{2}(?:[0-9a-f]{2} [0-9a-f]{4})?  |\t[0-9a-f]{2}(?:[0-9a-f]{2})?  "
+    rb"|#|[ \t\r]*(?:\n|$)))[^\n]*"
 )
-_VENDOR_LINE: Final = re.compile(rb"^[0-9a-f]{4}  ", re.MULTILINE)
-# Every top-level line (not indented, not a comment, not empty), with the id of a vendor line
-# (group 1) or of a class line (group 2); the match ends at the end of the line.
-_TOP_LEVEL_LINE: Final = re.compile(rb"\n(?:([0-9a-f]{4})  |C ([0-9a-f]{2})  |[^\t#\n])[^\n]*")
 # The devices of a vendor block, as (id, name) pairs.
 _DEVICE_LINE: Final = re.compile(rb"\n\t([0-9a-f]{4})  ([^\n]*)")
 # The subclasses of a class block, as (id, name) pairs.
@@ -63,21 +64,13 @@ class PciIds:
         """
         # A leading newline lets every line, the first included, be found as b"\n<line>".
         self._data = b"\n" + data
-        bad = _BAD_LINE.search(self._data)
-        if bad is not None:
-            line_number = self._data.count(b"\n", 0, bad.start()) + 1
-            shown = bad.group()[1:].decode("utf-8", "replace")[:60]
-            raise PciIdsError(
-                f"{origin} is not a pci.ids database: line {line_number} reads {shown!r}; "
-                "pass a valid file with --pci-ids or reinstall the pci.ids package"
-            )
-        if _VENDOR_LINE.search(data) is None:
+        # The top-level index: vendors and classes by their lower-case hex id.
+        self._vendors, self._classes = self._index_top_level(origin)
+        if not self._vendors:
             raise PciIdsError(
                 f"{origin} lists no vendors; pass a valid file with --pci-ids "
                 "or reinstall the pci.ids package"
             )
-        # The top-level index: vendors and classes by their lower-case hex id (built on demand).
-        self._index: tuple[dict[bytes, _Block], dict[bytes, _Block]] | None = None
         self._devices: dict[bytes, dict[bytes, bytes]] = {}
         self._subclasses: dict[bytes, dict[bytes, bytes]] = {}
         # Names already answered (a scan asks for each vendor and device more than once).
@@ -89,29 +82,38 @@ class PciIds:
         """A database that knows no names (every lookup answers ``None``)."""
         return cls(b"ffff  Illegal Vendor ID\n", origin="empty database")
 
-    def _top_level(self) -> tuple[dict[bytes, _Block], dict[bytes, _Block]]:
-        """Index every vendor and class line, once: one regular-expression pass over the data."""
-        if self._index is None:
-            data = self._data
-            vendors: dict[bytes, _Block] = {}
-            classes: dict[bytes, _Block] = {}
-            # The block of a vendor or class line ends where the next top-level line starts.
-            opened: tuple[dict[bytes, _Block], bytes, int, int] | None = None
-            for line in _TOP_LEVEL_LINE.finditer(data):
-                if opened is not None:
-                    table, key, name_start, name_end = opened
-                    table.setdefault(key, (name_start, name_end, line.start()))
-                    opened = None
-                vendor, klass = line.group(1, 2)
-                if vendor is not None:
-                    opened = (vendors, vendor, line.end(1) + 2, line.end())
-                elif klass is not None:
-                    opened = (classes, klass, line.end(2) + 2, line.end())
+    def _index_top_level(self, origin: str) -> tuple[dict[bytes, _Block], dict[bytes, _Block]]:
+        """Index every vendor and class line, checking every line on the way.
+
+        Raises:
+            PciIdsError: a line is not of the file's grammar.
+        """
+        data = self._data
+        vendors: dict[bytes, _Block] = {}
+        classes: dict[bytes, _Block] = {}
+        # The block of a vendor or class line ends where the next one starts.
+        opened: tuple[dict[bytes, _Block], bytes, int, int] | None = None
+        for line in _TOP_LEVEL_OR_BAD_LINE.finditer(data):
+            vendor, klass, blank = line.group(1, 2, 3)
+            if vendor is None and klass is None and blank is None:
+                line_number = data.count(b"\n", 0, line.start()) + 1
+                shown = line.group()[1:].decode("utf-8", "replace")[:60]
+                raise PciIdsError(
+                    f"{origin} is not a pci.ids database: line {line_number} reads {shown!r}; "
+                    "pass a valid file with --pci-ids or reinstall the pci.ids package"
+                )
             if opened is not None:
                 table, key, name_start, name_end = opened
-                table.setdefault(key, (name_start, name_end, len(data)))
-            self._index = (vendors, classes)
-        return self._index
+                table.setdefault(key, (name_start, name_end, line.start()))
+                opened = None
+            if vendor is not None:
+                opened = (vendors, vendor, line.end(1) + 2, line.end())
+            elif klass is not None:
+                opened = (classes, klass, line.end(2) + 2, line.end())
+        if opened is not None:
+            table, key, name_start, name_end = opened
+            table.setdefault(key, (name_start, name_end, len(data)))
+        return vendors, classes
 
     def _children(
         self,
@@ -129,10 +131,10 @@ class PciIds:
         return children
 
     def _vendor_block(self, vendor_id: int) -> _Block | None:
-        return self._top_level()[0].get(b"%04x" % vendor_id)
+        return self._vendors.get(b"%04x" % vendor_id)
 
     def _class_block(self, base: int) -> _Block | None:
-        return self._top_level()[1].get(b"%02x" % base)
+        return self._classes.get(b"%02x" % base)
 
     def _name(self, start: int, end: int) -> str:
         return _decode(self._data[start:end])
@@ -172,7 +174,7 @@ class PciIds:
         if (vendor_id, device_id) in self._device_names:
             return self._device_names[vendor_id, device_id]
         key = b"%04x" % vendor_id
-        block = self._top_level()[0].get(key)
+        block = self._vendors.get(key)
         name = None
         if block is not None:
             found = self._children(self._devices, _DEVICE_LINE, key, block).get(b"%04x" % device_id)
@@ -199,7 +201,7 @@ class PciIds:
     def subclass_name(self, base: int, sub: int) -> str | None:
         """The name of a subclass (``Ethernet controller``)."""
         key = b"%02x" % base
-        block = self._top_level()[1].get(key)
+        block = self._classes.get(key)
         if block is None:
             return None
         name = self._children(self._subclasses, _SUBCLASS_LINE, key, block).get(b"%02x" % sub)
