@@ -1,6 +1,7 @@
 """Times `pcidevices scan -o json` against `lspci -D -nnk` on the same generated sysfs trees.
 
 Usage: python benchmarks/scan_vs_lspci.py [--devices 4096] [--runs 15] [--pci-ids PATH]
+                                           [--baseline-src DIR]
 
 Writes two trees of N functions each to a temporary directory:
 
@@ -15,6 +16,10 @@ It then runs both commands alternately as whole processes (start-up included), a
 one run of each command on each tree, and prints per tree the median wall time and the median
 CPU time (user + system of the child, from ``os.wait4``) of each command and the medians of
 the per-round ratios. Target: CPU ratio <= 0.7 on both trees at 4096 devices (1.0 the floor).
+
+``--baseline-src DIR`` adds a third command to every round: ``python -m pcidevices scan`` on the
+sources in ``DIR`` (another checkout's ``src``, e.g. from ``git worktree add /tmp/old <rev>``),
+so a change is measured against what it changed in the same run.
 """
 
 from __future__ import annotations
@@ -147,10 +152,10 @@ def build_tree(root: Path, count: int, kind_of: KindOf) -> None:
         bus += 1
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run ``argv`` to completion; return its wall time and its CPU time (user + system)."""
     start = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -159,9 +164,9 @@ def timed(argv: list[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def count_listed(argv: list[str]) -> int:
+def count_listed(argv: list[str], env: dict[str, str] | None = None) -> int:
     """How many objects ``pcidevices scan -o json`` prints (a check that it read the tree)."""
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout
     return len(json.loads(out)["items"])
 
 
@@ -171,12 +176,42 @@ def rounds(runs: int) -> Iterator[bool]:
         yield index % 2 == 0
 
 
+Command = tuple[list[str], dict[str, str] | None]  # argv, environment (None: ours)
+
+
+def check_and_warm(tree: str, commands: dict[str, Command], devices: int) -> None:
+    """Run each command once: every scan must list the whole tree; the page cache is warmed."""
+    for who, (argv, env) in commands.items():
+        if who == "theirs":
+            timed(argv, env)
+            continue
+        listed = count_listed(argv, env)
+        if listed != devices:
+            sys.exit(f"{tree}: {who} listed {listed} devices, expected {devices}")
+
+
+def sample(
+    commands: dict[str, dict[str, Command]], runs: int
+) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """``runs`` rounds of every command on every tree, the order reversed every other round."""
+    samples: dict[str, dict[str, list[tuple[float, float]]]] = {
+        tree: {who: [] for who in by_who} for tree, by_who in commands.items()
+    }
+    for ours_first in rounds(runs):
+        for tree, by_who in commands.items():
+            order = list(by_who) if ours_first else list(reversed(by_who))
+            for who in order:
+                samples[tree][who].append(timed(*by_who[who]))
+    return samples
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=4096)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--pci-ids", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--baseline-src", type=Path, default=None, metavar="DIR")
     args = parser.parse_args()
     lspci = shutil.which("lspci")
     pcidevices = shutil.which("pcidevices") or str(Path(sys.executable).parent / "pcidevices")
@@ -190,37 +225,41 @@ def main() -> int:
     import pcicore  # noqa: PLC0415 - only to find the installed sources
 
     compileall.compile_dir(Path(pcicore.__file__).parent.parent, quiet=1)
+    baseline_env = None
+    if args.baseline_src is not None:
+        compileall.compile_dir(args.baseline_src, quiet=1)
+        baseline_env = dict(os.environ, PYTHONPATH=str(args.baseline_src.resolve()))
     trees = {
         "kinds": repeated_kinds,
         "distinct": distinct_kinds(read_pci_ids(pci_ids), args.devices, args.seed),
     }
     with tempfile.TemporaryDirectory(prefix="pcidevices-bench-") as tmp:
-        commands: dict[str, tuple[list[str], list[str]]] = {}
+        commands = {}
         for name, kind_of in trees.items():
             root = Path(tmp) / name
             build_tree(root, args.devices, kind_of)
-            ours = [pcidevices, "scan", "--sysfs", str(root), "--node", "bench", "-o", "json"]
-            ours += ["--pci-ids", str(pci_ids)]
+            scan = ["scan", "--sysfs", str(root), "--node", "bench", "-o", "json"]
+            scan += ["--pci-ids", str(pci_ids)]
             theirs = [lspci, "-D", "-nnk", "-A", "linux-sysfs", "-O", f"sysfs.path={root}/bus/pci"]
-            listed = count_listed(ours)  # also warms the page cache, as does the next line
-            if listed != args.devices:
-                sys.exit(f"{name}: scan listed {listed} devices, expected {args.devices}")
-            timed(theirs)
-            commands[name] = (ours, theirs)
-        samples = {name: {"ours": [], "theirs": []} for name in trees}
-        for ours_first in rounds(args.runs):
-            for name, (ours, theirs) in commands.items():
-                order = ("ours", "theirs") if ours_first else ("theirs", "ours")
-                for who in order:
-                    samples[name][who].append(timed(ours if who == "ours" else theirs))
+            commands[name] = {"ours": ([pcidevices, *scan], None), "theirs": (theirs, None)}
+            if baseline_env is not None:
+                baseline = [sys.executable, "-m", "pcidevices", *scan]
+                commands[name]["baseline"] = (baseline, baseline_env)
+            check_and_warm(name, commands[name], args.devices)
+        samples = sample(commands, args.runs)
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"devices: {args.devices} per tree, runs: {args.runs}, load average after: {load}")
     for name, by_who in samples.items():
-        report(name, by_who["ours"], by_who["theirs"])
+        report(name, by_who["ours"], by_who["theirs"], by_who.get("baseline"))
     return 0
 
 
-def report(name: str, ours: list[tuple[float, float]], theirs: list[tuple[float, float]]) -> None:
+def report(
+    name: str,
+    ours: list[tuple[float, float]],
+    theirs: list[tuple[float, float]],
+    baseline: list[tuple[float, float]] | None = None,
+) -> None:
     """Print one tree's medians and per-round ratios (wall and CPU)."""
     print(f"[{name}]")
     for label, index in (("wall", 0), ("cpu", 1)):
@@ -233,6 +272,14 @@ def report(name: str, ours: list[tuple[float, float]], theirs: list[tuple[float,
             f"   median ratio {ratio:.2f}x"
             + ("  (target <= 0.70x, floor 1.00x)" if label == "cpu" else "")
         )
+        if baseline is not None:
+            before = [sample[index] for sample in baseline]
+            to_lspci = statistics.median(a / b for a, b in zip(before, lspci, strict=True))
+            to_ours = statistics.median(a / b for a, b in zip(mine, before, strict=True))
+            print(
+                f"  {label:4}  baseline scan           {statistics.median(before) * 1000:7.1f} ms"
+                f"   ratio to lspci {to_lspci:.2f}x   this scan / baseline {to_ours:.2f}x"
+            )
 
 
 if __name__ == "__main__":
