@@ -179,20 +179,26 @@ class KubeSliceStore:
         """A reference to the Node object (one GET), or ``None`` if it has none."""
         return node_owner(self._api, self._node, "ResourceSlices")
 
+    # Each write is remembered by the informer at once, so the next reconcile reads it even
+    # when the watch is slow (a loaded node): the pool is not rewritten over its own writes.
+
     def create(self, content: SliceContent, owner: OwnerRef | None) -> None:
         """One POST."""
-        self._api.create(RESOURCESLICES, slice_manifest(content, owner))
+        self._informer.remember(self._api.create(RESOURCESLICES, slice_manifest(content, owner)))
 
     def update(self, content: SliceContent, owner: OwnerRef | None, resource_version: str) -> None:
         """One PUT at ``resource_version`` (409 if the slice changed since)."""
-        self._api.update(
-            RESOURCESLICES, content.name, slice_manifest(content, owner, resource_version)
+        self._informer.remember(
+            self._api.update(
+                RESOURCESLICES, content.name, slice_manifest(content, owner, resource_version)
+            )
         )
 
     def delete(self, name: str) -> None:
         """One DELETE; NotFound means done."""
         with contextlib.suppress(NotFoundError):
             self._api.delete(RESOURCESLICES, name)
+        self._informer.forget(name)
 
 
 def slice_informer(

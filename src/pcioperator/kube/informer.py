@@ -80,6 +80,22 @@ class Informer:
         with self._lock:
             return list(self._cache.values())
 
+    def remember(self, obj: JsonObject) -> None:
+        """Cache ``obj``, which this process just wrote (the API server's answer), now.
+
+        The watch brings the same object a moment later. Until then a reader of the cache would
+        see the state before its own write and, on a loaded node, write again: a second
+        generation of ResourceSlices, or a create that fails as AlreadyExists. A watch event
+        arriving later replaces the object as usual.
+        """
+        with self._lock:
+            self._cache[_name(obj)] = obj
+
+    def forget(self, name: str) -> None:
+        """Drop ``name``, which this process just deleted, as `remember` keeps a write."""
+        with self._lock:
+            self._cache.pop(name, None)
+
     def run(self, stop: threading.Event) -> None:
         """List and watch until ``stop`` is set."""
         failures = 0
