@@ -163,6 +163,84 @@ class TestUeventLayouts:
             uevent.write_text("\n".join(order) + "\n")
             assert read("0000:05:00.0") == kernel_order, order
 
+    def test_ids_from_uevent_lines_in_another_order_without_the_id_files(self, tree, fs):
+        """Another order is read line by line: every id from the uevent, none from the files.
+
+        With the files gone, a wrong key or base (the ids hold hex letters) reads nothing.
+        """
+        spec = FakeDevice(
+            "0000:05:00.0",
+            vendor=0x15B3,
+            device=0x101D,
+            klass=0x02AB01,
+            subsystem_vendor=0x1A2B,
+            subsystem_device=0x00CD,
+            driver="mlx5_core",
+        )
+        tree.add(spec)
+        directory = tree.device_dir("0000:05:00.0")
+        for name in ("vendor", "device", "subsystem_vendor", "subsystem_device", "class"):
+            fs.remove_object(str(directory / name))
+        lines = tree.uevent(spec).splitlines()
+        # Reversed, with a line whose value holds "=" (as OF_* lines on device-tree hosts may).
+        (directory / "uevent").write_text("\n".join(["OF_NAME=a=b", *reversed(lines)]) + "\n")
+        device = read("0000:05:00.0")
+        assert device is not None
+        assert (device.vendor_id, device.device_id) == (0x15B3, 0x101D)
+        assert (device.subsystem_vendor_id, device.subsystem_device_id) == (0x1A2B, 0x00CD)
+        assert (device.pci_class.base, device.pci_class.sub, device.pci_class.prog_if) == (
+            0x02,
+            0xAB,
+            0x01,
+        )
+        assert device.driver == "mlx5_core"
+
+    def test_uevent_lines_without_a_subsystem_read_subsystem_0(self, tree):
+        """No PCI_SUBSYS_ID line (an older kernel): subsystem ids 0, the rest from the lines."""
+        tree.add(FakeDevice("0000:05:00.0", vendor=0x15B3, device=0x101D, subsystem_vendor=7))
+        (tree.device_dir("0000:05:00.0") / "uevent").write_text(
+            "PCI_ID=15B3:101D\nPCI_CLASS=20000\n"
+        )
+        device = read("0000:05:00.0")
+        assert (device.vendor_id, device.subsystem_vendor_id, device.subsystem_device_id) == (
+            0x15B3,
+            0,
+            0,
+        )
+
+    def test_ids_from_the_files_subsystem_included(self, tree, fs):
+        """A uevent without ids: every id from its file; a missing subsystem file reads 0."""
+        spec = FakeDevice(
+            "0000:05:00.0",
+            vendor=0x15B3,
+            device=0x101D,
+            klass=0x020000,
+            subsystem_vendor=0x1A2B,
+            subsystem_device=0x00CD,
+        )
+        tree.add(spec)
+        directory = tree.device_dir("0000:05:00.0")
+        (directory / "uevent").write_text("PCI_SLOT_NAME=0000:05:00.0\n")
+        device = read("0000:05:00.0")
+        assert (device.subsystem_vendor_id, device.subsystem_device_id) == (0x1A2B, 0x00CD)
+        fs.remove_object(str(directory / "subsystem_vendor"))
+        fs.remove_object(str(directory / "subsystem_device"))
+        device = read("0000:05:00.0")
+        assert (device.vendor_id, device.subsystem_vendor_id, device.subsystem_device_id) == (
+            0x15B3,
+            0,
+            0,
+        )
+
+    @pytest.mark.parametrize("missing", ["vendor", "device", "class"])
+    def test_a_device_without_an_essential_id_is_not_read(self, tree, fs, missing):
+        """Vendor, device and class are each needed (subsystem ids are not)."""
+        tree.add(FakeDevice("0000:05:00.0", vendor=0x15B3, device=0x101D))
+        directory = tree.device_dir("0000:05:00.0")
+        (directory / "uevent").write_text("PCI_SLOT_NAME=0000:05:00.0\n")
+        fs.remove_object(str(directory / missing))
+        assert read("0000:05:00.0") is None
+
     def test_a_kernel_layout_with_bad_ids_falls_back_to_the_id_files(self, tree):
         """Ids that are not hex in an otherwise kernel-shaped uevent: the files are read."""
         spec = FakeDevice("0000:05:00.0", vendor=0x15B3, device=0x101D, driver="mlx5_core")
