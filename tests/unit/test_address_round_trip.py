@@ -52,6 +52,9 @@ class TestAddressRoundTrip:
         fields = (one.domain, one.bus, one.device, one.function)
         others = (other.domain, other.bus, other.device, other.function)
         assert (one < other) == (fields < others)
+        assert (one <= other) == (fields <= others)
+        assert (one > other) == (fields > others)
+        assert (one >= other) == (fields >= others)
         assert (one.sort_key == other.sort_key) == (one == other)
 
     @given(addresses)

@@ -105,6 +105,41 @@ class TestLookups:
         """Class 10 is not confused with any vendor line starting with 10."""
         assert ids.class_name(0x10) is None
 
+    def test_a_subsystem_is_not_found_under_the_same_device_id_of_a_later_vendor(self):
+        """The device line is looked for in its vendor's block only, not in the next one."""
+        ids = PciIds(
+            b"1000  Broadcom\n\t0002  53c820\n"
+            b"8086  Intel Corporation\n\t1521  I350\n\t\t8086 0001  I350-T4\n"
+        )
+        assert ids.subsystem(0x1000, 0x1521, 0x8086, 0x0001) is None
+        assert ids.subsystem(0x8086, 0x1521, 0x8086, 0x0001) == "I350-T4"
+
+    def test_the_first_of_two_listings_counts_for_subsystems_too(self):
+        """A device or subsystem listed twice: the first line and its block count."""
+        ids = PciIds(
+            b"8086  Intel Corporation\n"
+            b"\t1521  I350\n\t\t8086 0001  first board\n\t\t8086 0001  second board\n"
+            b"\t1521  I350 again\n\t\t8086 0002  under the repeat\n"
+        )
+        assert ids.subsystem(0x8086, 0x1521, 0x8086, 0x0001) == "first board"
+        assert ids.subsystem(0x8086, 0x1521, 0x8086, 0x0002) is None
+
+    def test_programming_interfaces_with_hex_letters(self):
+        """Ids are lower-case hex in the file: a prog-if with letters is found as written."""
+        ids = PciIds(
+            b"8086  Intel\nC 0c  Serial bus controller\n\t03  USB controller\n"
+            b"\t\t30  XHCI\n\t\tfe  USB Device\n"
+        )
+        assert ids.prog_if_name(0x0C, 0x03, 0xFE) == "USB Device"
+        assert ids.prog_if_name(0x0C, 0x03, 0x30) == "XHCI"
+
+    def test_a_file_with_crlf_line_ends_gives_names_without_the_carriage_return(self):
+        """A file saved with Windows line ends: names end before the carriage return."""
+        ids = PciIds(b"8086  Intel Corporation\r\n\t1521  I350\r\n\t\t8086 0001  T4\r\n")
+        assert ids.vendor(0x8086) == "Intel Corporation"
+        assert ids.device(0x8086, 0x1521) == "I350"
+        assert ids.subsystem(0x8086, 0x1521, 0x8086, 0x0001) == "T4"
+
     def test_empty_database_knows_nothing(self):
         """The empty database answers None for real ids."""
         empty = PciIds.empty()
