@@ -173,6 +173,20 @@ class TestClaims:
         assert [event.reason for _, event in world.claims.events] == ["Enabled"]
         assert set(world.sync.enabled) == {STICK_NAME}
 
+    def test_a_claim_is_reported_ready_only_once_its_device_is_advertised(self, world):
+        """Whoever reads Ready=True (a VM's scheduling) finds the plugin already offering it."""
+        advertised_when_reported: list[set[str]] = []
+        write_status = world.claims.write_status
+
+        def recording(claim, decision):
+            advertised_when_reported.append(set(world.sync.enabled_usb()))
+            write_status(claim, decision)
+
+        world.claims.write_status = recording
+        world.claims.by_name[STICK_NAME] = UsbClaim(STICK_NAME)
+        world.sync.reconcile()
+        assert advertised_when_reported == [{STICK_NAME}]
+
     def test_answered_claim_is_not_written_again(self, world):
         """Level-triggered: the next reconcile writes neither the claim nor the object."""
         world.claims.by_name[STICK_NAME] = UsbClaim(STICK_NAME)

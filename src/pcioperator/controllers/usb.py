@@ -104,6 +104,9 @@ class UsbSync:
         ]
         holds = usb_claim_set(claims, known, self._claimed_controllers())
         desired = desired_usb_objects(present, observed, enabled=holds.enabled, held=holds.held)
+        # What the plugin advertises changes before any object says so: a claim reported Ready
+        # (below) is one the kubelet can already be given.
+        self.enabled = {name: status for name, status in desired.items() if status.enabled}
         writes = plan_usb_writes(desired, observed)
         for name in writes.delete:
             log.info("USB device %s left the node and no claim holds it: deleting it", name)
@@ -124,7 +127,6 @@ class UsbSync:
                     claim.name,
                 )
                 self._claims.set_finalizers(claim, kept)
-        self.enabled = {name: status for name, status in desired.items() if status.enabled}
         return self._rescan_interval
 
     def enabled_usb(self) -> Mapping[str, UsbStatus]:
