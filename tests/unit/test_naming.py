@@ -108,6 +108,7 @@ class TestVendorDomain:
             pytest.param("Advanced Micro Devices, Inc. [AMD/ATI]", "amd.com", id="bracket-cut"),
             pytest.param("Hewlett-Packard Company", "hewlettpackard.com", id="dash-dropped"),
             pytest.param("", "unknown.com", id="empty"),
+            pytest.param("Acme [First] Corp [Second]", "first.com", id="first-bracket-of-two"),
         ],
     )
     def test_vendor_part(self, vendor, expected):

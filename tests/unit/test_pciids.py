@@ -162,9 +162,30 @@ class TestValidation:
             PciIds(b"root:x:0:0:root:/root:/bin/bash\n", origin="/etc/passwd")
 
     def test_file_without_vendors_is_refused(self):
-        """A file of comments only is not a database."""
-        with pytest.raises(PciIdsError, match="lists no vendors"):
+        """A file of comments only is not a database; unnamed, it is called pci.ids."""
+        with pytest.raises(PciIdsError) as error:
             PciIds(b"# nothing here\n\n")
+        assert str(error.value) == (
+            "pci.ids lists no vendors; pass a valid file with --pci-ids "
+            "or reinstall the pci.ids package"
+        )
+
+    def test_a_bad_line_is_shown_in_full_up_to_60_characters_undecodable_bytes_replaced(self):
+        """The message quotes the line (at most 60 characters), even when it is not UTF-8."""
+        bad = b"\xff" + b"z" * 80
+        with pytest.raises(PciIdsError) as error:
+            PciIds(b"8086  Intel\n" + bad + b"\n")
+        shown = "\ufffd" + "z" * 59
+        assert str(error.value) == (
+            f"pci.ids is not a pci.ids database: line 2 reads {shown!r}; "
+            "pass a valid file with --pci-ids or reinstall the pci.ids package"
+        )
+
+    def test_undecodable_names_are_read_with_replacement_characters(self):
+        """A name that is not UTF-8 (an old Latin-1 edit) still reads, and a trailing X stays."""
+        ids = PciIds(b"8086  Soci\xe9t\xe9 X\r\n\t1521  Radeon X\n")
+        assert ids.vendor(0x8086) == "Soci\ufffdt\ufffd X"
+        assert ids.device(0x8086, 0x1521) == "Radeon X"
 
     def test_binary_data_is_refused(self):
         """Binary data is refused."""

@@ -130,6 +130,7 @@ whitespace_heavy = st.text(
     st.integers(0, 0xFFFF),
 )
 @example("Intel Corporation", "I350 Gigabit\u00a0\u2003Network  Connection", 0x1521)
+@example("Intel Corporation", "I/O Hub 1.5 Gb/s", 0x3420)  # "/" and "." each become "_"
 @example("Intel Corporation", "Ethernet Virtual Function 700 Series " + "X" * 40, 0x154C)
 @example("Intel Corporation", "A" * 51, 0x1)  # the longest product that fits after intel.com
 @example("Intel Corporation", "A" * 52, 0x1)  # one more: the device id instead
