@@ -122,6 +122,19 @@ class TestWholeBus:
         physfns = {str(d.address): str(d.sriov.physfn) for d in whole if d.sriov.physfn}
         assert physfns == {"0000:04:10.0": "0000:04:00.0", "0000:04:10.4": "0000:04:00.0"}
 
+    def test_a_virtfn_link_to_no_address_is_skipped_not_the_end(self, tree, fs):
+        """A link whose target is not an address tells nothing; the next one is still read."""
+        tree.add(
+            FakeDevice("0000:04:00.0", device=0x1521, sriov_totalvfs=7, sriov_numvfs=2),
+            FakeDevice("0000:04:10.0", device=0x1520, physfn="0000:04:00.0"),
+            FakeDevice("0000:04:10.4", device=0x1520, physfn="0000:04:00.0"),
+        )
+        virtfn0 = tree.device_dir("0000:04:00.0") / "virtfn0"
+        fs.remove_object(str(virtfn0))
+        fs.create_symlink(str(virtfn0), "../not-an-address")
+        devices = {str(d.address): d for d in SysfsPciBus(ROOT).devices()}
+        assert str(devices["0000:04:10.4"].sriov.physfn) == "0000:04:00.0"
+
     def test_a_vf_whose_link_from_the_pf_is_gone_is_read_without_its_pf(self, tree, fs):
         """The PF says two VFs but links one: the other keeps its PF, no error, no guess.
 
