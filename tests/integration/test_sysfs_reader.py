@@ -83,6 +83,16 @@ class TestDeviceAttributes:
         assert (pf.sriov.total_vfs, pf.sriov.num_vfs, pf.sriov.physfn) == (7, 2, None)
         assert vf.sriov.physfn == PciAddress.parse("0000:04:00.0")
 
+    def test_counts_and_nodes_of_two_digits_are_decimal(self, tree):
+        """64 VFs, 12 enabled, NUMA node 12 (a large host): read in base 10."""
+        tree.add(
+            FakeDevice(
+                "0000:04:00.0", device=0x1521, sriov_totalvfs=64, sriov_numvfs=12, numa_node=12
+            )
+        )
+        device = read("0000:04:00.0")
+        assert (device.sriov.total_vfs, device.sriov.num_vfs, device.numa_node) == (64, 12, 12)
+
     def test_ids_from_attribute_files_when_uevent_lacks_them(self, tree):
         """A uevent without PCI_ID falls back to the vendor/device/class files."""
         tree.add(FakeDevice("0000:05:00.0", vendor=0x15B3, device=0x101D, klass=0x020000))
