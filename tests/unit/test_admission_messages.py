@@ -84,6 +84,25 @@ class TestCreateRefusals:
         assert not verdict.allowed
         assert verdict.message.endswith("; claim a device in another IOMMU group")
 
+    def test_protected_device_without_a_reason_says_so_and_to_claim_another(self):
+        """Host-protected with no reason given: the message says none was reported."""
+        protected = DeviceFacts(
+            name=NAME, address=ADDRESS, node_name=NODE, iommu_group=GROUP, host_protected=True
+        )
+        assert review_create(create(device=protected)).message == (
+            f'PCIDevice "{NAME}" ({ADDRESS}) is host-protected by node "{NODE}": no reason '
+            "reported; claim another device"
+        )
+
+    def test_usb_controller_refusal_lists_the_enabled_usb_devices(self):
+        """Two enabled USBDevices behind it: both named, sorted, and the claims to delete."""
+        verdict = review_create(create(enabled_usb=("titan-usb-2", "titan-usb-1")))
+        assert verdict.message == (
+            f'PCIDevice "{NAME}" ({ADDRESS}) is the USB host controller of enabled USBDevice(s) '
+            "titan-usb-1, titan-usb-2: passing it through takes every USB device behind it; "
+            "delete their USBDeviceClaims first"
+        )
+
 
 class TestOtherRefusals:
     """Updates, deletes and the creator record."""
