@@ -74,6 +74,18 @@ class TestBindOutcomes:
         )
         assert outcome.state.goal is Goal.PASSTHROUGH
 
+    def test_driver_bound_now_wins_over_the_original_another_controller_recorded(self):
+        """NIC on igb, Harvester's claim says e1000e: igb is recorded and the NIC goes back to it.
+
+        The recorded original only matters for a device already on vfio-pci (taken over).
+        """
+        fake = host()
+        engine = fake.engine()
+        engine.bind(ClaimRequest(a(NIC), recorded_original="e1000e"))
+        assert fake.ledger.originals == {a(NIC): DriverName("igb")}
+        engine.release(a(NIC))
+        assert fake.driver(NIC) == "igb"
+
     def test_busy_device_reports_the_driver_it_is_still_on(self):
         """Unbind answers EBUSY: the waiting outcome says the NIC is still on igb."""
         fake = host()

@@ -57,3 +57,56 @@ def test_refusal_error_names_the_refused_device():
         protection.check(nic, HostFacts())
     assert caught.value.address == a("0000:03:00.0")
     assert caught.value.reason is RefusalReason.DENY_LISTED
+
+
+NIC = device("0000:03:00.0", "igb", 5)
+WHY_REFUSED = (
+    "; passing it through would take the node offline. Move the host off it first, then claim it "
+    "again"
+)
+
+
+@pytest.mark.parametrize(
+    ("facts", "evidence"),
+    [
+        (
+            HostFacts(default_route_nics={NIC.address: "eno1"}),
+            "it is the NIC of the default route (eno1)",
+        ),
+        (
+            HostFacts(addressed_nics={NIC.address: "eno1 under br0"}),
+            "it is a NIC carrying a node address (eno1 under br0)",
+        ),
+        (
+            HostFacts(mounted_disk_controllers={NIC.address: "/dev/sda1 on /"}),
+            "it controls a disk with a mounted filesystem (/dev/sda1 on /)",
+        ),
+        (HostFacts(boot_vga=frozenset({NIC.address})), "it is the boot console's GPU (boot_vga=1)"),
+    ],
+    ids=["default-route", "addressed", "mounted-disk", "boot-vga"],
+)
+def test_host_dependency_refusal_names_the_evidence_and_the_fix(facts, evidence):
+    """Each kind of evidence in its words, then why and what to do."""
+    refusal = HostProtection().refusal(NIC, facts)
+    assert refusal is not None
+    assert refusal.reason is RefusalReason.HOST_DEPENDS_ON_DEVICE
+    assert refusal.message == f"refusing {NIC.address}: {evidence}{WHY_REFUSED}"
+
+
+def test_unread_host_facts_refusal_names_each_input_and_the_fix():
+    """Two inputs could not be read: both named with their errors, then how to give access."""
+    facts = HostFacts(
+        unreadable={
+            "/proc/net/route": "No such file or directory",
+            "/proc/mounts": "Permission denied",
+        }
+    )
+    refusal = HostProtection().refusal(NIC, facts)
+    assert refusal is not None
+    assert refusal.reason is RefusalReason.HOST_FACTS_UNREADABLE
+    assert refusal.message == (
+        f"refusing {NIC.address}: could not read what the host depends on (/proc/mounts: "
+        "Permission denied; /proc/net/route: No such file or directory), so it may be the "
+        "node's network or disk; give the agent read access to the host's /proc and /sys "
+        "(mounted as --proc and --sysfs), then claim it again"
+    )
