@@ -128,9 +128,13 @@ class TestNetwork:
         assert found.addressed_nics == {a(FREE_NIC): "enp3s0"}
 
     def test_short_route_lines_are_skipped(self, fs):
-        """A line with fewer than eight columns names no interface."""
+        """A line needs the eight columns up to Mask (the kernel prints eleven); fewer: skipped."""
         workstation(fs)
-        routes(fs, "enp3s0\t00000000\t00000000\t0001\t0\t0\t0", route("eno1", "0", "0"))
+        routes(
+            fs,
+            "enp3s0\t00000000\t00000000\t0001\t0\t0\t0",
+            "eno1\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF",
+        )
         assert facts().addressed_nics == {a(MGMT_NIC): "eno1"}
 
     def test_global_ipv6_address_marks_a_nic_addressed(self, fs):
@@ -140,8 +144,8 @@ class TestNetwork:
         fs.create_file(
             str(IF_INET6),
             contents=(
-                "20010db8000000000000000000000001 03 40 00 00 enp3s0\n"
-                "fe800000000000000000000000000001 02 40 20 80 eno1\n"
+                "20010db8000000000000000000000001 03 40 00 80 enp3s0\n"
+                "fe800000000000000000000000000001 02 40 20 00 eno1\n"
                 "20010db8000000000000000000000002 02 40 00\n"
             ),
         )

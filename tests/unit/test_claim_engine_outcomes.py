@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from fakeclaims import FakeHost, a, device
 from pcicore.claim import ClaimPhase, Goal, Probe, Reason, SetOverride, Unbind
 from pcicore.device import DriverName
 from pcicore.engine import ClaimRequest, until_settled
+from pcicore.errors import ClaimRefusedError, RefusalReason
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
 from pcicore.protection import DenyList, HostProtection
@@ -112,6 +115,25 @@ class TestBindOutcomes:
         (outcome,) = fake.engine().bind(ClaimRequest(a(NIC)))
         assert outcome.retry_after is not None
         assert outcome.driver is None
+
+
+class TestHeldElsewhere:
+    """A device the DRA plugin holds on vfio-pci is refused, naming the holder and the way out."""
+
+    def test_bind_of_a_group_whose_member_is_held_names_that_member(self):
+        """GPU claimed as a group, its audio function held: refused for the audio function."""
+        fake = host()
+        engine = fake.engine(held_elsewhere={a(AUDIO): "ResourceClaim vms/audio (DRA)"})
+        with pytest.raises(ClaimRefusedError) as caught:
+            engine.bind(ClaimRequest(a(GPU), GroupPolicy.GROUP))
+        assert caught.value.address == a(AUDIO)
+        assert caught.value.reason is RefusalReason.HELD_ELSEWHERE
+        assert str(caught.value) == (
+            f"{AUDIO} is held on vfio-pci by ResourceClaim vms/audio (DRA); delete the pod "
+            "using it (its ResourceClaim is then released) and this claim proceeds"
+        )
+        assert fake.writes == []
+        assert fake.ledger == Ledger()
 
 
 class TestReconcileOutcomes:
