@@ -110,3 +110,20 @@ def test_unread_host_facts_refusal_names_each_input_and_the_fix():
         "node's network or disk; give the agent read access to the host's /proc and /sys "
         "(mounted as --proc and --sysfs), then claim it again"
     )
+
+
+def test_group_plan_names_its_target_and_group():
+    """Policy 'group': the plan says which device was claimed and which IOMMU group moves."""
+    devices = [device(GPU, "nouveau", 1, 0x030000), device(AUDIO, "snd_hda_intel", 1, 0x040300)]
+    plan = plan_group(devices[0], devices, (), GroupPolicy.GROUP)
+    assert (plan.target, plan.group) == (devices[0], 1)
+    assert [d.address for d in plan.members] == [a(GPU), a(AUDIO)]
+
+
+def test_bridge_refused_by_the_group_plan_carries_its_address():
+    """A PCI bridge cannot be planned: the error names the bridge, for the caller to report."""
+    bridge = device("0000:00:01.0", "pcieport", 1, 0x060400)
+    with pytest.raises(ClaimRefusedError) as caught:
+        plan_group(bridge, [bridge], (), GroupPolicy.STRICT)
+    assert caught.value.address == bridge.address
+    assert caught.value.reason is RefusalReason.PCI_BRIDGE
