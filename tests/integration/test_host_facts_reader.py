@@ -296,6 +296,15 @@ class TestDisks:
         assert found.mounted_disk_controllers[a(NVME)].startswith("/dev/nvme0n1p2 on /mnt/donn")
         assert found.unreadable == {}
 
+    @pytest.mark.parametrize("source", ["/dev/..", "/dev/."])
+    def test_mount_source_naming_a_directory_is_not_followed_out_of_class_block(self, fs, source):
+        """``/dev/..`` names no block device: /sys/class/block/.. must not be searched."""
+        host = workstation(fs)
+        fs.create_symlink(str(SYS / "class" / "device"), str(host.tree.device_dir(NVME)))
+        fs.create_symlink(str(BLOCK / "device"), str(host.tree.device_dir(NVME)))
+        mounts(fs, f"{source} /mnt ext4 rw 0 0")
+        assert facts().mounted_disk_controllers == {}
+
     def test_first_mount_of_a_controller_names_it(self, fs):
         """Two filesystems on one controller: the first mount line is the one shown."""
         workstation(fs)
