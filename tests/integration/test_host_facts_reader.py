@@ -239,12 +239,14 @@ class TestNetwork:
 
     @pytest.mark.parametrize("name", ["..", "."])
     def test_route_interface_named_like_a_directory_is_ignored(self, fs, name):
-        """A route on ``..`` must not make the reader look outside /sys/class/net."""
+        """A route on ``..`` must not make the reader look outside /sys/class/net (or stop it)."""
         workstation(fs)
-        routes(fs, route(name, "00000000", "00000000"))
-        fs.create_symlink(str(SYS / "class" / "device"), str(NET / "eno1" / "device"))
-        fs.create_symlink(str(NET / "device"), str(NET / "eno1" / "device"))
-        assert facts().default_route_nics == {}
+        routes(fs, route(name, "00000000", "00000000"), route("eno1", "0001A8C0", "00FFFFFF"))
+        fs.create_symlink(str(SYS / "class" / "device"), str(NET / "enp3s0" / "device"))
+        fs.create_symlink(str(NET / "device"), str(NET / "enp3s0" / "device"))
+        found = facts()
+        assert found.default_route_nics == {}
+        assert found.addressed_nics == {a(MGMT_NIC): "eno1"}  # the lines after it still count
 
 
 class TestDisks:
@@ -312,7 +314,10 @@ class TestDisks:
         assert facts().mounted_disk_controllers == {a(NVME): "/dev/nvme0n1p2 on /"}
 
     def test_non_device_sources_and_short_lines_are_skipped(self, fs):
-        """proc, tmpfs, NFS and a one-column line name no controller, and are no error."""
+        """proc, tmpfs, NFS and a one-column line name no controller; the next line counts.
+
+        Two columns (source and mount point) are enough.
+        """
         workstation(fs)
         mounts(
             fs,
@@ -320,10 +325,19 @@ class TestDisks:
             "tmpfs /run tmpfs rw 0 0",
             "server:/export /mnt nfs rw 0 0",
             "/dev/nvme0n1p2",
+            "/dev/nvme0n1p2 /boot",
         )
         found = facts()
-        assert found.mounted_disk_controllers == {}
+        assert found.mounted_disk_controllers == {a(NVME): "/dev/nvme0n1p2 on /boot"}
         assert found.unreadable == {}
+
+    def test_dev_link_to_no_block_device_falls_back_to_the_name_as_written(self, fs):
+        """The agent's /dev links sda1 to a name sysfs does not know: sda1 itself is looked up."""
+        host = workstation(fs, extra=(SATA_DEVICE,))
+        sata_disk(fs, host)
+        fs.create_symlink("/dev/sda1", "../sdz9")
+        mounts(fs, "/dev/sda1 /data ext4 rw 0 0")
+        assert facts().mounted_disk_controllers == {a(SATA): "/dev/sda1 on /data"}
 
     @pytest.mark.parametrize(("depth", "found"), [(8, True), (9, False)])
     def test_stacks_are_followed_eight_levels_deep(self, fs, depth, found):
