@@ -467,6 +467,14 @@ class TestEdgesAndWords:
         assert desired[self.NAME].orphaned
         assert desired[self.NAME].enabled
 
+    def test_orphan_whose_claim_is_being_deleted_is_disabled(self):
+        """Gone and held only by a deleting claim: enabled false, so its finalizer can go."""
+        desired = desired_usb_objects(
+            {}, {self.NAME: status(enabled=True)}, enabled=(), held={self.NAME}
+        )
+        assert desired[self.NAME].orphaned
+        assert not desired[self.NAME].enabled
+
     def test_live_claim_keeps_harvesters_finalizer(self):
         """Only a deleted claim loses Harvester's finalizer; a live one is left alone."""
         claim = UsbClaim(self.NAME, finalizers=(HARVESTER_USB_FINALIZER, "other"))
