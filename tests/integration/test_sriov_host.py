@@ -60,6 +60,11 @@ class TestInterfaces:
         control = SysfsSriovControl(SYS)
         assert control.interfaces([_a(PF), _a(FREE_NIC)]) == {_a(PF): "enp6s0"}
 
+    def test_a_device_without_an_interface_does_not_hide_the_next_one(self, host):
+        """Asked first for a device with no net/ entry, the PF after it is still found."""
+        control = SysfsSriovControl(SYS)
+        assert control.interfaces([_a(FREE_NIC), _a(PF)]) == {_a(PF): "enp6s0"}
+
 
 class TestWriteNumVfs:
     """SysfsSriovControl.write_num_vfs against the fake kernel."""
