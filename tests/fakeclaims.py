@@ -72,6 +72,7 @@ class FakeHost:
         self.slept: list[float] = []
         self.writes: list[Action] = []
         self._faults: dict[tuple[PciAddress, str], list[int]] = {}
+        self._inert: set[tuple[PciAddress, DriverName]] = set()
 
     # --- test controls -------------------------------------------------------------------
 
@@ -82,6 +83,14 @@ class FakeHost:
         """
         self._faults.setdefault((a(address), operation), []).extend([error] * times)
 
+    def does_not_drive(self, address: str, driver: str) -> None:
+        """Make ``driver`` accept every bind of ``address`` (no errno) and leave it unbound."""
+        self._inert.add((a(address), DriverName(driver)))
+
+    def unplug(self, address: str) -> None:
+        """Remove the device from the bus (hot-unplug): it reads as gone from now on."""
+        del self._devices[a(address)]
+
     def driver(self, address: str) -> str | None:
         """The driver ``address`` is bound to now."""
         return self._devices[a(address)].driver
@@ -91,6 +100,7 @@ class FakeHost:
         protection: HostProtection | None = None,
         max_attempts: int = 4,
         held_elsewhere: Mapping[PciAddress, str] | None = None,
+        max_steps: int = 64,
     ) -> ClaimEngine:
         """A claim engine on this host; ``held_elsewhere`` as the DRA plugin would report."""
         return ClaimEngine(
@@ -102,6 +112,7 @@ class FakeHost:
             protection=protection,
             held_elsewhere=lambda: held_elsewhere or {},
             machine=ClaimMachine(Backoff(base=0.5, cap=8.0, max_attempts=max_attempts)),
+            max_steps=max_steps,
         )
 
     # --- PciBus ----------------------------------------------------------------------------
@@ -150,6 +161,8 @@ class FakeHost:
             self._fault(address, "bind")
         except DriverWriteError:
             return  # drivers_probe does not report a failed probe
+        if wanted is not None and (address, wanted) in self._inert:
+            return
         self._set(address, wanted)
 
     def _bind(self, address: PciAddress, driver: DriverName) -> None:
@@ -159,6 +172,8 @@ class FakeHost:
         if self._devices[address].driver is not None:
             self._refuse(address, "bind", errno.EBUSY)
         self._fault(address, "bind")
+        if (address, driver) in self._inert:
+            return
         self._set(address, driver)
 
     def _set(self, address: PciAddress, driver: DriverName | None) -> None:

@@ -72,5 +72,6 @@ class TestStateFileFaults:
         with pytest.raises(ClaimStateError) as caught:
             host.engine().bind(ClaimRequest(NIC))
         assert str(STATE) in str(caught.value)
+        assert str(caught.value).endswith("; run as root or pass a writable path with --state-file")
         assert host.kernel.writes == []
         assert host.driver(FREE_NIC) == "igb"

@@ -94,7 +94,8 @@ class TestDelivery:
     def test_pci_events_are_reported_and_others_are_dropped(self):
         """The five relevant actions on a PCI device reach the callback, in order.
 
-        A USB event, an irrelevant action (``online``) and a udev message do not.
+        A USB event, a network one, an irrelevant action (``online``) and a udev message do
+        not, and none of them stops the events after it.
         """
         seen: list[tuple[str, str]] = []
         events = KernelPciEvents(lambda action, slot: seen.append((action, slot)))
@@ -105,6 +106,7 @@ class TestDelivery:
         thread.start()
         try:
             kernel.send(_kernel_message("add", "usb", "1-1"))
+            kernel.send(_kernel_message("add", "net", "eth0"))
             kernel.send(_kernel_message("online", "pci", "0000:00:02.0"))
             kernel.send(b"libudev\0\xfe\xed\xca\xfe")
             for action in ("bind", "unbind", "add", "remove", "change"):

@@ -10,6 +10,7 @@ import errno
 import os
 
 import pytest
+from pyfakefs.helpers import reset_ids, set_uid
 
 from fakesys.hosts import FREE_NIC, SYS, workstation
 from fakesys.tree import FakeDevice
@@ -59,6 +60,11 @@ class TestInterfaces:
         """The PF's net/ entry is its interface; a device without one is left out."""
         control = SysfsSriovControl(SYS)
         assert control.interfaces([_a(PF), _a(FREE_NIC)]) == {_a(PF): "enp6s0"}
+
+    def test_a_device_without_an_interface_does_not_hide_the_next_one(self, host):
+        """Asked first for a device with no net/ entry, the PF after it is still found."""
+        control = SysfsSriovControl(SYS)
+        assert control.interfaces([_a(FREE_NIC), _a(PF)]) == {_a(PF): "enp6s0"}
 
 
 class TestWriteNumVfs:
@@ -117,6 +123,45 @@ class TestWriteNumVfs:
         groups = os.listdir(SYS / "kernel" / "iommu_groups")
         assert "7" not in groups
         assert "8" not in groups
+
+    def test_open_failures_carry_the_device_count_errno_and_the_right_advice(self, host, fs):
+        """No sriov_numvfs: not a PF; a directory there (EISDIR): the general advice."""
+        path = f"{SYS}/bus/pci/devices/{FREE_NIC}/sriov_numvfs"
+        with pytest.raises(SriovWriteError) as caught:
+            SysfsSriovControl(SYS).write_num_vfs(_a(FREE_NIC), 1)
+        error = caught.value
+        assert (error.address, error.count, error.errno) == (_a(FREE_NIC), 1, errno.ENOENT)
+        assert str(error) == (
+            f"[Errno 2] cannot open {path}: No such file or directory; the device is not an "
+            "SR-IOV PF or left the bus"
+        )
+        fs.create_dir(str(host.tree.device_dir(FREE_NIC) / "sriov_numvfs"))
+        with pytest.raises(SriovWriteError) as caught:
+            SysfsSriovControl(SYS).write_num_vfs(_a(FREE_NIC), 1)
+        assert caught.value.errno == errno.EISDIR
+        assert str(caught.value).endswith("; check the device and the kernel log")
+
+    def test_open_refused_for_permissions_says_to_run_privileged(self, host, fs):
+        """EACCES on open: the advice for permissions, not the general one."""
+        fs.chmod(str(host.tree.device_dir(PF) / "sriov_numvfs"), 0o444, force_unix_mode=True)
+        set_uid(1000)
+        try:
+            with pytest.raises(SriovWriteError) as caught:
+                SysfsSriovControl(SYS).write_num_vfs(_a(PF), 1)
+        finally:
+            reset_ids()
+        assert caught.value.errno == errno.EACCES
+        assert str(caught.value).endswith(
+            "; the agent may not write sysfs; run it privileged with /sys mounted writable"
+        )
+
+    def test_a_refused_write_carries_the_device_and_count(self, host):
+        """EBUSY on write: the error names the PF and the count asked for."""
+        control = SysfsSriovControl(SYS)
+        control.write_num_vfs(_a(PF), 2)
+        with pytest.raises(SriovWriteError) as caught:
+            control.write_num_vfs(_a(PF), 3)
+        assert (caught.value.address, caught.value.count) == (_a(PF), 3)
 
     def test_a_device_without_sriov_is_named_in_the_error(self, host):
         """A function with no sriov_numvfs: the open fails, naming the device."""

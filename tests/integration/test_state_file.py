@@ -88,7 +88,20 @@ class TestClaimStateFile:
             state.load()
         message = str(caught.value)
         assert named in message
-        assert "move it aside" in message
+        assert message.endswith(
+            "; move it aside and run `pcidevices restore` after re-binding devices by hand"
+        )
+
+    def test_a_file_that_cannot_be_read_names_it_and_the_way_out(self, tmp_path):
+        """A directory where the file should be: the error names the path, the cause, the fix."""
+        state = ClaimStateFile(tmp_path / "claims.json")
+        state.path.mkdir()
+        with pytest.raises(ClaimStateError) as caught:
+            state.load()
+        assert str(caught.value) == (
+            f"cannot read the claim state file {state.path}: Is a directory; check its "
+            "permissions or pass another one with --state-file"
+        )
 
     def test_not_json_is_a_claim_state_error(self, tmp_path):
         """Garbage in the file is reported as such, not as a crash."""

@@ -133,3 +133,70 @@ class TestLoadUsbIds:
         """The first standard location that holds a database is read."""
         fs.create_file("/usr/share/hwdata/usb.ids", contents="0951  Kingston Technology\n")
         assert load_usb_ids().vendor(0x0951) == "Kingston Technology"
+
+
+class TestEdges:
+    """Partly read devices, two-digit numbers, the hub's class, symlinked nodes, error words."""
+
+    @pytest.mark.parametrize("attribute", ["idVendor", "idProduct", "busnum", "devnum"])
+    def test_device_missing_an_attribute_is_skipped_not_fatal(self, usb, attribute, fs):
+        """Unplugged while read (one attribute already gone): the device is left out."""
+        fs.remove(f"{SYS}/bus/usb/devices/1-1/{attribute}")
+        assert [d.port for d in SysfsUsbBus(SYS).devices()] == ["1-2", "1-2.1"]
+
+    def test_device_numbers_are_decimal(self, usb):
+        """Device number 10 is 10 (the node is .../010)."""
+        usb.add(FakeUsbDevice("1-3", 10, 0x0951, 0x1666))
+        (added,) = [d for d in SysfsUsbBus(SYS).devices() if d.port == "1-3"]
+        assert added.devnum == 10
+        assert added.device_path == "/dev/bus/usb/001/010"
+
+    def test_hub_class_is_read(self, usb):
+        """BDeviceClass 09: the hub says it is a hub."""
+        hub = SysfsUsbBus(SYS).devices()[1]
+        assert hub.device_class == 0x09
+
+    def test_hand_over_of_a_symlink_changes_the_link_not_its_target(self, usb, fs):
+        """A node that is a link to another file: only the link is given away."""
+        target = fs.create_file("/etc/secret")
+        os.chown("/etc/secret", 0, 0)
+        fs.create_symlink("/dev/bus/usb/001/009", "/etc/secret")
+        HostUsbNodes(DEV, owner=4242).hand_over("/dev/bus/usb/001/009")
+        assert os.stat("/etc/secret").st_uid == 0
+        assert os.lstat("/dev/bus/usb/001/009").st_uid == 4242
+        assert target.st_uid == 0
+
+    def test_hand_over_words(self, usb):
+        """A path that is no device node, and a gone node: each says what is wrong."""
+        nodes = HostUsbNodes(DEV, owner=4242)
+        with pytest.raises(UsbDeviceNodeError) as caught:
+            nodes.hand_over("/etc/passwd")
+        assert str(caught.value) == "'/etc/passwd' is not a USB device node /dev/bus/usb/BBB/DDD"
+        usb.unplug("1-1")
+        with pytest.raises(UsbDeviceNodeError) as caught:
+            nodes.hand_over("/dev/bus/usb/001/002")
+        assert str(caught.value).endswith(
+            "; the device was unplugged, or the plugin lacks CAP_CHOWN (run the agent privileged)"
+        )
+
+    def test_explicit_file_errors_name_it_and_the_fix(self, fs):
+        """A given usb.ids that is not one, or missing: named, with what to pass instead."""
+        fs.create_file("/etc/usb.ids", contents="# nothing\n")
+        with pytest.raises(UsbIdsError) as caught:
+            load_usb_ids(Path("/etc/usb.ids"))
+        assert str(caught.value).startswith("/etc/usb.ids lists no USB vendors")
+        with pytest.raises(UsbIdsError) as caught:
+            load_usb_ids(Path("/nowhere/usb.ids"))
+        assert str(caught.value).endswith("; pass an existing, readable file with --usb-ids")
+
+    def test_device_entry_that_is_not_a_link_has_no_controller(self, usb, fs):
+        """A bus/usb/devices entry that is a plain directory: listed, with no PCI controller."""
+        for name, text in (
+            ("idVendor", "0951"),
+            ("idProduct", "1666"),
+            ("busnum", "1"),
+            ("devnum", "9"),
+        ):
+            fs.create_file(f"{SYS}/bus/usb/devices/1-9/{name}", contents=f"{text}\n")
+        (plain,) = [d for d in SysfsUsbBus(SYS).devices() if d.port == "1-9"]
+        assert plain.controller is None

@@ -18,6 +18,7 @@ from pcicore.inventory import (
     PatchDeviceMetadata,
     PatchDeviceStatus,
     is_published,
+    metadata_patch,
     plan_device_writes,
 )
 from pcicore.naming import ResourceName
@@ -217,3 +218,8 @@ class TestIsPublished:
         """PCI-to-PCI bridges (class 0604) are not published, as in Harvester; others are."""
         device = PciDevice(PciAddress.parse("0000:00:1c.0"), 0x8086, 0x06B8, klass)
         assert is_published(device) is published
+
+
+def test_unchanged_vf_needs_an_empty_metadata_patch():
+    """A VF whose parent label is already right: the patch is empty, not one carrying the label."""
+    assert metadata_patch(VF, observed_as(VF), OWNER) == MetadataPatch()

@@ -20,6 +20,7 @@ from pcicore.device import IommuGroup, NodeName, PciClass
 from pcicore.errors import InvalidUsbDeviceNameError
 from pcicore.resources import Health, UnhealthyDeviceError, UnknownDeviceError
 from pcicore.usb import (
+    HARVESTER_USB_FINALIZER,
     ORPHANED,
     READY,
     UsbClaim,
@@ -34,12 +35,14 @@ from pcicore.usb import (
     desired_usb_objects,
     parse_device_path,
     plan_usb_writes,
+    released_finalizers,
     review_usb_claim_create,
     review_usb_claim_delete,
     usb_class_type,
     usb_description,
     usb_device_name,
     usb_env_var,
+    usb_pools,
     usb_resource_name,
     usb_status,
     usb_statuses,
@@ -437,3 +440,119 @@ class TestDevicePath:
     def test_every_device_path_parses_back(self, bus, dev):
         """The path made from any bus and device number gives them back."""
         assert parse_device_path(UsbDevice("1-1", bus, dev, 1, 2).device_path) == (bus, dev)
+
+
+class TestEdgesAndWords:
+    """Limits, fields no other test reads, and each refusal word for word."""
+
+    NAME = "node1-0951-1666-002004"
+
+    def test_name_of_exactly_253_characters_parses_and_254_does_not(self):
+        """Kubernetes' object-name limit is the USBDevice name's."""
+        suffix = "-0951-1666-002004"
+        assert UsbDeviceName.parse("n" * (253 - len(suffix)) + suffix)
+        with pytest.raises(InvalidUsbDeviceNameError):
+            UsbDeviceName.parse("n" * (254 - len(suffix)) + suffix)
+
+    def test_device_not_behind_a_pci_controller_has_an_empty_pci_address(self):
+        """No controller known: pciAddress is empty, as Harvester leaves it."""
+        loose = attrs.evolve(STICK, controller=None)
+        assert usb_status(NODE, loose, IDS).pci_address == ""
+
+    def test_unplugged_claimed_device_stays_enabled_while_orphaned(self):
+        """Orphaned, its claim still there: the object keeps enabled true (the VM holds it)."""
+        desired = desired_usb_objects(
+            {}, {self.NAME: status(enabled=True)}, enabled={self.NAME}, held={self.NAME}
+        )
+        assert desired[self.NAME].orphaned
+        assert desired[self.NAME].enabled
+
+    def test_orphan_whose_claim_is_being_deleted_is_disabled(self):
+        """Gone and held only by a deleting claim: enabled false, so its finalizer can go."""
+        desired = desired_usb_objects(
+            {}, {self.NAME: status(enabled=True)}, enabled=(), held={self.NAME}
+        )
+        assert desired[self.NAME].orphaned
+        assert not desired[self.NAME].enabled
+
+    def test_live_claim_keeps_harvesters_finalizer(self):
+        """Only a deleted claim loses Harvester's finalizer; a live one is left alone."""
+        claim = UsbClaim(self.NAME, finalizers=(HARVESTER_USB_FINALIZER, "other"))
+        assert released_finalizers(claim) is None
+        deleted = attrs.evolve(claim, deleting=True)
+        assert released_finalizers(deleted) == ("other",)
+
+    def test_controller_claimed_decision_in_full(self):
+        """The condition's words, the claim's generation, and an Event with the same words."""
+        claim = UsbClaim(self.NAME, generation=2)
+        decision = decide_usb_claim(claim, status(), controller_claimed=True, now=NOW)
+        assert decision.condition.message == (
+            f"the USB host controller 0000:00:14.0 of {self.NAME} is claimed for PCI "
+            "passthrough (a PCIDeviceClaim names it), so its USB devices leave the node; delete "
+            "that PCIDeviceClaim or this USBDeviceClaim"
+        )
+        assert decision.condition.observed_generation == 2
+        assert decision.event is not None
+        assert decision.event.message == decision.condition.message
+
+    def test_create_refusals_in_full(self):
+        """A bad name, no USBDevice, an orphan, a claimed controller: each says what to do."""
+        bad = review_usb_claim_create("stick", status(), controller_claimed=False)
+        with pytest.raises(InvalidUsbDeviceNameError) as caught:
+            UsbDeviceName.parse("stick")
+        assert bad.message == str(caught.value)
+        assert review_usb_claim_create(self.NAME, None, controller_claimed=False).message == (
+            f'no USBDevice "{self.NAME}": a USBDeviceClaim is named after the USBDevice it '
+            "enables; pick one from `kubectl get usbdevices`"
+        )
+        gone = status(status=ORPHANED, message="it left")
+        assert review_usb_claim_create(self.NAME, gone, controller_claimed=False).message == (
+            f'USBDevice "{self.NAME}" is orphaned (it left); claim the device under its current '
+            "name from `kubectl get usbdevices`"
+        )
+        assert review_usb_claim_create(self.NAME, status(), controller_claimed=True).message == (
+            f'the USB host controller 0000:00:14.0 of USBDevice "{self.NAME}" is claimed for PCI '
+            "passthrough on node node1; delete that PCIDeviceClaim first"
+        )
+
+    def test_delete_without_a_usb_device_is_allowed_and_a_refusal_ends_with_the_fix(self):
+        """No USBDevice: nothing can use the claim. In use: the message ends with the way out."""
+        assert review_usb_claim_delete(self.NAME, None, []).allowed
+        vmi = VmiFacts("default", "vm1", "node1", "Running", (f"kubevirt.io/{self.NAME}",))
+        message = review_usb_claim_delete(self.NAME, status(), [vmi]).message
+        assert message.endswith("host device from it, then delete the claim")
+
+    @pytest.mark.parametrize(
+        ("changes", "present"),
+        [
+            ({"status": ORPHANED, "message": "gone"}, True),
+            ({"device_path": "/tmp/x"}, True),
+            ({}, False),
+        ],
+        ids=["orphaned", "bad-path", "missing-node"],
+    )
+    def test_unhealthy_device_keeps_its_id_and_path(self, changes, present):
+        """An unhealthy device is still listed under its name and path, so the kubelet sees it."""
+        device = assess_usb(self.NAME, status(**changes), node_present=present)
+        assert (device.id, device.device_path) == (self.NAME, status(**changes).device_path)
+
+    def test_pool_devices_are_ordered_by_id_and_allocated_comma_separated(self):
+        """Two devices of one resource: listed by id; the env var joins bus:device with ','."""
+        other = status(device_path="/dev/bus/usb/002/005")
+        second = assess_usb("node1-0951-1666-002005", other, node_present=True)
+        first = assess_usb(self.NAME, status(), node_present=True)
+        resource = "kubevirt.io/sticks"
+        (pool,) = usb_pools(
+            [second, first], {self.NAME: resource, "node1-0951-1666-002005": resource}
+        ).values()
+        assert [d.id for d in pool.devices] == [self.NAME, "node1-0951-1666-002005"]
+        allocation = allocate_usb(pool, [self.NAME, "node1-0951-1666-002005"])
+        assert list(allocation.envs.values()) == ["2:4,2:5"]
+
+    def test_refusing_an_unhealthy_device_names_the_usb_device_claim(self):
+        """Allocate of a missing node says which kind of claim to check."""
+        device = assess_usb(self.NAME, status(), node_present=False)
+        pool = UsbPool(usb_resource_name(self.NAME), (device,))
+        with pytest.raises(UnhealthyDeviceError) as caught:
+            allocate_usb(pool, [self.NAME])
+        assert " USBDeviceClaim " in f" {caught.value} ".replace('"', " ")
