@@ -71,6 +71,30 @@ class TestDeviceAttributes:
         assert device.parent == PciAddress.parse("0000:01:00.0")
         assert device.root_port == PciAddress.parse("0000:00:1c.0")
         assert read("0000:00:1c.0").parent is None
+        bridge = read("0000:01:00.0")  # directly under the root port: a chain of two
+        assert bridge.parent == bridge.root_port == PciAddress.parse("0000:00:1c.0")
+        unread = SysfsPciBus(ROOT, topology=False).devices()
+        assert [(d.parent, d.root_port) for d in unread] == [(None, None)] * 3
+
+    def test_an_iommu_group_that_is_not_a_link_reads_as_none(self, tree, fs):
+        """readlink() answers EINVAL for a plain file: no group, not an error."""
+        tree.add(FakeDevice("0000:03:00.0", iommu_group=5))
+        group = tree.device_dir("0000:03:00.0") / "iommu_group"
+        fs.remove_object(str(group))
+        fs.create_file(str(group))
+        assert read("0000:03:00.0").iommu_group is None
+
+    def test_a_root_without_a_bus_reads_no_device_and_says_what_to_pass(self, fs):
+        """device() answers None; check() names the root and the option."""
+        fs.create_dir("/empty")
+        bus = SysfsPciBus(Path("/empty"))
+        assert bus.device(PciAddress.parse("0000:00:1f.6")) is None
+        with pytest.raises(SysfsError) as error:
+            bus.check()
+        assert str(error.value) == (
+            "/empty is not a sysfs tree with a PCI bus (no /empty/bus/pci/devices); "
+            "pass the sysfs mount point with --sysfs (default /sys)"
+        )
 
     def test_sriov_physical_and_virtual_functions(self, tree):
         """A PF reports its VF counts; a VF reports its PF."""
