@@ -304,3 +304,21 @@ class FakeClaimEvents:
     def reasons(self, name: str) -> list[str]:
         """The reasons recorded for claim ``name``, in order."""
         return [event.reason for each, event in self.events if each == name]
+
+
+# The host of the claim engine's tests: two NICs in groups of their own, a GPU with its audio
+# function in one group.
+NIC = "0000:03:00.0"
+OTHER_NIC = "0000:04:00.0"
+GPU = "0000:01:00.0"
+AUDIO = "0000:01:00.1"
+
+
+def two_nics_and_a_gpu() -> FakeHost:
+    """A fresh `FakeHost` with `NIC`, `OTHER_NIC`, `GPU` and `AUDIO` on their drivers."""
+    return FakeHost(
+        device(NIC, "igb", 5),
+        device(OTHER_NIC, "e1000e", 6),
+        device(GPU, "nouveau", 1, 0x030000),
+        device(AUDIO, "snd_hda_intel", 1, 0x040300),
+    )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from admission_facts import ADDRESS, DEVICE, GROUP, NAME, NODE, POOL, SPEC, create
 from pcicore.admission import (
     ClaimSpecFacts,
-    CreateRequest,
     DeviceFacts,
     VmiFacts,
     review_create,
@@ -21,29 +21,8 @@ from pcicore.admission import (
 )
 from pcicore.device import IommuGroup, PciClass
 
-NIC_CLASS = PciClass(0x02, 0x00)
 BRIDGE_CLASS = PciClass(0x06, 0x04)
 USB_CLASS = PciClass(0x0C, 0x03)
-GROUP = IommuGroup(7)
-
-NODE = "titan"
-ADDRESS = "0000:03:00.0"
-NAME = "titan-000003000"
-POOL = "intel.com/I350_GIGABIT_NETWORK_CONNECTION"
-DEVICE = DeviceFacts(
-    name=NAME,
-    address=ADDRESS,
-    node_name=NODE,
-    resource_name=POOL,
-    iommu_group=GROUP,
-    pci_class=NIC_CLASS,
-)
-SPEC = ClaimSpecFacts(address=ADDRESS, node_name=NODE, user_name="alice")
-
-
-def create(**changes) -> CreateRequest:
-    values = {"claim_name": NAME, "spec": SPEC, "user": "alice", "device": DEVICE} | changes
-    return CreateRequest(**values)
 
 
 class TestReviewCreate:

@@ -7,9 +7,9 @@ or a claim holding none, is handled without letting the claim through or failing
 
 from __future__ import annotations
 
+from admission_facts import ADDRESS, DEVICE, GROUP, NAME, NIC_CLASS, NODE, POOL, SPEC, create
 from pcicore.admission import (
     ClaimSpecFacts,
-    CreateRequest,
     DeviceFacts,
     VmiFacts,
     review_create,
@@ -17,28 +17,6 @@ from pcicore.admission import (
     review_requested_by,
     review_update,
 )
-from pcicore.device import IommuGroup, PciClass
-
-NIC_CLASS = PciClass(0x02, 0x00)
-GROUP = IommuGroup(7)
-NODE = "titan"
-ADDRESS = "0000:03:00.0"
-NAME = "titan-000003000"
-POOL = "intel.com/I350_GIGABIT_NETWORK_CONNECTION"
-DEVICE = DeviceFacts(
-    name=NAME,
-    address=ADDRESS,
-    node_name=NODE,
-    resource_name=POOL,
-    iommu_group=GROUP,
-    pci_class=NIC_CLASS,
-)
-SPEC = ClaimSpecFacts(address=ADDRESS, node_name=NODE, user_name="alice")
-
-
-def create(**changes) -> CreateRequest:
-    values = {"claim_name": NAME, "spec": SPEC, "user": "alice", "device": DEVICE} | changes
-    return CreateRequest(**values)
 
 
 class TestCreateRefusals:

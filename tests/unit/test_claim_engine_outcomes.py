@@ -12,7 +12,8 @@ import errno
 
 import pytest
 
-from fakeclaims import FakeHost, a, device
+from fakeclaims import AUDIO, GPU, NIC, FakeHost, a, device
+from fakeclaims import two_nics_and_a_gpu as host
 from pcicore.claim import ClaimPhase, Goal, Probe, Reason, SetOverride, Unbind
 from pcicore.device import DriverName
 from pcicore.engine import ClaimRequest, until_settled
@@ -20,20 +21,6 @@ from pcicore.errors import ClaimRefusedError, RefusalReason
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
 from pcicore.protection import DenyList, HostProtection
-
-NIC = "0000:03:00.0"
-OTHER_NIC = "0000:04:00.0"
-GPU = "0000:01:00.0"
-AUDIO = "0000:01:00.1"
-
-
-def host() -> FakeHost:
-    return FakeHost(
-        device(NIC, "igb", 5),
-        device(OTHER_NIC, "e1000e", 6),
-        device(GPU, "nouveau", 1, 0x030000),
-        device(AUDIO, "snd_hda_intel", 1, 0x040300),
-    )
 
 
 def denying(*addresses: str) -> HostProtection:

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import errno
 
-from fakeclaims import FakeHost, a, device
+from fakeclaims import AUDIO, GPU, NIC, OTHER_NIC, FakeHost, a, device
+from fakeclaims import two_nics_and_a_gpu as host
 from pcicore.claim import ClaimPhase, Reason
 from pcicore.device import DriverName
 from pcicore.engine import ClaimRequest
 from pcicore.errors import ClaimRefusedError
 from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.policy import GroupPolicy
-
-NIC = "0000:03:00.0"
-OTHER_NIC = "0000:04:00.0"
-GPU = "0000:01:00.0"
-AUDIO = "0000:01:00.1"
-
-
-def host() -> FakeHost:
-    return FakeHost(
-        device(NIC, "igb", 5),
-        device(OTHER_NIC, "e1000e", 6),
-        device(GPU, "nouveau", 1, 0x030000),
-        device(AUDIO, "snd_hda_intel", 1, 0x040300),
-    )
 
 
 def test_releasing_a_device_never_claimed_says_so_and_touches_nothing():

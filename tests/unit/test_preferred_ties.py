@@ -9,21 +9,8 @@ mates are taken even when their group does not fit whole.
 from __future__ import annotations
 
 from pcicore.address import PciAddress
-from pcicore.device import IommuGroup
-from pcicore.preferred import DeviceTopology, preferred_allocation
-
-
-def dev(text, numa=None, root=None, group=None):
-    return DeviceTopology(
-        address=PciAddress.parse(text),
-        numa_node=numa,
-        root_port=PciAddress.parse(root) if root else None,
-        iommu_group=IommuGroup(group) if group is not None else None,
-    )
-
-
-def ids(addresses):
-    return [str(a)[5:] for a in addresses]
+from pcicore.preferred import preferred_allocation
+from topology_table import dev, ids
 
 
 def test_numa_tie_goes_to_the_lowest_node_not_the_lowest_address():

@@ -5,24 +5,8 @@ import random
 import pytest
 
 from pcicore.address import PciAddress
-from pcicore.device import IommuGroup
-from pcicore.preferred import DeviceTopology, preferred_allocation
-
-
-def dev(text, numa=None, root=None, group=None):
-    """A device of the table: address, NUMA node, root port, IOMMU group."""
-    return DeviceTopology(
-        address=PciAddress.parse(text),
-        numa_node=numa,
-        root_port=PciAddress.parse(root) if root else None,
-        iommu_group=IommuGroup(group) if group is not None else None,
-    )
-
-
-def ids(addresses):
-    """Addresses without the 0000: domain, for readable tables."""
-    return [str(a)[5:] for a in addresses]
-
+from pcicore.preferred import preferred_allocation
+from topology_table import dev, ids
 
 R1, R2, R3 = "00:01.0", "00:02.0", "80:01.0"
 
