@@ -18,9 +18,15 @@ from pcicore.ledger import ClaimRecord, Ledger
 from pcicore.naming import ResourceName
 from pcicore.permitted import PermittedKey
 from pcicore.policy import GroupPolicy
-from pcihost.converter import CONVERTER, describe_error
+from pcihost.converter import CONVERTER, describe_error, make_converter
 from pcihost.statefile import StateDocument
-from pcihost.wirefields import camel_case, format_timestamp, parse_timestamp
+from pcihost.wirefields import (
+    OMIT_IF_DEFAULT,
+    camel_case,
+    format_timestamp,
+    parse_timestamp,
+    wire_name,
+)
 from pcioperator.wire.claim import ClaimSpec, ClaimStatus, claim_from_object, status_to_wire
 from pcioperator.wire.kubevirt import (
     MANAGED_ANNOTATION,
@@ -307,3 +313,65 @@ class TestReportedStatus:
         assert status.node_name == ""
         assert status.host_protected is True
         assert reported_status({}).resource_name == ""
+
+
+@attrs.frozen
+class _Wire:
+    """One field of each kind the converter's rules cover."""
+
+    node_name: str
+    address: PciAddress
+    driver: DriverName
+    seen_at: dt.datetime
+    total_vfs: int | None = attrs.field(
+        default=None, metadata=wire_name("totalVFs", omit_if_default=True)
+    )
+    phys_fn: str | None = attrs.field(default=None, metadata=OMIT_IF_DEFAULT)
+    note: str | None = None
+
+
+class TestMakeConverter:
+    """`make_converter` itself, called inside the test.
+
+    Every other test here uses `CONVERTER`, which is built when `pcihost.converter` is first
+    imported; a mutation run collects the tests (and so builds it) before it switches a mutant
+    on, so only a converter made during a test shows a change to `make_converter`.
+    """
+
+    def test_a_fresh_converter_applies_every_rule(self):
+        converter = make_converter()
+        moment = dt.datetime(2026, 12, 1, 0, 40, 5, tzinfo=dt.UTC)
+        value = _Wire("n1", PciAddress.parse("0000:03:00.0"), DriverName("igb"), moment, 7)
+        wire = converter.unstructure(value)
+        assert wire == {
+            "nodeName": "n1",
+            "address": "0000:03:00.0",
+            "driver": "igb",
+            "seenAt": "2026-12-01T00:40:05Z",
+            "totalVFs": 7,
+            "note": None,
+        }
+        assert converter.structure({**wire, "extra": "kept out"}, _Wire) == value
+        bare = _Wire("n1", PciAddress.parse("0000:03:00.0"), DriverName("igb"), moment)
+        assert "totalVFs" not in converter.unstructure(bare)
+        assert "physFn" not in converter.unstructure(bare)
+
+    @pytest.mark.parametrize(
+        ("field", "bad", "named"),
+        [
+            ("address", "03:00", "03:00"),
+            ("driver", "../igb", "../igb"),
+            ("seenAt", "2026-12-01T00:40:05", "2026-12-01T00:40:05"),
+        ],
+    )
+    def test_a_fresh_converter_refuses_bad_domain_values(self, field, bad, named):
+        converter = make_converter()
+        wire = {
+            "nodeName": "n1",
+            "address": "0000:03:00.0",
+            "driver": "igb",
+            "seenAt": "2026-12-01T00:40:05Z",
+        }
+        with pytest.raises(cattrs.BaseValidationError) as error:
+            converter.structure({**wire, field: bad}, _Wire)
+        assert named in describe_error(error.value)
