@@ -108,8 +108,8 @@ def _sort_key(entry: tuple[PciAddress, str]) -> int:
 # One match reads every field a scan needs; any other text (another order, other lines) falls
 # back to reading the lines one by one.
 _UEVENT: Final = re.compile(
-    r"(?:DRIVER=([^\n]*)\n)?PCI_CLASS=([^\n]*)\nPCI_ID=([^:\n]*):([^\n]*)\n"
-    r"PCI_SUBSYS_ID=([^:\n]*):([^\n]*)\nPCI_SLOT_NAME=[^\n]*\nMODALIAS=[^\n]*\n"
+    rb"(?:DRIVER=([^\n]*)\n)?PCI_CLASS=([^\n]*)\nPCI_ID=([^:\n]*):([^\n]*)\n"
+    rb"PCI_SUBSYS_ID=([^:\n]*):([^\n]*)\nPCI_SLOT_NAME=[^\n]*\nMODALIAS=[^\n]*\n"
 )
 
 
@@ -193,10 +193,10 @@ class SysfsPciBus:
         no per-device directory handle. With ``physfn=False`` a virtual function's ``physfn``
         link is not looked for (the caller learns it from the physical function).
         """
-        uevent = _read_small(at + "uevent", bus_fd)
+        uevent = _read_bytes(at + "uevent", bus_fd)
         if uevent is None:
             return None
-        ids = self._uevent_ids(uevent) or self._ids(bus_fd, at, uevent)
+        ids = self._uevent_ids(uevent) or self._ids(bus_fd, at, uevent.decode("ascii", "replace"))
         if ids is None:
             return None
         driver, vendor_id, device_id, subsystem_vendor_id, subsystem_device_id, class_code = ids
@@ -204,26 +204,26 @@ class SysfsPciBus:
             return None
         group_link = _read_link(at + "iommu_group", bus_fd)
         parent, root_port = _upstream(_read_link(str(address), bus_fd) if self._topology else None)
+        # Positional, in the fields' order: passing the thirteen by keyword cost about 5,900
+        # more instructions per device (callgrind), a twelfth of reading it.
         return PciDevice(
-            address=address,
-            vendor_id=vendor_id,
-            device_id=device_id,
-            subsystem_vendor_id=subsystem_vendor_id,
-            subsystem_device_id=subsystem_device_id,
-            pci_class=_pci_class(class_code),
-            revision=_read_int(at + "revision", bus_fd, 16) or 0,
-            driver=DriverName(driver) if driver else None,
-            iommu_group=(
-                IommuGroup(int(group_link.rsplit("/", 1)[-1])) if group_link is not None else None
-            ),
-            numa_node=self._numa_node(bus_fd, at),
-            sriov=self._sriov(bus_fd, at, physfn=physfn),
-            parent=parent,
-            root_port=root_port,
+            address,
+            vendor_id,
+            device_id,
+            _pci_class(class_code),
+            subsystem_vendor_id,
+            subsystem_device_id,
+            _read_int(at + "revision", bus_fd, 16) or 0,  # revision
+            DriverName(driver) if driver else None,
+            IommuGroup(int(group_link.rsplit("/", 1)[-1])) if group_link is not None else None,
+            self._numa_node(bus_fd, at),
+            self._sriov(bus_fd, at, physfn=physfn),
+            parent,
+            root_port,
         )
 
     @staticmethod
-    def _uevent_ids(uevent: str) -> _Ids | None:
+    def _uevent_ids(uevent: bytes) -> _Ids | None:
         """Driver, ids and class code from a ``uevent`` in the kernel's layout, else ``None``."""
         match = _UEVENT.fullmatch(uevent)
         if match is None:
@@ -231,7 +231,7 @@ class SysfsPciBus:
         driver, klass, vendor, device, subvendor, subdevice = match.groups()
         try:
             return (
-                driver or None,
+                driver.decode("ascii", "replace") if driver else None,
                 int(vendor, 16),
                 int(device, 16),
                 int(subvendor, 16),
