@@ -51,6 +51,15 @@ class TestWriteErrors:
         assert "writing 0000:03:00.0" in str(caught.value)
         assert host.driver(FREE_NIC) == "igb"
 
+    def test_a_refused_write_names_the_attribute_it_wrote(self, fs):
+        """The error carries the sysfs attribute refused, so a report can say which write."""
+        host = workstation(fs)
+        host.kernel.fail(FREE_NIC, "bind", errno.ENODEV)
+        host.kernel._detach(FREE_NIC)
+        with pytest.raises(DriverWriteError) as caught:
+            control(host).apply(BindDriver(NIC, DriverName("igb")))
+        assert caught.value.path == f"{SYS}/bus/pci/drivers/igb/bind"
+
     def test_write_refused_without_an_errno_reports_eio(self, fs, monkeypatch):
         """An OSError without an errno reaches the machine as EIO, never as 0 (no rule knows 0)."""
         host = workstation(fs)

@@ -122,6 +122,17 @@ class TestDomainValues:
             CONVERTER.structure(doc, StateDocument)
         assert "invalid kernel driver name '../x'" in describe_error(caught.value)
 
+    def test_a_bad_driver_name_says_to_fix_or_remove_it_where_it_was_written(self):
+        """The driver-name error, in full, ends with what to do about a value in a document."""
+        doc = {"version": 1, "claims": [], "originals": {"0000:01:00.0": "../x"}}
+        with pytest.raises(cattrs.BaseValidationError) as caught:
+            CONVERTER.structure(doc, StateDocument)
+        assert describe_error(caught.value) == (
+            "invalid kernel driver name '../x': expected letters, digits, '_', '.' or '-' (at "
+            "most 64, as under /sys/bus/pci/drivers); fix the value or remove it where it was "
+            "written @ $.originals['0000:01:00.0']"
+        )
+
     @given(
         # Hypothesis takes naive bounds and draws the zone separately.
         st.datetimes(min_value=dt.datetime(1970, 1, 1), timezones=st.just(dt.UTC)).map(  # noqa: DTZ001
@@ -139,6 +150,30 @@ class TestDomainValues:
         """A naive timestamp is an error that shows the expected form."""
         with pytest.raises(ValueError, match="no time zone"):
             parse_timestamp("2026-01-01T00:00:00")
+
+
+class TestDescribeError:
+    """`describe_error`: one line a user reads in the state file's or checkpoint's error."""
+
+    def test_each_bad_field_is_named_with_what_was_wrong_one_after_another(self):
+        """A missing key says so; a value of the wrong shape names the type expected; ``; ``.
+
+        (The wrong shape fails inside cattrs with an `AttributeError` about ``items``, which
+        says nothing to a user: the type expected is shown instead.)
+        """
+        doc = {"version": 1, "claims": [{}], "originals": []}
+        with pytest.raises(cattrs.BaseValidationError) as caught:
+            CONVERTER.structure(doc, StateDocument)
+        assert describe_error(caught.value) == (
+            "required field missing @ $.claims[0].address; "
+            "invalid value for type, expected dict @ $.originals"
+        )
+
+    def test_an_error_that_is_not_a_validation_error_is_its_own_text(self):
+        """A JSON or domain error passed in is shown as it is."""
+        assert describe_error(ValueError("expected a version 1 document")) == (
+            "expected a version 1 document"
+        )
 
 
 class TestStateDocument:

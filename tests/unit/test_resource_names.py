@@ -11,6 +11,8 @@ from pcicore.resources import dedicated_resource_name, device_resource_name, is_
 from pciplugin.server import SOCKET_PREFIX
 
 POOL = ResourceName("intel.com/I350_GIGABIT_NETWORK_CONNECTION")
+# A DNS subdomain of exactly 253 characters (the longest a prefix may be), of 63-letter labels.
+PREFIX_253 = ".".join(["a" * 63] * 3 + ["a" * 61])
 A = PciAddress.parse("0000:03:00.0")
 
 
@@ -47,6 +49,10 @@ class TestDeviceResourceName:
         name = device_resource_name(POOL, "node1-000003000", override=override, dedicated=dedicated)
         assert name == expected
 
+    def test_a_device_is_pooled_unless_told_its_claim_disables_pooling(self):
+        """Without the dedicated flag (no claim, or a pooled one), the device reports the pool."""
+        assert device_resource_name(POOL, "node1-000003000") == POOL
+
 
 class TestIsResourceName:
     """Which texts the kubelet would accept as an extended-resource name."""
@@ -59,8 +65,12 @@ class TestIsResourceName:
             ("intel.com/", False),
             ("noslash", False),
             ("Intel.com/x", False),
+            ("intel.com/" + "x" * 63, True),
             ("intel.com/" + "x" * 64, False),
+            (PREFIX_253 + "/x", True),
+            (PREFIX_253 + "a/x", False),
         ],
+        ids=["per-device", "vgpu", "no-name", "no-slash", "upper-prefix", "63", "64", "253", "254"],
     )
     def test_valid(self, text, valid):
         """A DNS-subdomain prefix, ``/``, and a name part of at most 63 characters."""
