@@ -171,6 +171,26 @@ class TestPrepare:
             node.preparer.prepare(ref("other", "uid-2"))
         assert node.host.driver(OTHER_NIC) == "vfio-pci"
 
+    def test_a_group_mate_moved_along_for_another_claim_is_refused(self):
+        """Policy group moved port 2 with claim A's port 1: claim B may not share A's group.
+
+        Both containers would get /dev/vfio/5 (one IOMMU group, two VMs), and B's unprepare
+        could not return port 2 while A holds it.
+        """
+        node = DraNode(host(), policy=GroupPolicy.GROUP)
+        node.claims.allocate(ref(), result(NIC))
+        node.claims.allocate(ref("b", "uid-2"), result(NIC_PORT2))
+        node.preparer.prepare(ref())
+        with pytest.raises(DraPrepareError) as raised:
+            node.preparer.prepare(ref("b", "uid-2"))
+        assert str(raised.value).startswith(
+            f"device pci-0000-03-00-1 ({NIC_PORT2}) of ResourceClaim vms/b is held by "
+            f"ResourceClaim vms/vm-nic (moved to vfio-pci with {NIC}, in its IOMMU group); "
+        )
+        assert list(node.checkpoint.checkpoint.claims) == ["uid-1"]
+        node.preparer.unprepare(ref())
+        assert node.host.driver(NIC) == node.host.driver(NIC_PORT2) == "igb"
+
     def test_a_failed_bind_is_rolled_back(self, node):
         """vfio-pci refuses the device (EINVAL): back on igb, nothing recorded, the errno named."""
         node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=2)  # probe, then bind
