@@ -191,6 +191,22 @@ class TestPrepare:
         node.preparer.unprepare(ref())
         assert node.host.driver(NIC) == node.host.driver(NIC_PORT2) == "igb"
 
+    def test_a_claim_whose_prepared_record_was_not_saved_is_prepared_on_the_retry(self):
+        """The Prepared record hit a full disk: the kubelet's retry finishes, not refused by itself.
+
+        Its devices are on vfio-pci for it (with the group mate policy group moved along).
+        """
+        node = DraNode(host(), policy=GroupPolicy.GROUP)
+        node.claims.allocate(ref(), result(NIC))
+        node.checkpoint.fail_save(after=1)  # Preparing is saved, Prepared is not
+        with pytest.raises(DraPrepareError, match="No space left on device"):
+            node.preparer.prepare(ref())
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARING
+        (prepared,) = node.preparer.prepare(ref())
+        assert prepared.device.address == a(NIC)
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARED
+        assert node.host.driver(NIC) == node.host.driver(NIC_PORT2) == "vfio-pci"
+
     def test_a_failed_bind_is_rolled_back(self, node):
         """vfio-pci refuses the device (EINVAL): back on igb, nothing recorded, the errno named."""
         node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=2)  # probe, then bind
