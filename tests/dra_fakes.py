@@ -81,11 +81,18 @@ class FakeCheckpoint:
         """Empty."""
         self.checkpoint = DraCheckpoint()
         self.saves = 0
+        self._faults: list[bool] = []
+
+    def fail_save(self, after: int = 0) -> None:
+        """Make one save fail as a full disk would: the next, or the one after ``after`` saves."""
+        self._faults = [False] * after + [True]
 
     def load(self) -> DraCheckpoint:
         return self.checkpoint
 
     def save(self, checkpoint: DraCheckpoint) -> None:
+        if self._faults and self._faults.pop(0):
+            raise DraPrepareError("cannot write the DRA checkpoint: No space left on device")
         self.saves += 1
         self.checkpoint = checkpoint
 

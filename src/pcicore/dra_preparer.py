@@ -172,7 +172,7 @@ class DraPreparer:
             devices = allocated_devices(ref, allocation, self.settings.node)
             if not devices:
                 return []
-            check_free(ref, devices, checkpoint, self._held())
+            check_free(ref, devices, checkpoint, {**self._moved_along(checkpoint), **self._held()})
             claim = PreparedClaim(
                 ref,
                 devices,
@@ -270,6 +270,22 @@ class DraPreparer:
             if not self._vfio.group_node_exists(found.iommu_group):
                 return False
         return True
+
+    def _moved_along(self, checkpoint: DraCheckpoint) -> dict[PciAddress, str]:
+        """The devices policy ``group`` moved to vfio-pci with a recorded claim's device.
+
+        They are in no claim's devices, but that claim holds them: another claim given one would
+        share its IOMMU group (the same ``/dev/vfio/<N>`` in two VMs).
+        """
+        moved = {}
+        for address, record in self._ledger.load().claims.items():
+            holder = checkpoint.holder_of(record.root)
+            if address != record.root and holder is not None:
+                moved[address] = (
+                    f"ResourceClaim {holder.ref} (moved to vfio-pci with {record.root}, "
+                    "in its IOMMU group)"
+                )
+        return moved
 
     def _roll_back(self, ref: DraClaimRef) -> None:
         checkpoint = self._checkpoint.load().without(ref.uid)

@@ -63,25 +63,54 @@ def function(address: str, request: str = "nic", group: int = 5, **kw) -> Prepar
     return PreparedFunction(allocated(address, request), POOL, IommuGroup(group), **kw)
 
 
+def invalid_reference(field: str, shown: str) -> str:
+    """The refusal of a text that is not what Kubernetes allows in ``field`` (what a user reads)."""
+    return (
+        f"invalid ResourceClaim {field} {shown!r}: expected what Kubernetes allows there "
+        "(a DNS label or subdomain, a uid); the kubelet or the API sent something else"
+    )
+
+
 class TestClaimReference:
     """Namespace, name and uid become parts of file names: they are checked first."""
 
     @pytest.mark.parametrize(
-        ("namespace", "name", "uid"),
+        ("namespace", "name", "uid", "field", "bad"),
         [
-            ("../etc", "c", "u1"),
-            ("vms", "a/b", "u1"),
-            ("vms", "c", "../../x"),
-            ("vms", "c", "a_b"),
-            ("VMS", "c", "u1"),
-            ("", "c", "u1"),
+            ("../etc", "c", "u1", "namespace", "../etc"),
+            ("vms", "a/b", "u1", "name", "a/b"),
+            ("vms", "c", "../../x", "uid", "../../x"),
+            ("vms", "c", "a_b", "uid", "a_b"),
+            ("VMS", "c", "u1", "namespace", "VMS"),
+            ("", "c", "u1", "namespace", ""),
+            ("vms", "C", "u1", "name", "C"),
         ],
-        ids=["namespace-dots", "name-slash", "uid-path", "uid-underscore", "upper", "empty"],
+        ids=[
+            "namespace-dots",
+            "name-slash",
+            "uid-path",
+            "uid-underscore",
+            "upper",
+            "empty",
+            "name-upper",
+        ],
     )
-    def test_hostile_texts_are_refused(self, namespace, name, uid):
+    def test_hostile_texts_are_refused_naming_the_field_and_value(
+        self, namespace, name, uid, field, bad
+    ):
         """A value Kubernetes would never send is refused with the field it came in."""
-        with pytest.raises(InvalidClaimReferenceError, match="invalid ResourceClaim"):
+        with pytest.raises(InvalidClaimReferenceError) as raised:
             DraClaimRef.parse(namespace, name, uid)
+        assert str(raised.value) == invalid_reference(field, bad)
+
+    @pytest.mark.parametrize("length", [64, 65, 200])
+    def test_a_long_value_is_shown_whole_up_to_64_characters_then_shortened(self, length):
+        """A log line stays readable: past 64 characters the value is cut to 61 and ``...``."""
+        namespace = "n" * length  # a DNS label has at most 63 characters
+        with pytest.raises(InvalidClaimReferenceError) as raised:
+            DraClaimRef.parse(namespace, "c", "u1")
+        shown = namespace if length <= 64 else "n" * 61 + "..."
+        assert str(raised.value) == invalid_reference("namespace", shown)
 
     def test_a_real_claim_reference_parses(self):
         """A namespace, a dotted name and a UUID are accepted as they are."""
@@ -92,8 +121,19 @@ class TestClaimReference:
         """The pod's name for a template claim is checked too; absent is None."""
         assert parse_pod_claim_name(None) is None
         assert parse_pod_claim_name("gpu") == "gpu"
-        with pytest.raises(InvalidClaimReferenceError):
+        with pytest.raises(InvalidClaimReferenceError) as raised:
             parse_pod_claim_name("../gpu")
+        assert str(raised.value) == invalid_reference("pod claim name", "../gpu")
+
+    @pytest.mark.parametrize(
+        ("request_name", "bad"), [("Nic", "Nic"), ("nic/Fast", "Fast"), ("nic/", "")]
+    )
+    def test_a_request_name_that_is_no_dns_label_is_refused_by_name(self, request_name, bad):
+        """A request (or subrequest) name becomes a file name: the refusal names the part."""
+        claim = ClaimAllocation(ref(), (result(NIC, request_name),))
+        with pytest.raises(InvalidClaimReferenceError) as raised:
+            allocated_devices(ref(), claim, NODE)
+        assert str(raised.value) == invalid_reference("request name", bad)
 
 
 class TestAllocatedDevices:
@@ -110,31 +150,51 @@ class TestAllocatedDevices:
 
     def test_a_claim_gone_is_replaced(self):
         """The kubelet names a claim the API no longer has: the error says delete the pod."""
-        with pytest.raises(ClaimReplacedError, match="no longer exists"):
+        with pytest.raises(ClaimReplacedError) as raised:
             allocated_devices(ref(), None, NODE)
+        assert str(raised.value) == (
+            "ResourceClaim vms/vm-nic with uid uid-1 no longer exists: it was deleted (and "
+            "recreated); delete the pod so that it is scheduled again with the current claim"
+        )
 
     def test_a_claim_of_another_uid_is_replaced(self):
         """A claim recreated under the same name is not the one the kubelet prepares."""
         claim = ClaimAllocation(ref(uid="uid-2"), (result(NIC),))
-        with pytest.raises(ClaimReplacedError, match="now has uid uid-2"):
+        with pytest.raises(ClaimReplacedError) as raised:
             allocated_devices(ref(), claim, NODE)
+        assert str(raised.value).startswith(
+            "ResourceClaim vms/vm-nic with uid uid-1 now has uid uid-2: "
+        )
 
     def test_an_unallocated_claim_is_an_error(self):
-        """No status.allocation: the message says the scheduler has not allocated it."""
-        with pytest.raises(ClaimNotAllocatedError, match=r"no status\.allocation"):
+        """No status.allocation: the message names the claim and says the scheduler has not."""
+        with pytest.raises(ClaimNotAllocatedError) as raised:
             allocated_devices(ref(), ClaimAllocation(ref(), None), NODE)
+        assert str(raised.value).startswith(
+            "ResourceClaim vms/vm-nic has no status.allocation: the scheduler has not allocated"
+        )
 
     def test_another_nodes_pool_is_refused(self):
-        """A device of another node's pool names the device, the pool and this node."""
+        """A device of another node's pool names the claim, the device, the pool and this node."""
         claim = ClaimAllocation(ref(), (result(NIC, pool="other"),))
-        with pytest.raises(ForeignAllocationError, match="pci-0000-03-00-0 in pool other"):
+        with pytest.raises(ForeignAllocationError) as raised:
             allocated_devices(ref(), claim, NODE)
+        assert str(raised.value) == (
+            f"ResourceClaim vms/vm-nic is allocated device pci-0000-03-00-0 in pool other, but "
+            f"this node is {NODE}: the pod was bound to another node than its devices'; "
+            "delete the pod"
+        )
 
     def test_admin_access_is_refused(self):
-        """Admin access would share a device that vfio-pci hands to one VM."""
+        """Admin access would share a device that vfio-pci hands to one VM: the fix is named."""
         entry = AllocationResult("nic", DRIVER_NAME, NODE, "pci-0000-03-00-0", admin_access=True)
-        with pytest.raises(DraPrepareError, match="admin access"):
+        with pytest.raises(DraPrepareError) as raised:
             allocated_devices(ref(), ClaimAllocation(ref(), (entry,)), NODE)
+        assert str(raised.value) == (
+            "ResourceClaim vms/vm-nic asks for admin access to pci-0000-03-00-0; "
+            f"{DRIVER_NAME} moves devices to vfio-pci for exclusive use and gives no admin "
+            "access: remove adminAccess from the request"
+        )
 
     def test_a_device_name_we_never_publish_is_refused(self):
         """Only pci-dddd-bb-dd-f names are ours."""
@@ -161,13 +221,21 @@ class TestCheckpointDecisions:
     def test_a_device_another_claim_holds_is_refused(self):
         """Two claims never share a device; the message names the holder."""
         other = PreparedClaim(ref("other", "uid-9"), (allocated(NIC),), PreparePhase.PREPARED)
-        with pytest.raises(DeviceHeldError, match="held by ResourceClaim vms/other"):
+        with pytest.raises(DeviceHeldError) as raised:
             check_free(ref(), [allocated(NIC)], self._checkpoint(other), {})
+        assert str(raised.value).startswith(
+            "device pci-0000-03-00-0 (0000:03:00.0) of ResourceClaim vms/vm-nic is held by "
+            "ResourceClaim vms/other; "
+        )
 
     def test_a_device_a_pci_device_claim_holds_is_refused(self):
         """A device is offered through one path: a PCIDeviceClaim's device is not prepared."""
-        with pytest.raises(DeviceHeldError, match="held by a PCIDeviceClaim"):
+        with pytest.raises(DeviceHeldError) as raised:
             check_free(ref(), [allocated(NIC)], DraCheckpoint(), {a(NIC): "a PCIDeviceClaim"})
+        assert str(raised.value).startswith(
+            "device pci-0000-03-00-0 (0000:03:00.0) of ResourceClaim vms/vm-nic is held by "
+            "a PCIDeviceClaim; "
+        )
 
     def test_the_claims_own_devices_are_free_to_it(self):
         """Preparing again a claim already recorded is no conflict."""
@@ -209,6 +277,14 @@ class TestCheckpointDecisions:
         )
         bound = attrs.evolve(state, phase=ClaimPhase.BOUND, reason=Reason.BOUND)
         assert prepare_failure([allocated(NIC)], [Outcome(state=bound, driver=None)]) is None
+
+    def test_prepare_failure_names_every_device_the_engine_left_out(self):
+        """Two devices with no outcome: both named, one after the other, in one line."""
+        failure = prepare_failure([allocated(NIC), allocated(NIC2)], [])
+        assert failure == (
+            "pci-0000-03-00-0 (0000:03:00.0): not driven by the claim engine; "
+            "pci-0000-04-00-0 (0000:04:00.0): not driven by the claim engine"
+        )
 
 
 class TestContainerFiles:
@@ -278,13 +354,24 @@ class TestContainerFiles:
         files = prepared_files(
             ref(), None, [function(NIC, numa_node=1)], iommufd=False, metadata_root="/meta/"
         )
-        spec = files.cdi_specs[f"{DRIVER_NAME}_metadata_uid-1_nic.json"]
-        (mount,) = spec["devices"][0]["containerEdits"]["mounts"]
-        assert mount == {
-            "hostPath": "/meta/vms_vm-nic/nic/metadata.json",
-            "containerPath": "/var/run/kubernetes.io/dra-device-attributes/resourceclaims/"
-            "vm-nic/nic/pci.devices.harvesterhci.io-metadata.json",
-            "options": ["ro", "bind"],
+        assert files.cdi_specs[f"{DRIVER_NAME}_metadata_uid-1_nic.json"] == {
+            "cdiVersion": "0.3.0",
+            "kind": "pci.devices.harvesterhci.io/metadata",
+            "devices": [
+                {
+                    "name": "uid-1_nic",
+                    "containerEdits": {
+                        "mounts": [
+                            {
+                                "hostPath": "/meta/vms_vm-nic/nic/metadata.json",
+                                "containerPath": "/var/run/kubernetes.io/dra-device-attributes/"
+                                "resourceclaims/vm-nic/nic/pci.devices.harvesterhci.io-metadata.json",
+                                "options": ["ro", "bind"],
+                            }
+                        ]
+                    },
+                }
+            ],
         }
         stream = files.metadata["vms_vm-nic/nic/metadata.json"]
         assert [d["apiVersion"] for d in stream] == [
@@ -304,6 +391,51 @@ class TestContainerFiles:
             "uid": "uid-1",
             "generation": 1,
         }
+
+    def test_a_metadata_stream_is_kep_5304s_document_once_per_api_version(self):
+        """Each document: kind, version, the claim, its request as allocated (subrequest kept)."""
+        files = prepared_files(
+            ref(), None, [function(NIC, "nic/fast", numa_node=0)], iommufd=False, metadata_root="/m"
+        )
+        body = {
+            "metadata": {"name": "vm-nic", "namespace": "vms", "uid": "uid-1", "generation": 1},
+            "requests": [
+                {
+                    "name": "nic/fast",
+                    "devices": [
+                        {
+                            "driver": DRIVER_NAME,
+                            "pool": NODE,
+                            "name": "pci-0000-03-00-0",
+                            "attributes": {
+                                "resource.kubernetes.io/pciBusID": {"string": NIC},
+                                "resourceName": {"string": POOL},
+                                "iommuGroup": {"int": 5},
+                                "numaNode": {"int": 0},
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+        assert files.metadata["vms_vm-nic/nic/metadata.json"] == (
+            {"kind": "DeviceMetadata", "apiVersion": "metadata.resource.k8s.io/v1beta1", **body},
+            {"kind": "DeviceMetadata", "apiVersion": "metadata.resource.k8s.io/v1alpha1", **body},
+        )
+
+    @pytest.mark.parametrize(
+        ("root", "host_path"),
+        [
+            ("/srv/X", "/srv/X/vms_vm-nic/nic/metadata.json"),
+            ("/srv/", "/srv/vms_vm-nic/nic/metadata.json"),
+        ],
+    )
+    def test_the_mounted_host_path_is_under_the_metadata_root_as_given(self, root, host_path):
+        """Only a trailing slash of the root is dropped; its last folder (even ``X``) is kept."""
+        files = prepared_files(ref(), None, [function(NIC)], iommufd=False, metadata_root=root)
+        spec = files.cdi_specs[f"{DRIVER_NAME}_metadata_uid-1_nic.json"]
+        (mount,) = spec["devices"][0]["containerEdits"]["mounts"]
+        assert mount["hostPath"] == host_path
 
     def test_a_template_claim_is_found_by_the_pods_name_for_it(self):
         """Template claims: resourceclaimtemplates/<pod claim name>/… and podClaimName set."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import errno
 
+import attrs
 import pytest
 
-from dra_fakes import DraNode, ref, result
+from dra_fakes import DraNode, FakeVfio, ref, result
 from fakeclaims import FakeHost, device
 from pcicore.address import PciAddress
-from pcicore.device import DriverName
+from pcicore.device import DriverName, IommuGroup
 from pcicore.dra_prepare import DraCheckpoint, PreparedClaim, PreparePhase, allocated_devices
 from pcicore.engine import ClaimRequest
 from pcicore.errors import DraPrepareError
@@ -24,6 +25,7 @@ NIC = "0000:03:00.0"
 NIC_PORT2 = "0000:03:00.1"  # same IOMMU group
 OTHER_NIC = "0000:04:00.0"
 VFIO_SPEC = "pci.devices.harvesterhci.io-vfio_uid-1.json"
+METADATA_SPEC = "pci.devices.harvesterhci.io_metadata_uid-1_nic.json"
 
 
 def a(text: str) -> PciAddress:
@@ -37,6 +39,31 @@ def host() -> FakeHost:
 @pytest.fixture
 def node() -> DraNode:
     return DraNode(host())
+
+
+def one_unpreparing_and_one_prepared(node: DraNode) -> None:
+    """uid-1 (OTHER_NIC) stuck Unpreparing (its return failed), uid-2 (the card) Prepared."""
+    node.claims.allocate(ref(), result(OTHER_NIC))
+    node.claims.allocate(ref("card", "uid-2"), result(NIC), result(NIC_PORT2))
+    node.preparer.prepare(ref())
+    node.preparer.prepare(ref("card", "uid-2"))
+    node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=1)
+    with pytest.raises(DraPrepareError):
+        node.preparer.unprepare(ref())
+    assert list(node.checkpoint.checkpoint.claims) == ["uid-1", "uid-2"]
+
+
+class UnplugOnCheck(FakeVfio):
+    """VFIO nodes of a host whose device is hot-unplugged right after its group node is seen."""
+
+    def __init__(self, host: FakeHost, address: str) -> None:
+        """Unplug ``address`` from ``host`` at the next look at a group node."""
+        super().__init__()
+        self.host, self.address = host, address
+
+    def group_node_exists(self, group: IommuGroup) -> bool:
+        self.host.unplug(self.address)
+        return super().group_node_exists(group)
 
 
 class TestPrepare:
@@ -144,6 +171,42 @@ class TestPrepare:
             node.preparer.prepare(ref("other", "uid-2"))
         assert node.host.driver(OTHER_NIC) == "vfio-pci"
 
+    def test_a_group_mate_moved_along_for_another_claim_is_refused(self):
+        """Policy group moved port 2 with claim A's port 1: claim B may not share A's group.
+
+        Both containers would get /dev/vfio/5 (one IOMMU group, two VMs), and B's unprepare
+        could not return port 2 while A holds it.
+        """
+        node = DraNode(host(), policy=GroupPolicy.GROUP)
+        node.claims.allocate(ref(), result(NIC))
+        node.claims.allocate(ref("b", "uid-2"), result(NIC_PORT2))
+        node.preparer.prepare(ref())
+        with pytest.raises(DraPrepareError) as raised:
+            node.preparer.prepare(ref("b", "uid-2"))
+        assert str(raised.value).startswith(
+            f"device pci-0000-03-00-1 ({NIC_PORT2}) of ResourceClaim vms/b is held by "
+            f"ResourceClaim vms/vm-nic (moved to vfio-pci with {NIC}, in its IOMMU group); "
+        )
+        assert list(node.checkpoint.checkpoint.claims) == ["uid-1"]
+        node.preparer.unprepare(ref())
+        assert node.host.driver(NIC) == node.host.driver(NIC_PORT2) == "igb"
+
+    def test_a_claim_whose_prepared_record_was_not_saved_is_prepared_on_the_retry(self):
+        """The Prepared record hit a full disk: the kubelet's retry finishes, not refused by itself.
+
+        Its devices are on vfio-pci for it (with the group mate policy group moved along).
+        """
+        node = DraNode(host(), policy=GroupPolicy.GROUP)
+        node.claims.allocate(ref(), result(NIC))
+        node.checkpoint.fail_save(after=1)  # Preparing is saved, Prepared is not
+        with pytest.raises(DraPrepareError, match="No space left on device"):
+            node.preparer.prepare(ref())
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARING
+        (prepared,) = node.preparer.prepare(ref())
+        assert prepared.device.address == a(NIC)
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARED
+        assert node.host.driver(NIC) == node.host.driver(NIC_PORT2) == "vfio-pci"
+
     def test_a_failed_bind_is_rolled_back(self, node):
         """vfio-pci refuses the device (EINVAL): back on igb, nothing recorded, the errno named."""
         node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=2)  # probe, then bind
@@ -178,6 +241,69 @@ class TestPrepare:
             node.preparer.prepare(ref())
         assert node.host.writes == []
 
+    def test_a_device_already_on_vfio_is_recorded_prepared(self):
+        """A device an admin bound to vfio-pci before: prepared and recorded, not left Preparing.
+
+        A claim left Preparing would be rolled back by the next restart under a running VM.
+        """
+        node = DraNode(FakeHost(device(OTHER_NIC, "vfio-pci", 6)))
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARED
+        assert VFIO_SPEC in node.files.specs
+
+    def test_a_template_claims_metadata_is_found_by_the_pods_name_for_it(self, node):
+        """A claim made from a template: its metadata is mounted under the pod's claim name."""
+        node.claims.allocate(ref(), result(OTHER_NIC), pod_claim="nic")
+        node.preparer.prepare(ref())
+        (mount,) = node.files.specs[METADATA_SPEC]["devices"][0]["containerEdits"]["mounts"]
+        assert mount["containerPath"] == (
+            "/var/run/kubernetes.io/dra-device-attributes/resourceclaimtemplates/nic/nic/"
+            "pci.devices.harvesterhci.io-metadata.json"
+        )
+        assert node.checkpoint.checkpoint.claims["uid-1"].pod_claim_name == "nic"
+
+    def test_iommufd_nodes_and_the_numa_node_reach_the_container(self):
+        """With iommufd, the device's vfioN and /dev/iommu are given; its NUMA node is shown."""
+        on_node_1 = attrs.evolve(device(OTHER_NIC, "igb", 6), numa_node=1)
+        node = DraNode(
+            FakeHost(on_node_1), vfio=FakeVfio(iommufd=True, cdevs={a(OTHER_NIC): "vfio3"})
+        )
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        edits = node.files.specs[VFIO_SPEC]["devices"][0]["containerEdits"]
+        assert [n["path"] for n in edits["deviceNodes"]] == [
+            "/dev/vfio/vfio",
+            "/dev/vfio/6",
+            "/dev/iommu",
+            "/dev/vfio/devices/vfio3",
+        ]
+        (stream,) = node.files.metadata.values()
+        (metadata,) = stream[0]["requests"][0]["devices"]
+        assert metadata["attributes"]["numaNode"] == {"int": 1}
+
+    def test_a_device_unplugged_while_its_files_are_written_is_named(self, node):
+        """Hot-unplugged between the check and the spec: an error naming it, not a crash."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.files.specs.clear()
+        node.vfio = UnplugOnCheck(node.host, OTHER_NIC)
+        with pytest.raises(DraPrepareError) as raised:
+            node.restart().prepare(ref())
+        assert str(raised.value) == (
+            "pci-0000-04-00-0 (0000:04:00.0) is gone from the bus; "
+            "check the node's PCI devices (pcidevices status)"
+        )
+
+    def test_prepare_again_of_a_device_gone_from_the_bus_is_refused(self, node):
+        """A prepared claim whose device was unplugged: an error naming it, the claim kept."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.host.unplug(OTHER_NIC)
+        with pytest.raises(DraPrepareError, match="pci-0000-04-00-0"):
+            node.preparer.prepare(ref())
+        assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.PREPARED
+
 
 class TestUnprepare:
     """NodeUnprepareResources for one claim."""
@@ -208,18 +334,87 @@ class TestUnprepare:
         node.claims.allocate(ref(), result(OTHER_NIC))
         node.preparer.prepare(ref())
         node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=1)
-        with pytest.raises(DraPrepareError, match="cannot return the devices"):
+        with pytest.raises(DraPrepareError) as raised:
             node.preparer.unprepare(ref())
+        message = str(raised.value)
+        assert message.startswith(
+            "cannot return the devices of ResourceClaim vms/vm-nic to their drivers: "
+            "pci-0000-04-00-0 (0000:04:00.0): "
+        )
+        assert "Invalid argument" in message  # the engine's reason reaches the kubelet
         assert node.checkpoint.checkpoint.claims["uid-1"].phase is PreparePhase.UNPREPARING
-        with pytest.raises(DraPrepareError, match="being unprepared"):
+        with pytest.raises(DraPrepareError) as raised:
             node.preparer.prepare(ref())
+        assert str(raised.value) == (
+            "ResourceClaim vms/vm-nic (uid-1) is being unprepared; the kubelet retries "
+            "NodeUnprepareResources until its devices are back"
+        )
         node.preparer.unprepare(ref())
         assert node.host.driver(OTHER_NIC) == "igb"
         assert node.checkpoint.checkpoint == DraCheckpoint()
 
+    def test_every_device_that_cannot_go_back_is_named_in_one_line(self, node):
+        """Both ports refuse igb: each is named with its engine message, one after the other."""
+        node.claims.allocate(ref(), result(NIC), result(NIC_PORT2))
+        node.preparer.prepare(ref())
+        node.host.fail(NIC, "bind", errno.EINVAL, times=1)
+        node.host.fail(NIC_PORT2, "bind", errno.EINVAL, times=1)
+        with pytest.raises(DraPrepareError) as raised:
+            node.preparer.unprepare(ref())
+        message = str(raised.value)
+        assert f": pci-0000-03-00-0 ({NIC}): could not return {NIC} to igb: " in message
+        assert f"; pci-0000-03-00-1 ({NIC_PORT2}): could not return {NIC_PORT2} to igb: " in message
+
 
 class TestRestart:
     """What a new process does with what the previous one left."""
+
+    def test_before_start_nothing_is_rolled_back(self, node):
+        """The plugin host reads what start rolled back: before start, that is nothing."""
+        assert node.restart().rolled_back == ()
+
+    def test_a_prepared_claim_after_an_unpreparing_one_gets_its_files_back(self, node):
+        """A claim being unprepared does not stop the next (in uid order) from its files."""
+        one_unpreparing_and_one_prepared(node)
+        node.files.specs.clear()
+        node.files.metadata.clear()
+        node.restart().start()
+        assert "pci.devices.harvesterhci.io-vfio_uid-2.json" in node.files.specs
+
+    def test_a_prepared_claim_that_cannot_be_bound_again_is_reported(self, node):
+        """After a reboot vfio-pci refuses the device: start names the claim and the device."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        rebooted = host()
+        rebooted.ledger = node.host.ledger
+        rebooted.fail(OTHER_NIC, "bind", errno.EINVAL, times=10)
+        node.host = rebooted
+        (problem,) = node.restart().start()
+        assert problem.startswith(
+            "ResourceClaim vms/vm-nic (uid-1): pci-0000-04-00-0 (0000:04:00.0): "
+        )
+
+    def test_files_that_cannot_be_written_again_are_reported(self, node):
+        """The CDI folder is read-only at start: the claim and the write error are named."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.files.fail_writes = True
+        assert node.restart().start() == [
+            (
+                "ResourceClaim vms/vm-nic (uid-1): "
+                "cannot write /var/run/cdi/x.json: Read-only file system"
+            )
+        ]
+
+    def test_a_device_of_no_claim_that_cannot_be_returned_is_reported(self, node):
+        """The record went but igb refuses the device back: start names it and why."""
+        node.claims.allocate(ref(), result(OTHER_NIC))
+        node.preparer.prepare(ref())
+        node.checkpoint.save(DraCheckpoint())
+        node.host.fail(OTHER_NIC, "bind", errno.EINVAL, times=10)
+        (problem,) = node.restart().start()
+        assert problem.startswith(f"{OTHER_NIC}: ")
+        assert "Invalid argument" in problem
 
     def test_a_prepare_cut_short_is_rolled_back(self, node):
         """Recorded Preparing and the device on vfio-pci (killed before the answer): returned."""
@@ -282,6 +477,7 @@ class TestHealth:
         ((device, health),) = node.preparer.health()
         assert device.name == "pci-0000-04-00-0"
         assert health.healthy
+        assert health.address == a(OTHER_NIC)
         node.host._set(a(OTHER_NIC), DriverName("igb"))
         ((_, health),) = node.preparer.health()
         assert not health.healthy
@@ -294,3 +490,8 @@ class TestHealth:
         with pytest.raises(DraPrepareError):
             node.preparer.prepare(ref())
         assert node.preparer.health() == []
+
+    def test_a_claim_being_unprepared_does_not_hide_the_next_ones_health(self, node):
+        """Claims in uid order: one Unpreparing first, the Prepared one after is still reported."""
+        one_unpreparing_and_one_prepared(node)
+        assert [d.address for d, _ in node.preparer.health()] == [a(NIC), a(NIC_PORT2)]

@@ -27,9 +27,9 @@ from pciplugin.dra.host import DraPluginSettings
 NIC = "0000:03:00.0"
 
 
-def files_of(claim_ref, tmp_path):
+def files_of(claim_ref, tmp_path, group=5):
     (device,) = allocated_devices(claim_ref, ClaimAllocation(claim_ref, (result(NIC),)), "titan")
-    function = PreparedFunction(device, ResourceName("intel.com/X"), IommuGroup(5))
+    function = PreparedFunction(device, ResourceName("intel.com/X"), IommuGroup(group))
     return prepared_files(
         claim_ref, None, [function], iommufd=False, metadata_root=str(tmp_path / "meta")
     )
@@ -85,6 +85,58 @@ class TestClaimFiles:
         store.write(files_of(ref(), tmp_path))
         assert sorted(p.name for p in (tmp_path / "cdi").iterdir()) == store.spec_names()
 
+    def test_a_spec_that_changed_is_written_again(self, tmp_path):
+        """Only identical bytes are left alone: a spec with another group node is replaced."""
+        store = ClaimFiles(tmp_path / "cdi", tmp_path / "meta")
+        store.write(files_of(ref(), tmp_path, group=5))
+        store.write(files_of(ref(), tmp_path, group=6))
+        spec = json.loads(
+            (tmp_path / "cdi" / "pci.devices.harvesterhci.io-vfio_uid-1.json").read_text()
+        )
+        nodes = spec["devices"][0]["containerEdits"]["deviceNodes"]
+        assert [n["path"] for n in nodes] == ["/dev/vfio/vfio", "/dev/vfio/6"]
+
+    def test_a_spec_that_cannot_be_written_names_it_and_the_options(self, tmp_path):
+        """The CDI folder is a file: the error names the spec, the reason and both options."""
+        (tmp_path / "cdi").write_text("")
+        store = ClaimFiles(tmp_path / "cdi", tmp_path / "meta")
+        with pytest.raises(DraPrepareError) as raised:
+            store.write(files_of(ref(), tmp_path))
+        spec = tmp_path / "cdi" / "pci.devices.harvesterhci.io-vfio_uid-1.json"
+        assert str(raised.value) == (
+            f"cannot write {spec}: File exists; the plugin needs write access to "
+            "--cdi-dir and --dra-plugin-dir"
+        )
+
+    def test_a_metadata_folder_that_cannot_be_removed_is_an_error_naming_both_folders(
+        self, tmp_path
+    ):
+        """Unprepare must not report success while the claim's metadata is still there."""
+        store = ClaimFiles(tmp_path / "cdi", tmp_path / "meta")
+        (tmp_path / "meta").mkdir()
+        (tmp_path / "meta" / "vms_vm-nic").write_text("not a folder")
+        with pytest.raises(DraPrepareError) as raised:
+            store.remove(ref())
+        message = str(raised.value)
+        assert message.startswith("cannot remove the files of ResourceClaim vms/vm-nic: ")
+        assert "Not a directory" in message
+        assert message.endswith(
+            f"; check the permissions of {tmp_path / 'cdi'} and {tmp_path / 'meta'}"
+        )
+
+    def test_prune_goes_on_past_an_entry_it_cannot_remove(self, tmp_path):
+        """A stray file in the metadata folder does not stop a restart's prune."""
+        store = ClaimFiles(tmp_path / "cdi", tmp_path / "meta")
+        store.write(files_of(ref(), tmp_path))
+        store.write(files_of(ref("old", "uid-2"), tmp_path))
+        (tmp_path / "meta" / "stray").write_text("")
+        store.prune([ref()])
+        assert store.spec_names() == [
+            "pci.devices.harvesterhci.io-vfio_uid-1.json",
+            "pci.devices.harvesterhci.io_metadata_uid-1_nic.json",
+        ]
+        assert not (tmp_path / "meta" / "vms_old").exists()
+
 
 class TestCheckpointFile:
     """The checkpoint survives a new process; a foreign file is refused with the fix."""
@@ -110,6 +162,41 @@ class TestCheckpointFile:
         )
         with pytest.raises(DraPrepareError, match="is not a DRA checkpoint"):
             DraCheckpointFile(path).load()
+
+    @pytest.mark.parametrize("text", ['{"version": 2, "claims": []}', "[]"], ids=["v2", "list"])
+    def test_a_file_of_another_format_is_refused_with_what_to_do(self, tmp_path, text):
+        """Another version, or no object at all: named, with the way out (pcidevices release)."""
+        path = tmp_path / "cp.json"
+        path.write_text(text)
+        with pytest.raises(DraPrepareError) as raised:
+            DraCheckpointFile(path).load()
+        assert str(raised.value) == (
+            f"{path} is not a DRA checkpoint of pcidevices (expected a version 1 document); "
+            "move it aside: devices it recorded stay on vfio-pci until returned by hand "
+            "(pcidevices release)"
+        )
+
+    def test_an_unreadable_checkpoint_names_the_file_and_the_option(self, tmp_path):
+        """The checkpoint's path is a folder: the reason and --dra-plugin-dir are named."""
+        path = tmp_path / "cp.json"
+        path.mkdir()
+        with pytest.raises(DraPrepareError) as raised:
+            DraCheckpointFile(path).load()
+        assert str(raised.value) == (
+            f"cannot read the DRA checkpoint {path}: Is a directory; check the "
+            "permissions of the plugin's folder (--dra-plugin-dir)"
+        )
+
+    def test_a_checkpoint_that_cannot_be_written_names_the_fix(self, tmp_path):
+        """Its folder is a file: the reason, and root or a writable --dra-plugin-dir."""
+        (tmp_path / "plugin").write_text("")
+        path = tmp_path / "plugin" / "cp.json"
+        with pytest.raises(DraPrepareError) as raised:
+            DraCheckpointFile(path).save(DraCheckpoint())
+        assert str(raised.value) == (
+            f"cannot write the DRA checkpoint {path}: File exists; run as root or "
+            "pass a writable --dra-plugin-dir"
+        )
 
 
 class TestHeldByResourceClaims:
