@@ -1,7 +1,7 @@
 """Times `pcidevices scan -o json` against `lspci -D -nnk` on the same generated sysfs trees.
 
 Usage: python benchmarks/scan_vs_lspci.py [--devices 4096] [--runs 15] [--pci-ids PATH]
-                                           [--baseline-src DIR]
+                                           [--baseline-src DIR] [--python PATH]
 
 Writes two trees of N functions each to a temporary directory:
 
@@ -20,6 +20,11 @@ the per-round ratios. Target: CPU ratio <= 0.7 on both trees at 4096 devices (1.
 ``--baseline-src DIR`` adds a third command to every round: ``python -m pcidevices scan`` on the
 sources in ``DIR`` (another checkout's ``src``, e.g. from ``git worktree add /tmp/old <rev>``),
 so a change is measured against what it changed in the same run.
+
+``--python PATH`` adds another: the same scan, same sources and same dependencies, under the
+interpreter ``PATH``. The figures above are the development ``.venv``'s interpreter; a node runs
+the image's (``scripts/image``: Debian bookworm's ``python3``, built with profile-guided
+optimisation), which on a Debian bookworm host is ``/usr/bin/python3.11``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -212,11 +218,14 @@ def main() -> int:
     parser.add_argument("--pci-ids", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--baseline-src", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--python", type=Path, default=None, metavar="PATH")
     args = parser.parse_args()
     lspci = shutil.which("lspci")
     pcidevices = shutil.which("pcidevices") or str(Path(sys.executable).parent / "pcidevices")
     if lspci is None:
         sys.exit("lspci is not installed: apt-get install pciutils")
+    if args.python is not None and not os.access(args.python, os.X_OK):
+        sys.exit(f"--python {args.python}: not an executable file; pass an interpreter's path")
     pci_ids = args.pci_ids or next((Path(p) for p in PCI_IDS_LOCATIONS if Path(p).is_file()), None)
     if pci_ids is None:
         sys.exit("no pci.ids found: apt-get install pci.ids, or pass --pci-ids")
@@ -229,6 +238,12 @@ def main() -> int:
     if args.baseline_src is not None:
         compileall.compile_dir(args.baseline_src, quiet=1)
         baseline_env = dict(os.environ, PYTHONPATH=str(args.baseline_src.resolve()))
+    # The other interpreter reads our sources and this environment's dependencies (attrs is
+    # pure Python, and both are CPython 3.11: the byte-compiled files serve both).
+    source_dir = Path(pcicore.__file__).parent.parent
+    other_env = dict(
+        os.environ, PYTHONPATH=f"{source_dir}{os.pathsep}{sysconfig.get_path('purelib')}"
+    )
     trees = {
         "kinds": repeated_kinds,
         "distinct": distinct_kinds(read_pci_ids(pci_ids), args.devices, args.seed),
@@ -245,12 +260,15 @@ def main() -> int:
             if baseline_env is not None:
                 baseline = [sys.executable, "-m", "pcidevices", *scan]
                 commands[name]["baseline"] = (baseline, baseline_env)
+            if args.python is not None:
+                other = [str(args.python), "-m", "pcidevices", *scan]
+                commands[name]["other"] = (other, other_env)
             check_and_warm(name, commands[name], args.devices)
         samples = sample(commands, args.runs)
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"devices: {args.devices} per tree, runs: {args.runs}, load average after: {load}")
     for name, by_who in samples.items():
-        report(name, by_who["ours"], by_who["theirs"], by_who.get("baseline"))
+        report(name, by_who["ours"], by_who["theirs"], by_who.get("baseline"), by_who.get("other"))
     return 0
 
 
@@ -259,6 +277,7 @@ def report(
     ours: list[tuple[float, float]],
     theirs: list[tuple[float, float]],
     baseline: list[tuple[float, float]] | None = None,
+    other: list[tuple[float, float]] | None = None,
 ) -> None:
     """Print one tree's medians and per-round ratios (wall and CPU)."""
     print(f"[{name}]")
@@ -279,6 +298,13 @@ def report(
             print(
                 f"  {label:4}  baseline scan           {statistics.median(before) * 1000:7.1f} ms"
                 f"   ratio to lspci {to_lspci:.2f}x   this scan / baseline {to_ours:.2f}x"
+            )
+        if other is not None:
+            under = [sample[index] for sample in other]
+            to_lspci = statistics.median(a / b for a, b in zip(under, lspci, strict=True))
+            print(
+                f"  {label:4}  scan under --python     {statistics.median(under) * 1000:7.1f} ms"
+                f"   ratio to lspci {to_lspci:.2f}x"
             )
 
 

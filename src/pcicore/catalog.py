@@ -65,7 +65,7 @@ class DeviceCatalog:
             else original_drivers.get(device.address, device.driver)
         )
         # Positional, in the fields' order: a scan builds thousands of records, and passing
-        # these six by keyword cost about 2,400 more instructions per record (callgrind).
+        # these six by keyword cost about 2,900 more instructions per record (callgrind).
         return DeviceRecord(
             object_name(self._node, device.address),  # name
             self._node,  # node
