@@ -7,14 +7,16 @@ Linux's driver core does, and the tests assert on the host's state and the adapt
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from pyfakefs.helpers import reset_ids, set_uid
 
 from fakesys.hosts import FREE_NIC, PROC, SYS, workstation
 from pcicore.address import PciAddress
-from pcicore.claim import BindDriver, LoadModules, SetOverride, Unbind
+from pcicore.claim import BindDriver, LoadModules, Probe, SetOverride, Unbind
 from pcicore.device import DriverName
 from pcicore.errors import DriverWriteError, ModuleLoadError
 from pcihost.binding import Modprobe, SysfsDriverControl, SystemClock
@@ -72,6 +74,39 @@ class TestWriteErrors:
             control(host).apply(SetOverride(NIC, DriverName("vfio-pci")))
         assert caught.value.errno == errno.EIO
 
+    def test_refused_clearing_of_the_override_says_an_empty_line_was_written(self, fs):
+        """Clearing ``driver_override`` writes only a newline; the message says so, not ``''``.
+
+        The error also carries the attribute written, for the caller's logs.
+        """
+        host = workstation(fs)
+        host.kernel.fail(FREE_NIC, "override", errno.EBUSY)
+        attribute = os.fspath(SYS / "bus" / "pci" / "devices" / FREE_NIC / "driver_override")
+        with pytest.raises(DriverWriteError) as caught:
+            control(host).apply(SetOverride(NIC, None))
+        assert caught.value.path == attribute
+        assert caught.value.strerror == (
+            f"writing an empty line to {attribute} failed: Device or resource busy"
+        )
+
+    def test_attribute_that_may_not_be_opened_keeps_its_errno(self, fs):
+        """EACCES on open (the agent runs unprivileged) stays EACCES: a refusal, not a race.
+
+        Reported as ENODEV it would be retried as a device that changed under the write.
+        """
+        host = workstation(fs)
+        attribute = os.fspath(SYS / "bus" / "pci" / "drivers_probe")
+        fs.chmod(attribute, 0o200, force_unix_mode=True)
+        set_uid(1000)
+        try:
+            with pytest.raises(DriverWriteError) as caught:
+                control(host).apply(Probe(NIC))
+        finally:
+            reset_ids()
+        assert caught.value.errno == errno.EACCES
+        assert caught.value.path == attribute
+        assert caught.value.strerror == f"cannot open {attribute}: Permission denied"
+
 
 class TestDriverNamesAreNeverPaths:
     """A driver name from the state file or a claim never becomes a path outside sysfs."""
@@ -89,6 +124,7 @@ class TestDriverNamesAreNeverPaths:
             control(host).apply(BindDriver(NIC, DriverName(name)))
         assert caught.value.errno == errno.EINVAL
         assert "invalid kernel driver name" in str(caught.value)
+        assert caught.value.path == name  # the error names the refused value
         assert host.kernel.writes == []
 
     def test_override_to_a_driver_name_that_is_a_path_is_refused_before_any_write(self, fs):
@@ -105,6 +141,49 @@ class TestDriverNamesAreNeverPaths:
         host.kernel._detach(FREE_NIC)
         control(host).apply(BindDriver(NIC, DriverName("igb")))
         assert host.driver(FREE_NIC) == "igb"
+
+
+class TestObserve:
+    """What the adapter reports about a device."""
+
+    def test_unplugged_device_reads_as_gone_with_no_override(self, fs):
+        """A device unplugged after its override was set: gone, and no override of nothing.
+
+        The observation of a gone device is the same whatever was written to it before.
+        """
+        host = workstation(fs)
+        driver_control = control(host)
+        driver_control.apply(SetOverride(NIC, DriverName("vfio-pci")))
+        host.kernel.unplug(FREE_NIC)
+        seen = driver_control.observe(NIC)
+        assert seen.device is None
+        assert seen.override is None
+
+    def test_device_without_a_readable_override_reads_as_having_none(self, fs):
+        """No ``driver_override`` to read (removed under us, or a kernel without it): no override.
+
+        Anything else would read as an override to some driver, and the claim would try to clear it.
+        """
+        host = workstation(fs)
+        fs.remove(os.fspath(SYS / "bus" / "pci" / "devices" / FREE_NIC / "driver_override"))
+        seen = control(host).observe(NIC)
+        assert seen.device is not None
+        assert seen.override is None
+
+    def test_override_holding_bytes_that_are_not_ascii_reads_as_another_drivers(self, fs):
+        """Another tool wrote bytes that are not ASCII to ``driver_override`` (the kernel lets it).
+
+        The device still reads, with an override that is neither none nor vfio-pci, so a claim
+        replaces it, instead of the observation failing.
+        """
+        host = workstation(fs)
+        attribute = os.fspath(SYS / "bus" / "pci" / "devices" / FREE_NIC / "driver_override")
+        fs.remove(attribute)
+        fs.create_file(attribute, contents=b"vfio-pci\xc3\xa9\n")
+        seen = control(host).observe(NIC)
+        assert seen.override is not None
+        assert seen.override.startswith("vfio-pci")
+        assert seen.override != "vfio-pci"
 
 
 class TestVfioReadiness:
@@ -143,6 +222,22 @@ class TestVfioReadiness:
         assert driver_control.observe(NIC).modules_loaded
         driver_control.apply(LoadModules())
         assert "vfio_iommu_type1" not in host.kernel.modules
+
+    def test_modules_listed_in_a_real_proc_modules_file_count_as_loaded(self, tmp_path):
+        """Read from a real filesystem (the fake one accepts calls the real ``os.read`` refuses).
+
+        ``vfio_pci`` listed: present; ``vfio_iommu_type1`` neither listed nor built in: missing.
+        """
+        proc = tmp_path / "proc"
+        proc.mkdir()
+        (proc / "modules").write_text(
+            "vfio_pci 16384 0 - Live 0x0000000000000000\n"
+            "vfio 45056 1 vfio_pci, Live 0x0000000000000000\n"
+        )
+        driver_control = SysfsDriverControl(Modprobe(), sysfs=tmp_path / "sys", proc=proc)
+        assert driver_control.missing_modules(("vfio_pci", "vfio_iommu_type1")) == (
+            "vfio_iommu_type1",
+        )
 
     def test_module_neither_loaded_nor_built_in_is_missing(self, fs):
         """No ``/proc/modules`` line, no ``/sys/module`` folder: missing; LoadModules loads it."""

@@ -8,6 +8,7 @@ at once because the passthrough used up its attempts.
 from __future__ import annotations
 
 import errno
+import re
 
 import attrs
 import pytest
@@ -113,6 +114,31 @@ class TestStillBoundAfterUnbind:
         step = machine.step(state, _seen("igb"), NOW)
         assert step.state.goal is Goal.HOST
         assert step.state.reason is Reason.BIND_FAILED
+
+
+class TestBackoffMustEnd:
+    """A machine whose busy devices would be retried for ever."""
+
+    def test_backoff_without_a_last_attempt_is_refused_saying_why(self):
+        """The whole message: a busy device must roll back at some point."""
+        message = "a claim's backoff needs max_attempts: a busy device must roll back"
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            ClaimMachine(attrs.evolve(BUSY_DEVICE_BACKOFF, max_attempts=None))
+
+
+class TestBackoffEnds:
+    """What a claim shows once its backoff has run out."""
+
+    def test_claim_resumed_after_its_backoff_shows_no_backoff_running(self):
+        """``retry_at`` is cleared once the wait is over: a backoff shows only while one runs.
+
+        A stale time would tell whoever reads the state that the claim is still waiting.
+        """
+        machine = ClaimMachine(busy_backoff(5))
+        waited = machine.failed(_state(phase=ClaimPhase.UNBINDING), errno.EBUSY, "busy", NOW)
+        resumed = machine.step(waited.state, _seen("igb"), waited.action.until)
+        assert resumed.action == Unbind(ADDRESS, IGB)
+        assert resumed.state.retry_at is None
 
 
 class TestRollbackGetsItsOwnAttempts:
@@ -256,6 +282,40 @@ class TestReturnSteps:
         assert step.state.phase is ClaimPhase.FAILED
         assert step.state.message.startswith(
             "could not return 0000:03:00.0 to igb: igb accepted the bind but does not drive it; "
+        )
+
+
+class TestPassthroughSteps:
+    """Writes towards vfio-pci that the kernel accepted without moving the device."""
+
+    def test_override_that_vfio_pci_does_not_take_rolls_back_at_once(self):
+        """``driver_override`` still not vfio-pci after writing it: a refusal, not a busy device.
+
+        Retrying a write that took no effect only delays the rollback; the message says which
+        write did nothing.
+        """
+        machine = ClaimMachine(busy_backoff(5))
+        step = machine.step(_state(phase=ClaimPhase.OVERRIDING), _seen(None), NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.reason is Reason.BIND_FAILED
+        assert step.action == Wait(NOW)
+        assert step.state.message == (
+            "could not bind 0000:03:00.0 to vfio-pci after 1 attempt(s): driver_override did "
+            "not take vfio-pci; returning it to igb. Stop whatever uses the device (or check "
+            "dmesg), then claim it again"
+        )
+
+    def test_vfio_pci_that_accepts_the_bind_but_does_not_drive_rolls_back_at_once(self):
+        """The bind was written, no errno, and the device is still unbound: roll back, say why."""
+        machine = ClaimMachine(busy_backoff(5))
+        state = _state(phase=ClaimPhase.BINDING)
+        step = machine.step(state, _seen(None, "vfio-pci"), NOW)
+        assert step.state.goal is Goal.HOST
+        assert step.state.reason is Reason.BIND_FAILED
+        assert step.state.message == (
+            "could not bind 0000:03:00.0 to vfio-pci after 1 attempt(s): vfio-pci accepted the "
+            "bind but does not drive it; returning it to igb. Stop whatever uses the device (or "
+            "check dmesg), then claim it again"
         )
 
 
