@@ -239,6 +239,18 @@ class TestVfioReadiness:
             "vfio_iommu_type1",
         )
 
+    def test_a_module_listed_past_the_first_64_kib_of_proc_modules_is_loaded(self, tmp_path):
+        """A host with 1,500 modules: ``vfio_iommu_type1`` is listed after the first 64 KiB."""
+        proc = tmp_path / "proc"
+        proc.mkdir()
+        others = "".join(f"module_{n:04} 16384 0 - Live 0x0000000000000000\n" for n in range(1500))
+        (proc / "modules").write_text(
+            others + "vfio_iommu_type1 45056 1 - Live 0x0000000000000000\n"
+        )
+        assert (proc / "modules").stat().st_size > 65536
+        driver_control = SysfsDriverControl(Modprobe(), sysfs=tmp_path / "sys", proc=proc)
+        assert driver_control.missing_modules(("vfio_iommu_type1",)) == ()
+
     def test_module_neither_loaded_nor_built_in_is_missing(self, fs):
         """No ``/proc/modules`` line, no ``/sys/module`` folder: missing; LoadModules loads it."""
         host = workstation(fs, loaded_modules=("vfio",))
