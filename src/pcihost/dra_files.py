@@ -151,7 +151,8 @@ class ClaimFiles:
             pass
         except OSError as err:
             raise DraPrepareError(
-                f"cannot remove the files of ResourceClaim {claim}: {err}; check the "
+                f"cannot remove the files of ResourceClaim {claim}: {err.filename}: "
+                f"{err.strerror or err}; check the "
                 f"permissions of {self.cdi_dir} and {self.metadata_dir}"
             ) from err
 

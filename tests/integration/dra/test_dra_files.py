@@ -117,11 +117,10 @@ class TestClaimFiles:
         (tmp_path / "meta" / "vms_vm-nic").write_text("not a folder")
         with pytest.raises(DraPrepareError) as raised:
             store.remove(ref())
-        message = str(raised.value)
-        assert message.startswith("cannot remove the files of ResourceClaim vms/vm-nic: ")
-        assert "Not a directory" in message
-        assert message.endswith(
-            f"; check the permissions of {tmp_path / 'cdi'} and {tmp_path / 'meta'}"
+        cdi, meta = tmp_path / "cdi", tmp_path / "meta"
+        assert str(raised.value) == (
+            f"cannot remove the files of ResourceClaim vms/vm-nic: {meta / 'vms_vm-nic'}: "
+            f"Not a directory; check the permissions of {cdi} and {meta}"
         )
 
     def test_prune_goes_on_past_an_entry_it_cannot_remove(self, tmp_path):
