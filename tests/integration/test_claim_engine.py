@@ -263,6 +263,31 @@ class TestRecovery:
         assert [o.bound for o in outcomes] == [True]
         assert host.driver(FREE_NIC) == "vfio-pci"
 
+    @pytest.mark.parametrize(
+        "wanted",
+        [
+            pytest.param(None, id="restore-from-the-ledger"),
+            pytest.param([ClaimRequest(_a(FREE_NIC), resource_name="intel.com/I210")], id="agent"),
+        ],
+    )
+    def test_restart_mid_bind_finishes_the_bind_without_handing_the_device_back(self, fs, wanted):
+        """Killed after unbind and override: the restart writes only the probe.
+
+        Returning the device to igb and binding it again ends in the same place, but puts it
+        back on the host in between; only the kernel writes tell the two apart.
+        """
+        host = workstation(fs)
+        self._claimed(host)
+        control = SysfsDriverControl(host.modprobe)
+        control.apply(Unbind(_a(FREE_NIC), DriverName("igb")))
+        control.apply(SetOverride(_a(FREE_NIC), DriverName("vfio-pci")))
+        before = len(host.kernel.writes)
+        (outcome,) = host.engine().reconcile(wanted)
+        assert outcome.bound
+        assert host.driver(FREE_NIC) == "vfio-pci"
+        assert host.kernel.writes[before:] == [("bus/pci/drivers_probe", FREE_NIC)]
+        assert host.state.load().originals == {_a(FREE_NIC): DriverName("igb")}
+
     def test_crash_after_override_during_release_converges_on_restart(self, fs):
         """Claim gone, device unbound with the override still set: restart returns it to igb."""
         host = workstation(fs)
