@@ -364,6 +364,26 @@ class TestRefusedClaims:
         assert (fake.driver(GPU), fake.driver(AUDIO)) == ("nouveau", "snd_hda_intel")
         assert fake.ledger == Ledger()
 
+    def test_refused_group_claim_whose_mate_waits_to_go_back_reports_that_mate_once(self):
+        """GPU's return busy (EBUSY from nouveau): one waiting outcome for it, not a second.
+
+        Its original stays recorded with no claim, so it looks like an orphan to the same run;
+        driving it again as one would give the device two outcomes in one reconcile.
+        """
+        fake = host()
+        self.audio_group_claim(fake, {GPU: "nouveau", AUDIO: "snd_hda_intel"})
+        fake._set(a(GPU), DriverName("vfio-pci"))
+        fake.fail(GPU, "bind", errno.EBUSY)
+        outcomes = fake.engine(protection=denying(AUDIO)).reconcile(
+            [ClaimRequest(a(AUDIO), GroupPolicy.GROUP)]
+        )
+        assert [(o.address, o.state.phase, o.state.reason) for o in outcomes] == [
+            (a(GPU), ClaimPhase.WAITING, Reason.DEVICE_BUSY),
+            (a(AUDIO), ClaimPhase.FAILED, Reason.DENY_LISTED),
+        ]
+        assert fake.driver(GPU) is None
+        assert fake.ledger == Ledger(originals={a(GPU): DriverName("nouveau")})
+
     def test_refused_group_claim_reports_its_device_when_a_mate_has_no_original(self):
         """The GPU has no recorded original: it is skipped, and the audio function still fails."""
         fake = host()
