@@ -2,9 +2,10 @@
 
 A small JSON document (default ``/var/lib/pcidevices/claims.json``), replaced atomically (write
 a temporary file in the same folder, ``fsync``, ``rename``), so a crash leaves either the old or
-the new ledger, never half of one. It implements `pcicore.ports.LedgerStore`; the device plugin
-reads it through `ClaimStateFile.claimed` to learn which devices are claimed and under which
-resourceName. Every address and driver name in it is parsed before use: the file is input too.
+the new ledger, never half of one. It implements `pcicore.ports.LedgerStore` and nothing else:
+the device plugin learns what is claimed from the cluster (agent) or from what vfio-pci drives
+(standalone), never from this file. Every address and driver name in it is parsed before use:
+the file is input too.
 
 Format (version 1)::
 
@@ -27,8 +28,6 @@ from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.errors import ClaimStateError, PciDevicesError
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.naming import ResourceName
-from pcicore.resources import ClaimedDevice
 from pcihost.atomic import replace_record
 from pcihost.converter import CONVERTER, describe_error
 from pcihost.paths import DEFAULT_STATE_FILE
@@ -106,18 +105,6 @@ class ClaimStateFile:
                 f"cannot write the claim state file {self.path}: {err.strerror}; run as root or "
                 "pass a writable path with --state-file"
             ) from err
-
-    def claimed(self) -> list[ClaimedDevice]:
-        """The claimed devices that have a resourceName, in address order (`ClaimedDevices`).
-
-        A record without a resourceName (claimed before its device was named) cannot be
-        advertised, so it is left out.
-        """
-        return [
-            ClaimedDevice(record.address, ResourceName(record.resource_name))
-            for record in self.load().claims.values()
-            if record.resource_name is not None
-        ]
 
 
 def _ledger(document: Any) -> Ledger:  # noqa: ANN401 - JSON input, checked here

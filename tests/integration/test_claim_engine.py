@@ -306,7 +306,9 @@ class TestRecovery:
         self._claimed(host)
         host.engine().reconcile()
         assert host.driver(FREE_NIC) == "vfio-pci"
-        assert host.state.claimed()[0].resource_name == "intel.com/I210"
+        assert (
+            host.state.load().claims[PciAddress.parse(FREE_NIC)].resource_name == "intel.com/I210"
+        )
 
     def test_device_left_on_vfio_with_recorded_original_and_no_claim_is_returned(self, fs):
         """An orphan on vfio-pci (claim gone, original recorded) goes back to its driver."""

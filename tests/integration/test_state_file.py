@@ -10,9 +10,7 @@ from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.errors import ClaimStateError
 from pcicore.ledger import ClaimRecord, Ledger
-from pcicore.naming import ResourceName
 from pcicore.policy import GroupPolicy
-from pcicore.resources import ClaimedDevice
 from pcihost.statefile import ClaimStateFile
 
 A = PciAddress.parse("0000:01:00.0")
@@ -109,9 +107,3 @@ class TestClaimStateFile:
         state.path.write_text("{not json")
         with pytest.raises(ClaimStateError, match="not a pcidevices claim state file"):
             state.load()
-
-    def test_claimed_lists_devices_with_a_resource_name(self, tmp_path):
-        """claimed() gives the plugin's ClaimedDevice for each record that has a resourceName."""
-        state = ClaimStateFile(tmp_path / "claims.json")
-        state.save(ledger())
-        assert state.claimed() == [ClaimedDevice(A, ResourceName("nvidia.com/GA104"))]
