@@ -240,14 +240,19 @@ class TestVfioReadiness:
         )
 
     def test_a_module_listed_past_the_first_64_kib_of_proc_modules_is_loaded(self, tmp_path):
-        """A host with 1,500 modules: ``vfio_iommu_type1`` is listed after the first 64 KiB."""
+        """A host with some 1,400 modules: ``vfio_iommu_type1`` starts at byte 65,536.
+
+        So it is the first line after a first read of 64 KiB: a file read only that far, or
+        read in pieces joined with anything between them, loses the module's name.
+        """
         proc = tmp_path / "proc"
         proc.mkdir()
-        others = "".join(f"module_{n:04} 16384 0 - Live 0x0000000000000000\n" for n in range(1500))
-        (proc / "modules").write_text(
-            others + "vfio_iommu_type1 45056 1 - Live 0x0000000000000000\n"
-        )
-        assert (proc / "modules").stat().st_size > 65536
+        line = "{} 16384 0 - Live 0x0000000000000000\n"
+        names = [f"module_{n:04}" for n in range(1424)]
+        names[0] += "x" * 32  # 1,424 lines of 46 bytes and 32 more: 65,536 bytes in all
+        others = "".join(line.format(name) for name in names)
+        (proc / "modules").write_text(others + line.format("vfio_iommu_type1"))
+        assert len(others) == 65536
         driver_control = SysfsDriverControl(Modprobe(), sysfs=tmp_path / "sys", proc=proc)
         assert driver_control.missing_modules(("vfio_iommu_type1",)) == ()
 

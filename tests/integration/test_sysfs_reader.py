@@ -44,6 +44,26 @@ class TestDeviceAttributes:
         assert device.revision == 0xA1
         assert (device.subsystem_vendor_id, device.subsystem_device_id) == (0x10DE, 0x145A)
 
+    def test_ids_of_decimal_digits_only_are_still_hex(self, tree):
+        """Intel's 8086 and Dell's 1028 have no hex letter: read as decimal they would be wrong.
+
+        Every id, the subsystem's included, is hex in the kernel's uevent (``%04X``).
+        """
+        tree.add(
+            FakeDevice(
+                "0000:02:00.0",
+                vendor=0x8086,
+                device=0x1521,
+                klass=0x020000,
+                subsystem_vendor=0x1028,
+                subsystem_device=0x1F60,
+                driver="igb",
+            )
+        )
+        device = read("0000:02:00.0")
+        assert (device.vendor_id, device.device_id) == (0x8086, 0x1521)
+        assert (device.subsystem_vendor_id, device.subsystem_device_id) == (0x1028, 0x1F60)
+
     def test_driver_iommu_group_and_numa(self, tree):
         """The bound driver, IOMMU group and NUMA node are read from their links and files."""
         tree.add(FakeDevice("0000:00:1f.6", driver="e1000e", iommu_group=7, numa_node=1))
@@ -287,6 +307,19 @@ class TestUeventLayouts:
         (directory / "uevent").write_text("PCI_SLOT_NAME=0000:05:00.0\n")
         fs.remove_object(str(directory / missing))
         assert read("0000:05:00.0") is None
+
+    @pytest.mark.parametrize("layout", ["kernel", "reordered"])
+    def test_a_driver_name_that_is_not_ascii_reads_with_replacement_characters(self, tree, layout):
+        """Bytes the kernel would not write in a uevent do not stop the scan of the device."""
+        spec = FakeDevice("0000:05:00.0", vendor=0x15B3, device=0x101D, driver="mlx5_core")
+        tree.add(spec)
+        lines = tree.uevent(spec).encode().replace(b"mlx5_core", b"mlx5_c\xc3\xb6re").splitlines()
+        if layout == "reordered":
+            lines.reverse()
+        (tree.device_dir("0000:05:00.0") / "uevent").write_bytes(b"\n".join(lines) + b"\n")
+        device = read("0000:05:00.0")
+        assert (device.vendor_id, device.device_id) == (0x15B3, 0x101D)
+        assert device.driver == "mlx5_c\ufffd\ufffdre"
 
     def test_a_kernel_layout_with_bad_ids_falls_back_to_the_id_files(self, tree):
         """Ids that are not hex in an otherwise kernel-shaped uevent: the files are read."""
