@@ -10,6 +10,7 @@ import pytest
 
 from fakesys.hosts import FREE_NIC, GPU, MGMT_NIC, ROOT_PORT, workstation
 from fakesys.tree import FakeDevice, SysfsTree
+from kube_events import reasons_about, wait_for_events
 from pcicore.address import PciAddress
 from pcicore.device import DriverName
 from pcicore.ledger import ClaimRecord, Ledger
@@ -17,7 +18,7 @@ from pcicore.policy import GroupPolicy
 from pcicore.protection import DenyList
 from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
-from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
 
@@ -272,13 +273,12 @@ class TestResilience:
         )
         assert ready_condition(claim)["reason"] == "BoundToVfio"
         assert running.host.driver(FREE_NIC) == "vfio-pci"
-        events, _ = running.api.list_objects(EVENTS, namespace="default")
-        mine = sorted(
-            (e for e in events if e["involvedObject"]["name"] == name),
-            key=lambda e: e["metadata"]["creationTimestamp"],
+        events = wait_for_events(
+            running.api, lambda events: "BoundToVfio" in reasons_about(events, name)
         )
-        assert [e["reason"] for e in mine] == ["DeviceBusy", "BoundToVfio"]
-        assert "retry 1 of" in mine[0]["message"]
+        assert reasons_about(events, name) == ["DeviceBusy", "BoundToVfio"]
+        busy = next(e for e in events if e["reason"] == "DeviceBusy")
+        assert "retry 1 of" in busy["message"]
 
     def test_deny_entry_added_and_agent_restarted_keeps_the_bound_device_and_says_so(
         self, start_agent

@@ -15,7 +15,8 @@ import pytest
 from fakesys.hosts import workstation
 from fakesys.tree import FakeDevice
 from fakesys.usb import FakeUsbDevice, UsbTree
-from pcioperator.kube.api import EVENTS, PCIDEVICECLAIMS, USBDEVICECLAIMS, USBDEVICES
+from kube_events import reasons_about, wait_for_events
+from pcioperator.kube.api import PCIDEVICECLAIMS, USBDEVICECLAIMS, USBDEVICES
 from pcioperator.kube.errors import NotFoundError
 from polling import wait_for
 
@@ -109,10 +110,7 @@ def test_published_claimed_orphaned_and_cleaned_up(start_agent, usb_host):
     orphan = api.get(USBDEVICES, stick)["status"]
     assert f"delete USBDeviceClaim {stick}" in orphan["message"]
     wait_for(lambda: (ready(api, stick) or {}).get("reason") == "DeviceOrphaned")
-    events, _ = api.list_objects(EVENTS, namespace="default")
-    assert any(
-        e["involvedObject"]["name"] == stick and e["reason"] == "DeviceOrphaned" for e in events
-    )
+    wait_for_events(api, lambda events: "DeviceOrphaned" in reasons_about(events, stick))
 
     api.delete(USBDEVICECLAIMS, stick)
     wait_for(lambda: usb_object(api, stick) is None)

@@ -7,9 +7,10 @@ from kubernetes import client as k8s_client
 
 from fakesys.background import stop_agent, stop_before_report
 from fakesys.hosts import FREE_NIC, STATE, workstation
+from kube_events import reasons_about, wait_for_events
 from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
-from pcioperator.kube.api import EVENTS, NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
+from pcioperator.kube.api import NODES, PCIDEVICECLAIMS, PCIDEVICES, KubeApi
 from pcioperator.kube.errors import ApiError, NotFoundError
 from polling import wait_for
 
@@ -107,8 +108,7 @@ class TestAgentUnderItsRole:
             lambda: devices_of(admin, node)[name]["status"]["kernelDriverInUse"] == "vfio-pci",
             timeout=60,
         )
-        events, _ = admin.list_objects(EVENTS, namespace="default")
-        assert any(e["involvedObject"]["name"] == name for e in events)
+        wait_for_events(admin, lambda events: bool(reasons_about(events, name)))
         admin.delete(PCIDEVICECLAIMS, name)
 
         def gone():

@@ -28,6 +28,7 @@ from fakesys.kernel import FakeKernel
 from fakesys.tree import FakeDevice, SysfsTree
 from harness.identity import applied, kubectl_ok, service_account_client
 from harness.kube import REPO_ROOT, KubeCluster
+from kube_events import wait_for_events
 from pcidevices.wiring.agent import AgentConfig, agent_injector
 from pcioperator.agent import Agent
 from pcioperator.kube.api import (
@@ -516,10 +517,12 @@ class TestAgentsAtWork:
                 ),
                 timeout=60,
             )
-        events, _ = admin.list_objects(EVENTS, namespace=EVENT_NAMESPACE)
-        reported = {(e["involvedObject"]["name"], e.get("source", {}).get("host")) for e in events}
-        for each in (a, b):
-            assert (device_name(each.node, FREE_NIC), each.node) in reported
+
+        def reported(events):
+            seen = {(e["involvedObject"]["name"], e.get("source", {}).get("host")) for e in events}
+            return all((device_name(each.node, FREE_NIC), each.node) in seen for each in (a, b))
+
+        wait_for_events(admin, reported, namespace=EVENT_NAMESPACE)
         for each in (a, b):
             admin.delete(PCIDEVICECLAIMS, device_name(each.node, FREE_NIC))
         for each in (a, b):
